@@ -1,0 +1,202 @@
+"""Command line: ``antigravity benchmark | index | search`` (typer + rich).
+
+Errors from the package print one line (``error: ...``) and exit with status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AntigravityError, ConfigurationError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Antigravity adaptive retrieval engine.")
+console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log INFO messages"),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigurationError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals:
+        raise ConfigurationError(f"{what} is empty")
+    return vals
+
+
+def _settings(config: Optional[Path], **overrides: Any):
+    from .settings import Settings
+
+    return Settings.load(config, **overrides)
+
+
+@app.command()
+def benchmark(
+    task: Optional[str] = typer.Option(None, help="registered task (SciFact); default SciFact unless --data-dir"),
+    modes: str = typer.Option("baseline", help="comma-separated modes or 'all' (baseline,offline,hybrid)"),
+    student: Optional[str] = typer.Option(None, help="student model name"),
+    teacher: Optional[str] = typer.Option(None, help="teacher model name"),
+    cycles: Optional[int] = typer.Option(None, help="sedimentation cycles after cycle 0"),
+    seeds: str = typer.Option("0", help="comma-separated seeds"),
+    data_dir: Optional[Path] = typer.Option(None, help="a BEIR directory (corpus.jsonl, queries.jsonl, qrels/)"),
+    split: str = typer.Option("test", help="qrels split to evaluate"),
+    output: Optional[Path] = typer.Option(None, help="write the result JSON here"),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
+) -> None:
+    """Index a BEIR corpus into fresh Qdrant stores and score held-out queries per mode and cycle."""
+    from .benchmark import ALL_MODES, run_benchmark, strip_private
+
+    mode_list = list(ALL_MODES) if modes.strip() == "all" else [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in mode_list if m not in ALL_MODES]
+    if bad or not mode_list:
+        raise ConfigurationError(f"unknown mode(s) {bad or modes!r}; choose from {', '.join(ALL_MODES)} or 'all'")
+    seed_list = _ints(seeds, "--seeds")
+    if cycles is not None and cycles < 0:
+        raise ConfigurationError(f"--cycles must be >= 0, got {cycles}")
+    if task is None and data_dir is None:
+        task = "SciFact"
+    settings = _settings(
+        config,
+        student__name=student,
+        teacher__name=teacher,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        benchmark__cycles=cycles,
+    )
+    n_cycles = settings.benchmark.cycles
+    result = run_benchmark(
+        settings,
+        task=task,
+        data_dir=str(data_dir) if data_dir else None,
+        split=split,
+        modes=mode_list,
+        seeds=seed_list,
+        cycles=n_cycles,
+        progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
+    )
+    result = strip_private(result)
+    _print_table(result)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {output}")
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['task']} ({result['split']}, {result['n_queries_eval']} queries, {result['n_docs']} docs) — student {result['student']}, seeds {result['seeds']}")
+    for col in ("mode", "cycle", "NDCG@10", "Recall@100", "MRR@10", "Δ NDCG@10 vs frozen", "p (paired t)"):
+        table.add_column(col, justify="right" if col not in ("mode",) else "left")
+    for mode, res in result["modes"].items():
+        base = res["cycles"][0]
+        for row in res["cycles"]:
+            def fmt(m: str) -> str:
+                s = f"{row[m]:.4f}"
+                if "std" in row:
+                    s += f" ± {row['std'][m]:.4f}"
+                return s
+
+            label = "frozen student" if row["cycle"] == 0 else mode
+            pt = row.get("paired_vs_cycle0")
+            table.add_row(
+                label, str(row["cycle"]), fmt("ndcg@10"), fmt("recall@100"), fmt("mrr@10"),
+                "" if row["cycle"] == 0 else f"{row['ndcg@10'] - base['ndcg@10']:+.4f}",
+                "" if not pt else f"{pt['p']:.3g}",
+            )
+    Console().print(table)
+    for mode, res in result["modes"].items():
+        lat = res.get("latency_ms", {})
+        lat_s = ", ".join(f"{k}: p50 {v['p50']:.1f} ms / p99 {v['p99']:.1f} ms" for k, v in lat.items() if v)
+        Console().print(f"{mode}: ingest {res['ingest_time_s']:.1f} s; search latency {lat_s}")
+
+
+@app.command()
+def index(
+    corpus: Path = typer.Argument(..., help="JSONL corpus: one {'_id','title','text'} object per line"),
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir (persistent embedded store)"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+) -> None:
+    """Add a JSONL corpus to the persistent embedded store."""
+    from .datasets import load_corpus
+    from .engine import AntigravityEngine
+
+    docs = load_corpus(corpus)
+    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    with AntigravityEngine(settings) as engine:
+        n = engine.ingest(({"_id": d, **v} for d, v in docs.items()), show_progress=True)
+        console.print(f"indexed {n} documents; collection {settings.store.collection!r} now holds {engine.count()}")
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="query text"),
+    k: int = typer.Option(10, "-k", help="number of hits"),
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+) -> None:
+    """Search the persistent embedded store."""
+    from .engine import AntigravityEngine
+
+    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    with AntigravityEngine(settings) as engine:
+        hits = engine.search(query, k=k, record=False)
+    if as_json:
+        for h in hits:
+            print(json.dumps({"doc_id": h.doc_id, "score": h.score, "title": h.payload.get("title", "")}))
+        return
+    table = Table()
+    for col in ("rank", "doc_id", "score", "title"):
+        table.add_column(col)
+    for i, h in enumerate(hits, 1):
+        table.add_row(str(i), h.doc_id, f"{h.score:.4f}", str(h.payload.get("title", ""))[:80])
+    Console().print(table)
+
+
+def main() -> None:
+    """Console entry point: typed errors become one line on stderr and exit status 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(standalone_mode=False)
+    except AntigravityError as exc:
+        if _state["debug"]:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
+            sys.exit(130)
+        if _state["debug"]:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

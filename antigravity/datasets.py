@@ -1,0 +1,245 @@
+"""BEIR-format datasets and the benchmark task registry.
+
+A BEIR directory holds ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line),
+``queries.jsonl`` (``{"_id", "text"}``) and ``qrels/<split>.tsv`` (header, then
+``query-id<TAB>corpus-id<TAB>score``) — Thakur et al. (2021), BEIR. Each file may also be
+gzip-compressed (``*.gz``).
+
+Query ``metadata`` is never read: in SciFact it holds the gold evidence documents, so
+reading it in any retrieval or adaptation path would leak labels. The loader keeps only
+``_id`` and ``text``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .errors import DatasetError, TaskNotFoundError
+
+RESOURCES = Path(__file__).parent / "resources"
+
+
+@dataclass
+class BeirDataset:
+    """A loaded BEIR dataset.
+
+    Attributes:
+        corpus: ``{doc_id: {"title": str, "text": str}}`` in file order.
+        queries: ``{query_id: text}`` for every query in ``queries.jsonl`` (all splits).
+        qrels: ``{split: {query_id: {doc_id: relevance int}}}`` for the splits loaded.
+        name: dataset name (e.g. ``"SciFact"``) or the directory name.
+    """
+
+    corpus: dict[str, dict[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    name: str = ""
+
+    def split_queries(self, split: str) -> dict[str, str]:
+        """``{query_id: text}`` of the queries judged in ``split`` (file order of queries.jsonl)."""
+        judged = self.qrels[split]
+        return {qid: t for qid, t in self.queries.items() if qid in judged}
+
+
+def doc_text(doc: dict[str, str]) -> str:
+    """Text embedded for a document: ``title + " " + text`` stripped, as BEIR and mteb do."""
+    return (str(doc.get("title") or "") + " " + str(doc.get("text") or "")).strip()
+
+
+def _find(dir_: Path, rel: str) -> Path:
+    for cand in (dir_ / rel, dir_ / (rel + ".gz")):
+        if cand.is_file():
+            return cand
+    raise DatasetError(f"BEIR directory {str(dir_)!r} is missing {rel} (or {rel}.gz)")
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    try:
+        if path.suffix == ".gz":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with _open_text(path) as fh:
+        try:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+                if not isinstance(obj, dict):
+                    raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                yield lineno, obj
+        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+            raise DatasetError(f"{path}: unreadable ({exc})") from exc
+
+
+def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
+    """Read a BEIR ``corpus.jsonl[.gz]``; raises :class:`DatasetError` naming file and line on
+    a corrupt line, a missing ``_id``/``text``, non-string fields or a duplicate id."""
+    path = Path(path)
+    corpus: dict[str, dict[str, str]] = {}
+    for lineno, obj in _iter_jsonl(path):
+        did, text, title = obj.get("_id"), obj.get("text"), obj.get("title", "")
+        if did is None or text is None:
+            raise DatasetError(f"{path}:{lineno}: document needs '_id' and 'text'")
+        if not isinstance(text, str) or not isinstance(title or "", str):
+            raise DatasetError(f"{path}:{lineno}: 'text' and 'title' must be strings")
+        did = str(did)
+        if did in corpus:
+            raise DatasetError(f"{path}:{lineno}: duplicate document id {did!r}")
+        corpus[did] = {"title": title or "", "text": text}
+    return corpus
+
+
+def load_queries(path: str | Path) -> dict[str, str]:
+    """Read a BEIR ``queries.jsonl[.gz]`` keeping only ``_id`` and ``text`` (``metadata`` is
+    deliberately ignored). Raises :class:`DatasetError` naming file and line."""
+    path = Path(path)
+    queries: dict[str, str] = {}
+    for lineno, obj in _iter_jsonl(path):
+        qid, text = obj.get("_id"), obj.get("text")
+        if qid is None or not isinstance(text, str):
+            raise DatasetError(f"{path}:{lineno}: query needs '_id' and a string 'text'")
+        queries[str(qid)] = text
+    return queries
+
+
+def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """Read a BEIR qrels TSV (optional header ``query-id corpus-id score``) into
+    ``{query_id: {doc_id: relevance}}``. Raises :class:`DatasetError` naming file and line."""
+    path = Path(path)
+    qrels: dict[str, dict[str, int]] = {}
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.rstrip("\n").split("\t")
+            if not line.strip() or (lineno == 1 and parts[0] == "query-id"):
+                continue
+            if len(parts) == 4:  # TREC style: qid 0 docid score
+                parts = [parts[0], parts[2], parts[3]]
+            if len(parts) != 3:
+                raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(parts)}")
+            try:
+                score = int(parts[2])
+            except ValueError as exc:
+                raise DatasetError(f"{path}:{lineno}: relevance {parts[2]!r} is not an integer") from exc
+            qrels.setdefault(parts[0].strip(), {})[parts[1].strip()] = score
+    return qrels
+
+
+def load_beir(data_dir: str | Path, splits: tuple[str, ...] = ("test",), name: str | None = None) -> BeirDataset:
+    """Load a BEIR directory: corpus, queries, and the qrels of ``splits``.
+
+    Raises:
+        DatasetError: the directory or one of its files is missing or malformed, or a qrels
+            file names a query or document the dataset does not have.
+    """
+    d = Path(data_dir).expanduser()
+    if not d.is_dir():
+        raise DatasetError(f"data directory {str(d)!r} does not exist")
+    corpus = load_corpus(_find(d, "corpus.jsonl"))
+    queries = load_queries(_find(d, "queries.jsonl"))
+    qrels = {}
+    for split in splits:
+        qpath = _find(d, f"qrels/{split}.tsv")
+        q = load_qrels(qpath)
+        unknown_q = [qid for qid in q if qid not in queries]
+        if unknown_q:
+            raise DatasetError(f"{qpath}: {len(unknown_q)} query ids not in queries.jsonl, e.g. {unknown_q[0]!r}")
+        qrels[split] = q
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, name=name or d.name)
+
+
+# -- task registry ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A benchmark task: a BEIR dataset found via ``env_var``, else the copy shipped in
+    ``antigravity/resources/<resource>`` checked against ``sha256`` (decompressed bytes)."""
+
+    name: str
+    env_var: str
+    resource: str
+    sha256: dict[str, str]
+    license: str
+    citation: str
+    adapt_split: str = "train"
+    eval_split: str = "test"
+
+
+TASKS: dict[str, TaskSpec] = {
+    "SciFact": TaskSpec(
+        name="SciFact",
+        env_var="ANTIGRAVITY_SCIFACT_DIR",
+        resource="scifact",
+        sha256={
+            "corpus.jsonl": "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6",
+            "queries.jsonl": "8ff84a7c903f722981cd8d595c022660140c51867b27608a6d4910db86080313",
+            "qrels/test.tsv": "68c0ac63f1c24b9e8ce497649694f09b2d0850bab7ec2b103cc66996f5f8b3a3",
+            "qrels/train.tsv": "ac0902d9b1cb717df182aaff1306175877fdb8f55bb5c3e8597ad694fc8e539f",
+        },
+        license="CC BY-NC 2.0",
+        citation="Wadden et al. (2020), Fact or Fiction: Verifying Scientific Claims; BEIR (Thakur et al., 2021)",
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look up a task by name (case-insensitive). Raises :class:`TaskNotFoundError`."""
+    for key, spec in TASKS.items():
+        if isinstance(name, str) and key.lower() == name.lower():
+            return spec
+    raise TaskNotFoundError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)} (or pass --data-dir DIR)")
+
+
+def verify_shipped(spec: TaskSpec) -> Path:
+    """Check the sha256 of every shipped file of ``spec`` (decompressed); return its folder.
+
+    Raises:
+        DatasetError: a file is missing or its digest differs (a damaged install).
+    """
+    root = RESOURCES / spec.resource
+    for rel, digest in spec.sha256.items():
+        path = root / (rel + ".gz")
+        try:
+            with gzip.open(path, "rb") as fh:
+                h = hashlib.sha256()
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"shipped {spec.name} file {path} is unreadable: {exc}") from exc
+        if h.hexdigest() != digest:
+            raise DatasetError(f"shipped {spec.name} file {path} has sha256 {h.hexdigest()}, expected {digest}")
+    return root
+
+
+def resolve_task_dir(task: str, data_dir: str | Path | None = None) -> Path:
+    """Folder holding ``task``'s BEIR files: ``data_dir`` if given, else ``$<env_var>``, else
+    the verified shipped copy. Raises :class:`TaskNotFoundError` / :class:`DatasetError`."""
+    spec = get_task(task)
+    if data_dir:
+        return Path(data_dir).expanduser()
+    env = os.environ.get(spec.env_var)
+    if env:
+        return Path(env).expanduser()
+    return verify_shipped(spec)
+
+
+def load_task(task: str, data_dir: str | Path | None = None, splits: tuple[str, ...] | None = None) -> BeirDataset:
+    """Load a registered task (adaptation and evaluation splits by default)."""
+    spec = get_task(task)
+    splits = splits or (spec.adapt_split, spec.eval_split)
+    return load_beir(resolve_task_dir(task, data_dir), splits=splits, name=spec.name)

