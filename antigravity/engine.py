@@ -131,6 +131,12 @@ class AntigravityEngine:
             collection=s.store.collection,
             timeout_s=s.store.timeout_s,
         )
+        if s.adaptation.rank > self.encoder.dim:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"adaptation.rank = {s.adaptation.rank}: must be <= the student dimension {self.encoder.dim} ({self.encoder.name})"
+            )
         self._served = ServedVersion()
         self._write_lock = threading.RLock()
         self._readers_cv = threading.Condition()
@@ -138,6 +144,14 @@ class AntigravityEngine:
         self._traffic: collections.deque[TrafficRecord] = collections.deque(maxlen=s.adaptation.max_signals)
         self._stats: dict[str, Any] = collections.defaultdict(int)
         self._closed = False
+        self._raw_cache: tuple[list[str], np.ndarray] | None = None
+        self._validation = None
+        self._versions: dict[int, ServedVersion] = {0: self._served}
+        self._version_counter = 0
+        self._history: list[int] = [0]  # promoted versions, oldest first
+        self._cycles: list[Any] = []
+        self._cycle_lock = threading.Lock()
+        self._signals_at_last_cycle = 0
 
     # -- context manager / lifecycle --------------------------------------------------
     def __enter__(self) -> "AntigravityEngine":
@@ -218,6 +232,7 @@ class AntigravityEngine:
             if state.slot != RAW:
                 served[state.slot] = state.doc_adapter.transform(raw) if state.doc_adapter else raw
             self.store.upsert(ids, raw, payloads, served)
+            self._raw_cache = None
             self._stats["documents_ingested"] += len(ids)
         return len(ids)
 
@@ -276,6 +291,8 @@ class AntigravityEngine:
             top = self.settings.adaptation.signal_top_k
             for vec, hits in zip(raw, results):
                 self._traffic.append(TrafficRecord(vec.copy(), [h[0] for h in hits[:top]], np.array([h[1] for h in hits[:top]], np.float32)))
+            self._stats["signals_recorded"] += len(raw)
+            self._maybe_auto_cycle()
         return [[SearchHit(d, s, p) for d, s, p in hits] for hits in results]
 
     def _acquire(self) -> ServedVersion:
@@ -296,14 +313,19 @@ class AntigravityEngine:
         return self._served
 
     def raw_matrix(self) -> tuple[list[str], np.ndarray]:
-        """All stored raw document vectors: ``(ids, (n, d) float32)``."""
+        """All stored raw document vectors: ``(ids, (n, d) float32)`` (cached until the next ingest)."""
+        cached = self._raw_cache
+        if cached is not None:
+            return cached
         ids: list[str] = []
         mats: list[np.ndarray] = []
         for b_ids, b in self.store.iter_vectors((RAW,)):
             ids.extend(b_ids)
             mats.append(b[RAW])
         dim = self.store.dim or self.encoder.dim
-        return ids, (np.concatenate(mats) if mats else np.zeros((0, dim), np.float32))
+        result = (ids, np.concatenate(mats) if mats else np.zeros((0, dim), np.float32))
+        self._raw_cache = result
+        return result
 
     def activate(
         self,
@@ -333,8 +355,90 @@ class AntigravityEngine:
                 new = ServedVersion(version, target, doc_adapter, query_adapter, dict(meta or {}))
             with self._readers_cv:
                 self._served = new
+                self._versions[version] = new
+                if version in self._history:
+                    self._history.remove(version)
+                self._history.append(version)
             logger.info("serving adapter version %d from %s", version, new.slot)
             return new
+
+    # -- adaptation -------------------------------------------------------------------
+    def set_validation(self, query_ids: Sequence[str], query_vectors: np.ndarray | None, qrels: dict[str, dict[str, int]], *, queries: Sequence[str] | None = None) -> None:
+        """Give the quality gate a labelled dev split: ``query_ids`` with their raw vectors
+        ``(m, d) float32`` (or their texts via ``queries=``) and ``qrels``. Never pass
+        evaluation (test) queries here. Without a dev split the label-free proxy gate is used.
+        """
+        from .sedimentation import DevSetGate
+
+        if query_vectors is None:
+            if queries is None:
+                raise QueryError("set_validation needs query_vectors or queries")
+            query_vectors = self.encode_queries(list(queries))
+        if len(query_ids) != len(query_vectors):
+            raise QueryError(f"{len(query_ids)} query ids but {len(query_vectors)} vectors")
+        missing = [q for q in query_ids if q not in qrels]
+        if missing:
+            raise QueryError(f"validation queries without qrels: {missing[:5]}")
+        self._validation = DevSetGate(list(query_ids), query_vectors, qrels)
+
+    def run_sedimentation_cycle(self):
+        """Train a new adapter version on the buffered traffic signals, gate it, and switch
+        to it atomically if it passes. Returns a :class:`~antigravity.sedimentation.CycleReport`
+        (``promoted``, ``reason``, ``n_signals``, ``n_targets``, losses, ``drift``, times).
+        A cycle with no signals is a no-op with a clear ``reason``; a failing cycle keeps
+        the current version. Only one cycle runs at a time.
+        """
+        from .sedimentation import run_cycle
+
+        with self._cycle_lock:
+            self._signals_at_last_cycle = self._stats.get("signals_recorded", 0)
+            return run_cycle(self, teacher_guidance=self._teacher_guidance())
+
+    def _teacher_guidance(self):
+        return None
+
+    def _maybe_auto_cycle(self) -> None:
+        s = self.settings.adaptation
+        if not s.auto_cycle or self._stats.get("signals_recorded", 0) - self._signals_at_last_cycle < s.min_signals:
+            return
+        if self._cycle_lock.locked():
+            return
+        self._signals_at_last_cycle = self._stats.get("signals_recorded", 0)
+        threading.Thread(target=self.run_sedimentation_cycle, name="antigravity-sedimentation", daemon=True).start()
+
+    def _next_version(self) -> int:
+        self._version_counter = max(self._version_counter, max(self._versions)) + 1
+        return self._version_counter
+
+    def _record_cycle(self, report: Any) -> None:
+        self._cycles.append(report)
+        self._stats["cycles_run"] += 1
+        self._stats["cycles_promoted" if report.promoted else "cycles_rejected"] += 1
+
+    @property
+    def cycle_reports(self) -> list[Any]:
+        """Reports of every cycle run by this engine, oldest first."""
+        return list(self._cycles)
+
+    def rollback(self, version: int | None = None) -> ServedVersion:
+        """Serve an earlier adapter version again: ``version``, or the one promoted before
+        the current one (version 0 = the frozen student).
+
+        Raises:
+            AdaptationError: unknown version, or nothing to roll back to.
+        """
+        from .errors import AdaptationError
+
+        with self._cycle_lock:
+            if version is None:
+                if len(self._history) < 2:
+                    raise AdaptationError("nothing to roll back to: only the frozen student has been served")
+                version = self._history[-2]
+                self._history.pop()
+            if version not in self._versions:
+                raise AdaptationError(f"unknown adapter version {version}; known: {sorted(self._versions)}")
+            old = self._versions[version]
+            return self.activate(old.doc_adapter, old.query_adapter, version=version, meta=old.meta)
 
     def stats(self) -> dict[str, Any]:
         """Counters and the served state: documents, queries, version, mode, traffic size."""
@@ -345,5 +449,6 @@ class AntigravityEngine:
             "adapter_version": self._served.version,
             "served_slot": self._served.slot,
             "traffic_buffered": len(self._traffic),
+            "adapter_versions": sorted(self._versions),
             "student": self.encoder.name,
         }

@@ -1,0 +1,200 @@
+import threading
+
+import numpy as np
+import pytest
+
+from antigravity import AntigravityEngine
+from antigravity.adapter import ResidualAdapter
+from antigravity.errors import AdaptationError, ConfigurationError
+from antigravity.signals import SIGNALS, Traffic, hubness_skew, k_occurrence
+from antigravity.store import RAW
+from tests.conftest import HashEncoder
+
+WORDS = "fever aspirin pain cat dog sleep walk vaccine immune virus heart blood cell gene tumor drug dose trial brain memory".split()
+
+
+def _corpus(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(f"d{i}", " ".join(rng.choice(WORDS, size=6))) for i in range(n)]
+
+
+def _queries(n=60, seed=1):
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=3)) for _ in range(n)]
+
+
+@pytest.fixture
+def eng(tmp_path):
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8, adaptation__epochs=5, gate__enabled=False)
+    e.ingest(_corpus())
+    yield e
+    e.close()
+
+
+def test_identity_adapter_is_identity():
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(ResidualAdapter(16, 4).transform(x), x, atol=1e-6)
+    assert ResidualAdapter(16, 4).n_parameters == 2 * 16 * 4
+
+
+def test_cycle_without_signals_is_noop(eng):
+    rep = eng.run_sedimentation_cycle()
+    assert not rep.promoted and "no signals" in rep.reason
+    assert eng.served_version.version == 0
+
+
+@pytest.mark.parametrize("signal", sorted(SIGNALS))
+def test_cycle_trains_and_switches(eng, signal):
+    eng.settings.adaptation.signal = signal
+    eng.search_batch(_queries())
+    rep = eng.run_sedimentation_cycle()
+    assert rep.promoted, rep.reason
+    assert rep.n_signals == 60 and rep.n_targets > 0
+    assert rep.loss_after <= rep.loss_before
+    assert 0.5 < rep.drift <= 1.0 + 1e-6
+    v = eng.served_version
+    assert v.version == 1 and rep.version == 1
+    hits = eng.search("fever aspirin", k=5)
+    assert len(hits) == 5
+    stats = eng.stats()
+    assert stats["adapter_version"] == 1 and stats["cycles_promoted"] == 1
+
+
+def test_adapters_never_compound(eng):
+    eng.search_batch(_queries())
+    eng.run_sedimentation_cycle()
+    ids, raw_before = eng.raw_matrix()
+    served1 = {i: v for b_ids, b in eng.store.iter_vectors((eng.served_version.slot,)) for i, v in zip(b_ids, b[eng.served_version.slot])}
+    eng.run_sedimentation_cycle()  # same traffic, same seed: must give the same served vectors, not adapter(adapter(raw))
+    eng._raw_cache = None
+    ids2, raw_after = eng.raw_matrix()
+    served2 = {i: v for b_ids, b in eng.store.iter_vectors((eng.served_version.slot,)) for i, v in zip(b_ids, b[eng.served_version.slot])}
+    np.testing.assert_array_equal(raw_before[np.argsort(ids)], raw_after[np.argsort(ids2)])
+    for i in ids:
+        np.testing.assert_allclose(served1[i], served2[i], atol=1e-5)
+
+
+def test_dev_gate_rejects_harmful_adapter_and_keeps_previous(tmp_path, monkeypatch):
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8, adaptation__epochs=30, adaptation__lr=0.05)
+    docs = _corpus()
+    e.ingest(docs)
+    # dev split: each query is a document's own text -> the frozen student is perfect on it
+    qids = [f"q{i}" for i in range(20)]
+    e.set_validation(qids, None, {q: {docs[i][0]: 1} for i, q in enumerate(qids)}, queries=[docs[i][1] for i in range(20)])
+    from antigravity import signals
+    from antigravity.training import VectorTargets
+
+    class Scramble:
+        name = "scramble"
+
+        def targets(self, traffic, seed):
+            rng = np.random.default_rng(seed)
+            t = rng.standard_normal(traffic.docs.shape).astype(np.float32)
+            return signals.Targets("doc", vector=VectorTargets(traffic.docs, t / np.linalg.norm(t, axis=1, keepdims=True)))
+
+    monkeypatch.setitem(SIGNALS, "scramble", Scramble)
+    e.settings.adaptation.signal = "scramble"
+    e.search_batch(_queries())
+    rep = e.run_sedimentation_cycle()
+    assert not rep.promoted and rep.reason.startswith("rejected") and rep.gate_candidate < rep.gate_current
+    assert e.served_version.version == 0 and e.stats()["cycles_rejected"] == 1
+    e.close()
+
+
+def test_non_finite_traffic_aborts_cycle(eng):
+    eng.search_batch(_queries())
+    eng._traffic[0].query_vector[:] = np.nan
+    rep = eng.run_sedimentation_cycle()
+    assert not rep.promoted and "non-finite" in rep.reason
+    assert eng.served_version.version == 0
+
+
+def test_rollback(eng):
+    with pytest.raises(AdaptationError, match="nothing to roll back"):
+        eng.rollback()
+    before = [h.doc_id for h in eng.search("fever aspirin pain", k=10, record=False)]
+    eng.search_batch(_queries())
+    eng.settings.adaptation.lr = 0.05
+    eng.settings.adaptation.epochs = 30
+    assert eng.run_sedimentation_cycle().promoted
+    v = eng.rollback()
+    assert v.version == 0 and v.slot == RAW
+    assert [h.doc_id for h in eng.search("fever aspirin pain", k=10, record=False)] == before
+    with pytest.raises(AdaptationError, match="unknown adapter version 7"):
+        eng.rollback(7)
+
+
+def test_proxy_gate_used_without_dev_split(tmp_path):
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8, adaptation__epochs=5)
+    e.ingest(_corpus())
+    e.search_batch(_queries())
+    rep = e.run_sedimentation_cycle()
+    assert rep.gate == "proxy_overlap@10" and rep.gate_candidate is not None
+    e.close()
+
+
+@pytest.mark.parametrize(
+    "key,value,field",
+    [("adaptation__lr", -0.1, "adaptation.lr"), ("adaptation__epochs", 0, "adaptation.epochs"), ("adaptation__rank", 0, "adaptation.rank")],
+)
+def test_bad_adaptation_settings(tmp_path, key, value, field):
+    with pytest.raises(ConfigurationError, match=field):
+        AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), **{key: value})
+
+
+def test_rank_above_dim_rejected(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"adaptation.rank = 64: must be <= the student dimension 32"):
+        AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=64)
+
+
+def test_unknown_signal(eng):
+    eng.settings.adaptation.signal = "nope"
+    eng.search("fever")
+    with pytest.raises(ConfigurationError, match="unknown signal"):
+        eng.run_sedimentation_cycle()
+
+
+def test_k_occurrence_and_skew():
+    top = np.array([[0, 1], [0, 2], [0, 3]])
+    assert k_occurrence(top, 5, 2).tolist() == [3, 1, 1, 1, 0]
+    assert hubness_skew(top, 5, 2) > 0
+
+
+def test_searches_during_cycles_never_mix_versions(eng):
+    """8 threads search while cycles and rollbacks flip versions: every result list must
+    equal the reference list of one version (never a mix), and nothing fails."""
+    eng.settings.adaptation.lr = 0.05
+    eng.settings.adaptation.epochs = 20
+    probe = ["fever aspirin pain", "cat dog walk", "gene tumor drug"]
+    ref = {0: [[h.doc_id for h in hs] for hs in eng.search_batch(probe, k=10, record=False)]}
+    eng.search_batch(_queries())
+    assert eng.run_sedimentation_cycle().promoted
+    ref[1] = [[h.doc_id for h in hs] for hs in eng.search_batch(probe, k=10, record=False)]
+    assert ref[0] != ref[1], "the adapter must change some ranking for this test to mean anything"
+    errors, seen = [], set()
+    stop = threading.Event()
+
+    def searcher():
+        while not stop.is_set():
+            try:
+                got = [[h.doc_id for h in hs] for hs in eng.search_batch(probe, k=10, record=False)]
+                match = [v for v, r in ref.items() if r == got]
+                if not match:
+                    errors.append(got)
+                seen.update(match)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        eng.rollback(0)
+        eng.rollback(1)
+    eng.run_sedimentation_cycle()  # retrains (same traffic, same seed) and flips slots
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert seen == {0, 1}
