@@ -65,6 +65,7 @@ class TrafficRecord:
     query_vector: np.ndarray
     doc_ids: list[str]
     scores: np.ndarray
+    text: str | None = None
 
 
 def _normalise_documents(documents: Iterable[Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -145,6 +146,7 @@ class AntigravityEngine:
         self._stats: dict[str, Any] = collections.defaultdict(int)
         self._closed = False
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
+        self._payload_cache: dict[str, dict[str, str]] | None = None
         self._validation = None
         self._versions: dict[int, ServedVersion] = {0: self._served}
         self._version_counter = 0
@@ -233,6 +235,7 @@ class AntigravityEngine:
                 served[state.slot] = state.doc_adapter.transform(raw) if state.doc_adapter else raw
             self.store.upsert(ids, raw, payloads, served)
             self._raw_cache = None
+            self._payload_cache = None
             self._stats["documents_ingested"] += len(ids)
         return len(ids)
 
@@ -269,10 +272,11 @@ class AntigravityEngine:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise QueryError(f"k must be an integer >= 1, got {k!r}")
         raw = self.encode_queries(list(queries))
-        return self.search_vectors(raw, k=k, record=record)
+        return self.search_vectors(raw, k=k, record=record, texts=list(queries))
 
-    def search_vectors(self, raw: np.ndarray, k: int = 10, *, record: bool = True) -> list[list[SearchHit]]:
-        """Search with precomputed raw student query vectors ``(m, d) float32``."""
+    def search_vectors(self, raw: np.ndarray, k: int = 10, *, record: bool = True, texts: Sequence[str] | None = None) -> list[list[SearchHit]]:
+        """Search with precomputed raw student query vectors ``(m, d) float32``; ``texts``
+        (optional, same order) are kept with the traffic record for teacher guidance."""
         raw = np.asarray(raw, dtype=np.float32)
         if raw.ndim != 2 or (self.store.dim is not None and raw.shape[1] != self.store.dim):
             raise QueryError(f"query vectors must have shape (m, {self.store.dim}), got {raw.shape}")
@@ -289,8 +293,9 @@ class AntigravityEngine:
         self._stats["queries_served"] += len(raw)
         if record:
             top = self.settings.adaptation.signal_top_k
-            for vec, hits in zip(raw, results):
-                self._traffic.append(TrafficRecord(vec.copy(), [h[0] for h in hits[:top]], np.array([h[1] for h in hits[:top]], np.float32)))
+            for i, (vec, hits) in enumerate(zip(raw, results)):
+                text = texts[i] if texts is not None else None
+                self._traffic.append(TrafficRecord(vec.copy(), [h[0] for h in hits[:top]], np.array([h[1] for h in hits[:top]], np.float32), text))
             self._stats["signals_recorded"] += len(raw)
             self._maybe_auto_cycle()
         return [[SearchHit(d, s, p) for d, s, p in hits] for hits in results]
@@ -326,6 +331,29 @@ class AntigravityEngine:
         result = (ids, np.concatenate(mats) if mats else np.zeros((0, dim), np.float32))
         self._raw_cache = result
         return result
+
+    def document_fields(self, doc_id: str) -> dict[str, str]:
+        """``{"title", "text"}`` of a stored document (from the payload)."""
+        if self._payload_cache is None:
+            self._payload_cache = {d: {"title": str(p.get("title", "")), "text": str(p.get("text", ""))} for d, p in self.store.iter_payloads()}
+        try:
+            return self._payload_cache[doc_id]
+        except KeyError:
+            raise DocumentError(f"unknown document id {doc_id!r}") from None
+
+    def document_texts(self, doc_ids: Sequence[str]) -> list[str]:
+        """Embedded text (``title + " " + text``) of stored documents.
+
+        Raises:
+            DocumentError: the store keeps no text (``store.store_text = false``).
+        """
+        if not self.settings.store.store_text:
+            raise DocumentError("documents were stored without text (store.store_text = false); the teacher cannot read them")
+        return [doc_text(self.document_fields(d)) for d in doc_ids]
+
+    def traffic_texts(self) -> list[str]:
+        """Texts of the buffered traffic queries that have one."""
+        return [r.text for r in list(self._traffic) if r.text]
 
     def activate(
         self,
@@ -396,6 +424,14 @@ class AntigravityEngine:
 
     def _teacher_guidance(self):
         return None
+
+    def run_offline_distillation(self, queries: Sequence[str] = (), **kwargs: Any):
+        """Pre-train the adapter on the teacher's rankings (offline mode); see
+        :func:`antigravity.distillation.run_offline_distillation`."""
+        from .distillation import run_offline_distillation
+
+        with self._cycle_lock:
+            return run_offline_distillation(self, queries, **kwargs)
 
     def _maybe_auto_cycle(self) -> None:
         s = self.settings.adaptation

@@ -29,7 +29,7 @@ from .adapter import ResidualAdapter
 from .errors import AdaptationError
 from .evaluation import evaluate
 from .signals import Traffic, get_signal
-from .training import fit_listwise, fit_vector_targets
+from .training import fit_blend
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import AntigravityEngine
@@ -175,13 +175,14 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
 
         torch.manual_seed(s.seed)
         adapter = ResidualAdapter(D.shape[1], min(s.rank, D.shape[1]))
-        q_ad = adapter if targets.side in ("query", "both") else None
-        d_ad = adapter if targets.side in ("doc", "both") else None
-        common = dict(epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay, identity_reg=s.identity_reg, seed=s.seed)
-        if targets.vector is not None:
-            res = fit_vector_targets(adapter, targets.vector, **common)
-        else:
-            res = fit_listwise(q_ad, d_ad, targets.listwise, D, temperature=engine.settings.teacher.temperature, **{**common, "batch_size": min(s.batch_size, 64)})
+        side = "both" if targets.teacher is not None and targets.teacher_weight > 0 else targets.side
+        q_ad = adapter if side in ("query", "both") else None
+        d_ad = adapter if side in ("doc", "both") else None
+        res = fit_blend(
+            q_ad, d_ad, targets.vector if targets.vector is not None else targets.listwise, targets.teacher, D,
+            teacher_weight=targets.teacher_weight, temperature=engine.settings.teacher.temperature,
+            epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay, identity_reg=s.identity_reg, seed=s.seed,
+        )
         report.loss_before, report.loss_after = res.loss_before, res.loss_after
         report.train_time_s = time.perf_counter() - t1
         served_d = d_ad.transform(D) if d_ad is not None else D

@@ -53,6 +53,8 @@ class Targets:
     side: Side
     vector: VectorTargets | None = None
     listwise: ListwiseTargets | None = None
+    teacher: ListwiseTargets | None = None  # hybrid mode: teacher rankings on the same traffic
+    teacher_weight: float = 0.0
 
     @property
     def n(self) -> int:

@@ -167,6 +167,20 @@ class QdrantStore:
             pts = self.client.retrieve(self.collection, ids=[point_id(d) for d in doc_ids], with_payload=["doc_id"])
         return {str(p.payload["doc_id"]) for p in pts}
 
+    def iter_payloads(self, batch_size: int = 1024) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(doc_id, payload)`` for every stored document."""
+        if self.dim is None:
+            return
+        offset = None
+        while True:
+            with self._lock:
+                pts, offset = self.client.scroll(self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False)
+            for p in pts:
+                payload = dict(p.payload or {})
+                yield str(payload.pop("doc_id")), payload
+            if offset is None:
+                break
+
     def iter_vectors(self, names: Sequence[str] = (RAW,), batch_size: int = 1024) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
         """Yield ``(doc_ids, {name: (b, d) float32})`` batches over all stored documents."""
         if self.dim is None:

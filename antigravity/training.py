@@ -40,11 +40,11 @@ class VectorTargets:
 @dataclass
 class ListwiseTargets:
     """Ranking targets: ``queries`` ``(m, d)`` raw query vectors, ``candidates`` ``(m, K)``
-    int64 row indices into the raw doc matrix, ``probs`` ``(m, K)`` float32 rows summing to 1,
+    int64 row indices into the raw doc matrix (``None``: every document, ``K = N``), ``probs`` ``(m, K)`` float32 rows summing to 1,
     optional ``hard`` ``(m, K)`` 0/1 relevance labels (labelled feedback)."""
 
     queries: np.ndarray
-    candidates: np.ndarray
+    candidates: np.ndarray | None
     probs: np.ndarray
     hard: np.ndarray | None = None
 
@@ -115,18 +115,22 @@ def listwise_loss(
     d_adapter: ResidualAdapter | None,
     Q: torch.Tensor,
     D: torch.Tensor,
-    cand: torch.Tensor,
+    cand: torch.Tensor | None,
     P: torch.Tensor,
     temperature: float,
     hard: torch.Tensor | None = None,
     alpha: float = 0.0,
 ) -> torch.Tensor:
-    """``T²·KL(P ‖ softmax(s/T)) (+ α·CE on hard labels)`` for one batch; shapes
-    ``Q (b, d)``, ``D (N, d)``, ``cand (b, K)``, ``P (b, K)``."""
+    """``T²·KL(P ‖ softmax(s/T)) (+ α·CE on hard labels)`` for one batch.
+
+    Shapes: ``Q (b, d)``, ``D (N, d)``, ``cand (b, K)`` int64 (``None``: all ``N`` documents
+    are candidates), ``P (b, K)``. Document vectors are adapted once per call (``N·d²``),
+    then scores gathered, so memory is ``O(b·N)``, not ``O(b·K·d)``.
+    """
     q = F.normalize(q_adapter(Q) if q_adapter is not None else Q, dim=-1)
-    docs = D[cand]  # (b, K, d)
-    docs = F.normalize(d_adapter(docs) if d_adapter is not None else docs, dim=-1)
-    s = torch.einsum("bd,bkd->bk", q, docs) / temperature
+    docs = F.normalize(d_adapter(D) if d_adapter is not None else D, dim=-1)
+    s_all = q @ docs.T
+    s = (s_all if cand is None else torch.gather(s_all, 1, cand)) / temperature
     logp = F.log_softmax(s, dim=1)
     kl = (P * (torch.log(P.clamp_min(1e-12)) - logp)).sum(1).mean() * temperature**2
     if hard is not None and alpha > 0:
@@ -169,7 +173,7 @@ def fit_listwise(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     Q = torch.from_numpy(np.ascontiguousarray(data.queries, dtype=np.float32))
     D = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32))
-    C = torch.from_numpy(np.ascontiguousarray(data.candidates, dtype=np.int64))
+    C = None if data.candidates is None else torch.from_numpy(np.ascontiguousarray(data.candidates, dtype=np.int64))
     P = torch.from_numpy(np.ascontiguousarray(data.probs, dtype=np.float32))
     H = torch.from_numpy(data.hard.astype(np.float32)) if data.hard is not None else None
 
@@ -186,7 +190,7 @@ def fit_listwise(
         order = torch.from_numpy(rng.permutation(len(Q)))
         for i in range(0, len(Q), batch_size):
             b = order[i : i + batch_size]
-            loss = listwise_loss(q_adapter, d_adapter, Q[b], D, C[b], P[b], temperature, H[b] if H is not None else None, alpha) + reg()
+            loss = listwise_loss(q_adapter, d_adapter, Q[b], D, None if C is None else C[b], P[b], temperature, H[b] if H is not None else None, alpha) + reg()
             if not torch.isfinite(loss):
                 raise AdaptationError("training loss became non-finite; cycle aborted")
             opt.zero_grad()
@@ -196,3 +200,83 @@ def fit_listwise(
         if early_stop is not None and early_stop(epoch):
             break
     return TrainResult(before, curve[-1] if curve else before, curve)
+
+
+def fit_blend(
+    q_adapter: ResidualAdapter | None,
+    d_adapter: ResidualAdapter | None,
+    homeostatic: VectorTargets | ListwiseTargets | None,
+    teacher: ListwiseTargets | None,
+    docs: np.ndarray,
+    *,
+    teacher_weight: float,
+    temperature: float,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    identity_reg: float,
+    seed: int,
+) -> TrainResult:
+    """Hybrid objective ``(1 − w)·L_homeostatic + w·L_teacher`` (``w = teacher_weight``).
+
+    ``L_homeostatic`` is the vector-target loss (on the shared adapter) or a listwise loss;
+    ``L_teacher`` the listwise KL to teacher rankings. ``w = 0`` never touches the teacher
+    term and ``w = 1`` ignores the homeostatic one. Each step draws one mini-batch from each.
+    """
+    if teacher is None or teacher_weight == 0.0:
+        if isinstance(homeostatic, VectorTargets):
+            return fit_vector_targets(q_adapter or d_adapter, homeostatic, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, identity_reg=identity_reg, seed=seed)
+        return fit_listwise(q_adapter, d_adapter, homeostatic, docs, temperature=temperature, epochs=epochs, lr=lr, batch_size=min(batch_size, 64), weight_decay=weight_decay, identity_reg=identity_reg, seed=seed)
+    _check_finite("teacher targets", teacher.queries, teacher.probs, docs)
+    torch.manual_seed(seed)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    adapters = list({id(a): a for a in (q_adapter, d_adapter) if a is not None}.values())
+    opt = torch.optim.AdamW([p for a in adapters for p in a.parameters()], lr=lr, weight_decay=weight_decay)
+    D = torch.from_numpy(np.ascontiguousarray(docs, np.float32))
+    tq = torch.from_numpy(np.ascontiguousarray(teacher.queries, np.float32))
+    tp = torch.from_numpy(np.ascontiguousarray(teacher.probs, np.float32))
+    tc = None if teacher.candidates is None else torch.from_numpy(teacher.candidates.astype(np.int64))
+    w = float(teacher_weight)
+
+    def h_loss(idx) -> torch.Tensor:
+        if homeostatic is None or w == 1.0:
+            return torch.zeros(())
+        if isinstance(homeostatic, VectorTargets):
+            a = q_adapter or d_adapter
+            X = torch.from_numpy(homeostatic.inputs[idx].astype(np.float32))
+            T = torch.from_numpy(homeostatic.targets[idx].astype(np.float32))
+            return ((F.normalize(a(X), dim=-1) - T) ** 2).sum(1).mean()
+        hq = torch.from_numpy(homeostatic.queries[idx].astype(np.float32))
+        hc = None if homeostatic.candidates is None else torch.from_numpy(homeostatic.candidates[idx].astype(np.int64))
+        hp = torch.from_numpy(homeostatic.probs[idx].astype(np.float32))
+        return listwise_loss(q_adapter, d_adapter, hq, D, hc, hp, temperature)
+
+    def reg() -> torch.Tensor:
+        return identity_reg * sum(a.delta_norm() for a in adapters)
+
+    n_h = len(homeostatic) if homeostatic is not None else 0
+    n_t = len(teacher)
+
+    def total(hidx, tidx) -> torch.Tensor:
+        lt = listwise_loss(q_adapter, d_adapter, tq[tidx], D, None if tc is None else tc[tidx], tp[tidx], temperature)
+        lh = h_loss(hidx) if n_h else torch.zeros(())
+        return (1 - w) * lh + w * lt + reg()
+
+    with torch.no_grad():
+        before = float(total(np.arange(n_h), torch.arange(n_t)))
+    curve = []
+    steps = max(1, int(np.ceil(max(n_h, n_t) / min(batch_size, 64))))
+    for _ in range(epochs):
+        for _ in range(steps):
+            hidx = rng.integers(0, n_h, size=min(batch_size, n_h)) if n_h else np.arange(0)
+            tidx = torch.from_numpy(rng.integers(0, n_t, size=min(64, n_t)))
+            loss = total(hidx, tidx)
+            if not torch.isfinite(loss):
+                raise AdaptationError("training loss became non-finite; cycle aborted")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            curve.append(float(total(np.arange(n_h), torch.arange(n_t))))
+    return TrainResult(before, curve[-1], curve)

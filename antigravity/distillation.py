@@ -1,0 +1,407 @@
+"""Teacher distillation: :class:`TeacherDistillationHelper`, offline pre-training of the
+adapter (``engine.run_offline_distillation()``), and teacher guidance for hybrid cycles.
+
+Offline distillation transfers the teacher's *ranking behaviour on this corpus* (not its
+coordinates): for label-free distillation queries (traffic / train query texts and
+pseudo-queries made from the corpus: titles, sentences), the teacher scores candidate
+documents and the adapter learns to reproduce that distribution,
+
+    loss = α·hard + (1 − α)·T²·KL(softmax(s_teacher/T) ‖ softmax(s_student/T))
+
+(Hinton et al. 2015; listwise ranking distillation). ``hard`` is a cross-entropy on
+labelled feedback when the caller has any (α = 0 otherwise).
+
+Stages (each a small function, events sent to logging and an optional callback):
+init teacher → build distillation set → teacher inference → train → apply → log metrics
+→ release teacher (also when a stage fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from .adapter import ResidualAdapter
+from .errors import AdaptationError, ConfigurationError, TeacherError
+from .teacher import Alignment, TeacherSource, resolve_teacher
+from .training import ListwiseTargets, fit_listwise
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import AntigravityEngine
+
+logger = logging.getLogger(__name__)
+Callback = Callable[[str, dict[str, Any]], None]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def validate_teacher_weight(w: Any) -> float:
+    """``teacher_weight`` must be a number in [0, 1]; raises :class:`ConfigurationError`."""
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or not 0.0 <= float(w) <= 1.0:
+        raise ConfigurationError(f"teacher_weight = {w!r}: must be a number in [0, 1]")
+    return float(w)
+
+
+def validate_temperature(t: Any) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or float(t) <= 0:
+        raise ConfigurationError(f"temperature = {t!r}: must be > 0")
+    return float(t)
+
+
+class TeacherDistillationHelper:
+    """Lazy access to a teacher and the operations distillation needs.
+
+    Constructing it loads nothing; the teacher is resolved and loaded on first use and
+    cached; :meth:`release` frees it.
+
+    Args:
+        source: teacher object, model name/path, or ``None`` to use ``settings.name``
+            (see :func:`antigravity.teacher.resolve_teacher` for the order).
+        student_dim: the student's dimension ``d_s`` (alignment target).
+        cache_dir: model and embedding cache folder.
+        settings: :class:`~antigravity.settings.TeacherSettings`.
+    """
+
+    def __init__(self, source: Any = None, *, student_dim: int, cache_dir, settings=None, callback: Callback | None = None) -> None:
+        self._source = source if source is not None else (settings.name if settings is not None else None)
+        self.student_dim = int(student_dim)
+        self.cache_dir = cache_dir
+        self.settings = settings
+        self.callback = callback
+        self._teacher: TeacherSource | None = None
+        self.alignment: Alignment | None = None
+        self.teacher_latency_ms: float | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def teacher(self) -> TeacherSource:
+        """The resolved teacher (resolved on first access)."""
+        if self._teacher is None:
+            self._teacher = resolve_teacher(self._source, cache_dir=self.cache_dir, settings=self.settings)
+        return self._teacher
+
+    @property
+    def loaded(self) -> bool:
+        return self._teacher is not None
+
+    def release(self) -> None:
+        """Free the teacher model / HTTP client. Safe to call repeatedly."""
+        if self._teacher is not None:
+            self._teacher.release()
+            self._teacher = None
+            import gc
+
+            gc.collect()
+
+    # -- embeddings ---------------------------------------------------------------------
+    def get_teacher_embeddings(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Teacher vectors of ``texts``: ``(n, d_t) float32``, L2-normalised, batched, cached
+        on disk for model teachers. Records mean ``teacher_latency_ms`` per text of this call.
+
+        Raises:
+            TeacherError: the teacher failed (load error, endpoint down, NaN, wrong shape).
+        """
+        texts = list(texts)
+        t0 = time.perf_counter()
+        teacher = self.teacher
+        try:
+            out = teacher.encode(texts, show_progress=show_progress) if _takes_progress(teacher) else teacher.encode(texts)
+        except TeacherError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise TeacherError(f"teacher failed: {exc}") from exc
+        out = np.asarray(out, np.float32)
+        if out.shape[0] != len(texts) or not np.isfinite(out).all():
+            raise TeacherError(f"teacher returned {out.shape} with non-finite values or wrong row count for {len(texts)} texts")
+        self.teacher_latency_ms = 1000 * (time.perf_counter() - t0) / max(1, len(texts))
+        return _unit(out)
+
+    def check_dimension_compatibility(self) -> dict[str, Any]:
+        """``{"student_dim", "teacher_dim", "same_dim", "alignment_fitted", "alignment_method"}``.
+        Different dimensions are fine: every use of teacher vectors goes through an alignment."""
+        td = self.teacher.dim
+        return {
+            "student_dim": self.student_dim,
+            "teacher_dim": int(td),
+            "same_dim": int(td) == self.student_dim,
+            "alignment_fitted": self.alignment is not None,
+            "alignment_method": self.alignment.method if self.alignment else None,
+        }
+
+    def fit_alignment(self, teacher_vecs: np.ndarray, student_vecs: np.ndarray, method: str = "ridge") -> Alignment:
+        """Fit teacher→student :class:`Alignment` on paired vectors of the same texts."""
+        if teacher_vecs.shape[1] != self.teacher.dim if self._teacher is not None else False:
+            raise TeacherError(f"teacher vectors are {teacher_vecs.shape[1]}-d, the teacher makes {self.teacher.dim}-d")
+        if student_vecs.shape[1] != self.student_dim:
+            raise TeacherError(f"student vectors are {student_vecs.shape[1]}-d, expected {self.student_dim}-d")
+        self.alignment = Alignment.fit(teacher_vecs, student_vecs, method)
+        return self.alignment
+
+    def generate_distillation_targets(self, texts: Sequence[str], current: np.ndarray, teacher_weight: float) -> np.ndarray:
+        """Blended targets in the served (student) space:
+        ``unit((1 − w)·current + w·align(teacher(texts)))``, ``(n, d_s) float32``.
+        ``w = 0`` returns ``unit(current)`` without touching the teacher.
+
+        Raises:
+            ConfigurationError: ``w`` outside [0, 1]. TeacherError: no alignment fitted.
+        """
+        w = validate_teacher_weight(teacher_weight)
+        current = np.asarray(current, np.float32)
+        if w == 0.0:
+            return _unit(current)
+        if self.alignment is None:
+            raise TeacherError("no teacher→student alignment fitted: call fit_alignment first")
+        t = self.alignment.map(self.get_teacher_embeddings(texts))
+        return _unit((1 - w) * current + w * t)
+
+    def compute_alignment_metric(
+        self, student_q: np.ndarray, student_d: np.ndarray, teacher_q: np.ndarray, teacher_d: np.ndarray, k: int = 10
+    ) -> dict[str, float]:
+        """Agreement of student and teacher: ``mean_cosine`` between aligned teacher and
+        student vectors of the same documents (NaN when no alignment is fitted), and
+        ``overlap@k``: mean |top-k_student ∩ top-k_teacher| / k over the given queries."""
+        s_top = np.argsort(-(student_q @ student_d.T), axis=1)[:, :k]
+        t_top = np.argsort(-(teacher_q @ teacher_d.T), axis=1)[:, :k]
+        overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(s_top, t_top)]))
+        cos = float("nan")
+        if self.alignment is not None:
+            cos = float(np.mean(np.sum(self.alignment.map(teacher_d) * _unit(student_d), axis=1)))
+        return {"mean_cosine": cos, f"overlap@{k}": overlap}
+
+
+def _takes_progress(teacher: Any) -> bool:
+    import inspect
+
+    try:
+        return "show_progress" in inspect.signature(teacher.encode).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# -- offline distillation ---------------------------------------------------------------
+
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+
+
+def pseudo_queries(doc_texts: dict[str, dict[str, str]], n_titles: int, n_sentences: int, seed: int) -> list[str]:
+    """Label-free pseudo-queries from the corpus: ``n_titles`` titles and ``n_sentences``
+    abstract sentences (8-60 words), sampled in a deterministic order (numpy PCG64 ``seed``)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    ids = sorted(doc_texts)
+    titles = [doc_texts[d]["title"] for d in ids if doc_texts[d].get("title")]
+    sents = [s for d in ids for s in _SENT.split(doc_texts[d].get("text", "")) if 8 <= len(s.split()) <= 60]
+    out = [titles[i] for i in rng.permutation(len(titles))[:n_titles]]
+    out += [sents[i] for i in rng.permutation(len(sents))[:n_sentences]]
+    return out
+
+
+@dataclass
+class DistillationConfig:
+    """Offline distillation hyper-parameters (defaults chosen on the SciFact TRAIN dev
+    slice, see docs/distillation.md)."""
+
+    side: str = "both"  # "query" | "doc" | "both" (separate query and doc adapters) | "shared"
+    rank: int = 384
+    temperature: float = 0.05
+    candidates: int = 0  # 0: all documents; K > 0: student top-K ∪ teacher top-K
+    epochs: int = 15
+    lr: float = 1e-3
+    batch_size: int = 128
+    weight_decay: float = 1e-4
+    identity_reg: float = 0.0
+    n_titles: int = 0
+    n_sentences: int = 0
+    patience: int = 4
+    seed: int = 0
+
+
+@dataclass
+class DistillationReport:
+    version: int | None
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def run_offline_distillation(
+    engine: "AntigravityEngine",
+    queries: Sequence[str] = (),
+    *,
+    config: DistillationConfig | None = None,
+    teacher: Any = None,
+    callback: Callback | None = None,
+) -> DistillationReport:
+    """Pre-train the adapter from the teacher's rankings, gate it, and serve it atomically.
+
+    Args:
+        queries: label-free distillation query texts (e.g. train queries); the engine's
+            recorded traffic texts are added. Never pass evaluation queries.
+        config: :class:`DistillationConfig`. teacher: overrides ``settings.teacher``.
+        callback: ``callback(event, metrics)`` for each stage.
+
+    Raises:
+        ConfigurationError: invalid temperature / teacher weight, or no teacher configured.
+        AdaptationError: fewer than 2 distillation texts (nothing is changed).
+    """
+    cfg = config or DistillationConfig(seed=engine.settings.adaptation.seed)
+    validate_temperature(cfg.temperature)
+    validate_teacher_weight(engine.settings.teacher.weight)
+    if teacher is None and not (engine.settings.teacher.name or engine.settings.teacher.base_url):
+        raise ConfigurationError("offline distillation needs a teacher: set teacher.name or teacher.base_url")
+    emit = _emitter(callback)
+    t_start = time.perf_counter()
+    helper = TeacherDistillationHelper(teacher, student_dim=engine.encoder.dim, cache_dir=engine.settings.resolved_cache_dir, settings=engine.settings.teacher)
+    metrics: dict[str, Any] = {}
+    try:
+        # 1. init teacher
+        dims = helper.check_dimension_compatibility()
+        emit("init_teacher", dims)
+        # 2. distillation set
+        doc_ids, D = engine.raw_matrix()
+        if len(doc_ids) < 2:
+            raise AdaptationError(f"offline distillation needs >= 2 stored documents, got {len(doc_ids)}")
+        texts = engine.document_texts(doc_ids)
+        q_texts = list(dict.fromkeys([*queries, *engine.traffic_texts()]))
+        if cfg.n_titles or cfg.n_sentences:
+            q_texts += pseudo_queries({d: engine.document_fields(d) for d in doc_ids}, cfg.n_titles, cfg.n_sentences, cfg.seed)
+        q_texts = [t for t in dict.fromkeys(q_texts) if t.strip()]
+        if len(q_texts) < 2:
+            raise AdaptationError(f"need at least 2 distillation texts, got {len(q_texts)}; nothing changed")
+        order = np.random.Generator(np.random.PCG64(cfg.seed)).permutation(len(q_texts))
+        q_texts = [q_texts[i] for i in order]
+        emit("build_set", {"n_texts": len(q_texts), "n_tokens": int(sum(len(t.split()) for t in q_texts))})
+        metrics.update(n_texts=len(q_texts), n_tokens=int(sum(len(t.split()) for t in q_texts)))
+        # 3. teacher inference
+        t0 = time.perf_counter()
+        Td = helper.get_teacher_embeddings(texts, show_progress=False)
+        Tq = helper.get_teacher_embeddings(q_texts)
+        metrics["teacher_latency_ms"] = helper.teacher_latency_ms
+        metrics["teacher_encode_time_s"] = time.perf_counter() - t0
+        Sq = engine.encoder.encode(q_texts)
+        emit("teacher_inference", {"teacher_encode_time_s": metrics["teacher_encode_time_s"]})
+        helper.fit_alignment(Td, D)
+        metrics["alignment"] = helper.compute_alignment_metric(Sq, D, Tq, Td)
+        # 4. train
+        t1 = time.perf_counter()
+        q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit)
+        metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
+        # 5. gate and apply
+        gate = engine._validation
+        cur = engine.served_version
+        if gate is not None:
+            metrics["gate_current"] = gate.score(cur.query_adapter, cur.doc_adapter, doc_ids, D)
+            metrics["gate_candidate"] = gate.score(q_ad, d_ad, doc_ids, D)
+            ok = metrics["gate_candidate"] >= metrics["gate_current"] - engine.settings.gate.tolerance or not engine.settings.gate.enabled
+            why = f"dev_ndcg@10 {metrics['gate_current']:.4f} -> {metrics['gate_candidate']:.4f}"
+        else:
+            ok, why = res.loss_after < res.loss_before, f"distill loss {res.loss_before:.4f} -> {res.loss_after:.4f} (no dev split)"
+        version = None
+        if ok:
+            version = engine._next_version()
+            engine.activate(d_ad, q_ad, version=version, meta={"source": "offline_distillation", "teacher": helper.teacher.name}, raw=(doc_ids, D))
+        metrics["pretraining_time_s"] = time.perf_counter() - t_start
+        emit("apply", {"promoted": ok, "version": version})
+        report = DistillationReport(version, ok, ("promoted: " if ok else "rejected: ") + why, metrics)
+        emit("done", {k: v for k, v in metrics.items() if k != "loss_curve"})
+        return report
+    finally:
+        helper.release()
+        emit("release_teacher", {})
+
+
+def _emitter(callback: Callback | None) -> Callback:
+    def emit(event: str, data: dict[str, Any]) -> None:
+        logger.info("offline distillation: %s %s", event, data)
+        if callback is not None:
+            try:
+                callback(event, data)
+            except Exception:  # noqa: BLE001 - a telemetry callback must not break training
+                logger.exception("distillation callback failed on %s", event)
+
+    return emit
+
+
+def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarray, temperature: float, k: int) -> ListwiseTargets:
+    """Teacher score distributions over candidates: all documents (``k = 0``) or student
+    top-k ∪ teacher top-k (padded with the next teacher-ranked documents to a fixed width)."""
+    ts = Tq @ Td.T
+    if k <= 0 or k >= len(D):
+        z = ts / temperature
+        cand = None
+    else:
+        s_top = np.argsort(-(Sq @ D.T), axis=1)[:, :k]
+        t_order = np.argsort(-ts, axis=1)
+        cand = np.empty((len(Sq), 2 * k), np.int64)
+        for i in range(len(Sq)):
+            u = list(dict.fromkeys([*t_order[i, :k], *s_top[i]]))
+            extra = (d for d in t_order[i, k:] if d not in set(u))
+            while len(u) < 2 * k:
+                u.append(next(extra))
+            cand[i] = u
+        z = np.take_along_axis(ts, cand, 1) / temperature
+    P = np.exp(z - z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    return ListwiseTargets(Sq, cand, P.astype(np.float32))
+
+
+def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback):
+    """Train query/doc adapters on teacher rankings with early stopping on the engine's dev
+    gate (best epoch kept). Returns ``(q_adapter, d_adapter, TrainResult)``."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    dim = D.shape[1]
+    rank = min(cfg.rank, dim)
+    if cfg.side == "shared":
+        q_ad = d_ad = ResidualAdapter(dim, rank)
+    else:
+        q_ad = ResidualAdapter(dim, rank) if cfg.side in ("query", "both") else None
+        d_ad = ResidualAdapter(dim, rank) if cfg.side in ("doc", "both") else None
+    if q_ad is None and d_ad is None:
+        raise ConfigurationError(f"distillation side = {cfg.side!r}: choose query, doc, both or shared")
+    data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates)
+    gate = engine._validation
+    doc_ids = engine.raw_matrix()[0]
+    best = {"score": -1.0, "epoch": -1, "state": None}
+
+    def snapshot():
+        return [a.state_dict() if a is not None else None for a in (q_ad, d_ad)]
+
+    def early_stop(epoch: int) -> bool:
+        if gate is None:
+            return False
+        sc = gate.score(q_ad, d_ad, doc_ids, D)
+        emit("epoch", {"epoch": epoch, "dev_ndcg@10": sc})
+        if sc > best["score"]:
+            best.update(score=sc, epoch=epoch, state=[{k: v.clone() for k, v in s.items()} if s else None for s in snapshot()])
+        return epoch - best["epoch"] >= cfg.patience
+
+    res = fit_listwise(
+        q_ad, d_ad, data, D, temperature=cfg.temperature, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        weight_decay=cfg.weight_decay, identity_reg=cfg.identity_reg, seed=cfg.seed, early_stop=early_stop,
+    )
+    if best["state"] is not None:
+        for a, s in zip((q_ad, d_ad), best["state"]):
+            if a is not None and s is not None:
+                a.load_state_dict(s)
+    return q_ad, d_ad, res
+
+
+def benchmark_offline(engine, data) -> float:
+    """Benchmark hook: offline distillation on the adaptation (TRAIN) query texts, early-
+    stopped on the dev slice; returns ``pretraining_time_s``."""
+    if data.dev_queries:
+        dev_ids = list(data.dev_queries)
+        engine.set_validation(dev_ids, engine.encoder.encode([data.dev_queries[q] for q in dev_ids]), data.dev_qrels)
+    rep = run_offline_distillation(engine, list(data.adapt_queries.values()))
+    logger.info("offline distillation: %s", rep.reason)
+    engine._last_distillation = rep
+    return rep.metrics.get("pretraining_time_s")
