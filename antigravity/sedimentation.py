@@ -119,6 +119,17 @@ class ProxyGate:
         return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref, cand)]))
 
 
+def training_recipe(settings, signal) -> dict[str, float]:
+    """The signal's recommended ``lr``/``epochs``/``batch_size``/``identity_reg``, with any
+    value set explicitly in ``adaptation`` settings taking precedence."""
+    recipe = dict(getattr(signal, "recipe", {"lr": 1e-3, "epochs": 20, "batch_size": 256, "identity_reg": 1e-3}))
+    for key in ("lr", "epochs", "batch_size", "identity_reg"):
+        value = getattr(settings, key)
+        if value is not None:
+            recipe[key] = value
+    return recipe
+
+
 def traffic_arrays(engine: "AntigravityEngine", doc_ids: list[str], D: np.ndarray) -> Traffic:
     """The engine's traffic buffer as arrays (unknown doc ids become −1)."""
     records = list(engine._traffic)
@@ -178,10 +189,11 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
         side = "both" if targets.teacher is not None and targets.teacher_weight > 0 else targets.side
         q_ad = adapter if side in ("query", "both") else None
         d_ad = adapter if side in ("doc", "both") else None
+        recipe = training_recipe(s, signal)
         res = fit_blend(
             q_ad, d_ad, targets.vector if targets.vector is not None else targets.listwise, targets.teacher, D,
             teacher_weight=targets.teacher_weight, temperature=engine.settings.teacher.temperature,
-            epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay, identity_reg=s.identity_reg, seed=s.seed,
+            weight_decay=s.weight_decay, seed=s.seed, **recipe,
         )
         report.loss_before, report.loss_after = res.loss_before, res.loss_after
         report.train_time_s = time.perf_counter() - t1

@@ -67,13 +67,13 @@ class StoreSettings(_Section):
 class AdaptationSettings(_Section):
     """The adapter and the sedimentation cycles that train it."""
 
-    signal: str = Field("hubness", description="homeostatic signal definition (see antigravity.signals)")
+    signal: str = Field("modality_gap", description="homeostatic signal definition (see antigravity.signals)")
     rank: int = Field(32, ge=1, le=4096, description="low-rank dimension r of the residual adapter")
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
-    epochs: int = Field(20, ge=1, le=10000)
-    batch_size: int = Field(256, ge=1, le=100000)
+    lr: float | None = Field(None, gt=0.0, le=10.0, description="None: the signal's recipe")
+    epochs: int | None = Field(None, ge=1, le=10000, description="None: the signal's recipe")
+    batch_size: int | None = Field(None, ge=1, le=100000, description="None: the signal's recipe")
     weight_decay: float = Field(0.0, ge=0.0)
-    identity_reg: float = Field(1e-2, ge=0.0, description="L2 pull of the adapter toward identity")
+    identity_reg: float | None = Field(None, ge=0.0, description="L2 pull of the adapter toward identity; None: the signal's recipe")
     signal_top_k: int = Field(20, ge=1, le=1000, description="hits recorded per query for signals")
     max_signals: int = Field(50000, ge=1, description="bounded traffic buffer (queries)")
     min_signals: int = Field(100, ge=1, description="signals that trigger an automatic cycle")

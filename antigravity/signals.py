@@ -15,6 +15,11 @@ What "unhealthy" means here, measurably:
 * **anisotropy** (Ethayarajh 2019; Mu & Viswanath 2018, "all-but-the-top"): a dominant
   common direction ``u`` (top principal direction of served vectors) compresses cosine
   scores. Target: ``t = unit(x − λ·(x·u)·u)`` for documents and traffic queries.
+* **modality gap** (Liang et al. 2022, "Mind the Gap"): traffic queries (short claims) sit in
+  a different region of the sphere than the documents they retrieve, which compresses
+  query-document cosines. Target, query side only: ``t_q = unit(q + η·(μ_d − μ_q))`` where
+  ``μ_q`` is the mean traffic query and ``μ_d`` the mean of the documents in their top-10.
+  Documents are untouched (no re-materialisation).
 * **pseudo-relevance structure** (Rocchio 1971; Lavrenko & Croft 2001): queries whose top-k
   scores are nearly indistinguishable (low ``s_1 − s_10`` margin) get a listwise target from
   an amortised Rocchio query ``unit(q + α·mean(top-3))``, sharpened at temperature ``τ``.
@@ -63,6 +68,7 @@ class Targets:
 
 class SignalDefinition(Protocol):
     name: str
+    recipe: dict  # training defaults: lr, epochs, batch_size, identity_reg
 
     def targets(self, traffic: Traffic, seed: int) -> Targets: ...
 
@@ -92,6 +98,7 @@ class Hubness:
     min_occurrence: int = 3
     k: int = 10
     name: str = "hubness"
+    recipe = {"lr": 3e-3, "epochs": 20, "batch_size": 512, "identity_reg": 1e-3}
 
     def targets(self, traffic: Traffic, seed: int) -> Targets:
         D, Q, top = traffic.docs, traffic.queries, traffic.top[:, : self.k]
@@ -113,8 +120,9 @@ class Hubness:
 class Anisotropy:
     """Shrink the dominant common direction of served vectors by ``lam`` (see module doc)."""
 
-    lam: float = 0.1
+    lam: float = 0.25
     name: str = "anisotropy"
+    recipe = {"lr": 3e-3, "epochs": 20, "batch_size": 512, "identity_reg": 1e-3}
 
     def targets(self, traffic: Traffic, seed: int) -> Targets:
         D, Q, top = traffic.docs, traffic.queries, traffic.top[:, :10]
@@ -134,6 +142,7 @@ class PseudoRelevance:
     k: int = 50
     side: Side = "doc"
     name: str = "pseudo_relevance"
+    recipe = {"lr": 1e-3, "epochs": 20, "batch_size": 32, "identity_reg": 1e-3}
 
     def targets(self, traffic: Traffic, seed: int) -> Targets:
         D, Q = traffic.docs, traffic.queries
@@ -150,7 +159,25 @@ class PseudoRelevance:
         return Targets(self.side, listwise=ListwiseTargets(Qs, cand, P.astype(np.float32)))
 
 
+@dataclass
+class ModalityGap:
+    """Shift traffic queries toward the region of the documents they retrieve (see module doc)."""
+
+    eta: float = 1.0
+    k: int = 10
+    name: str = "modality_gap"
+    recipe = {"lr": 3e-3, "epochs": 200, "batch_size": 64, "identity_reg": 1e-3}
+
+    def targets(self, traffic: Traffic, seed: int) -> Targets:
+        Q, top = traffic.queries, traffic.top[:, : self.k]
+        docs = np.unique(top[top >= 0])
+        mu_d = traffic.docs[docs].mean(0) if len(docs) else Q.mean(0)
+        T = _unit(Q + self.eta * (mu_d - Q.mean(0))[None])
+        return Targets("query", vector=VectorTargets(Q, T))
+
+
 SIGNALS: dict[str, Callable[[], SignalDefinition]] = {
+    "modality_gap": ModalityGap,
     "hubness": Hubness,
     "anisotropy": Anisotropy,
     "pseudo_relevance": PseudoRelevance,
