@@ -395,6 +395,37 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
     return q_ad, d_ad, res
 
 
+def _failure_kind(exc: BaseException) -> str:
+    msg = str(exc).lower()
+    for kind in ("timed out", "connection", "http", "malformed", "nan", "partial", "dimension", "-d vectors", "alignment"):
+        if kind in msg:
+            return kind.strip("-").replace(" ", "_")
+    return type(exc).__name__
+
+
+def hybrid_guidance(engine, traffic, targets, weight: float):
+    """Add teacher rankings on the same traffic to a cycle's homeostatic ``targets``
+    (``loss = (1 − w)·homeostatic + w·teacher KL``). Any teacher failure leaves ``targets``
+    unchanged (baseline), is counted in ``engine.stats()["teacher_failures"]`` and logged
+    once per kind."""
+    from .signals import Targets
+
+    idx = [i for i, t in enumerate(traffic.texts or []) if t]
+    if len(idx) < 2:
+        engine.record_teacher_failure("no_query_texts", TeacherError("hybrid needs traffic query texts (use search(), not search_vectors())"))
+        return targets
+    try:
+        helper = engine.teacher_helper
+        doc_ids, _ = engine.raw_matrix()
+        Td = helper.get_teacher_embeddings(engine.document_texts(doc_ids))
+        Tq = helper.get_teacher_embeddings([traffic.texts[i] for i in idx])
+    except TeacherError as exc:
+        engine.record_teacher_failure(_failure_kind(exc), exc)
+        return targets
+    data = teacher_targets(traffic.queries[idx], traffic.docs, Tq, Td, engine.settings.teacher.temperature, 0)
+    return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight)
+
+
 def benchmark_offline(engine, data) -> float:
     """Benchmark hook: offline distillation on the adaptation (TRAIN) query texts, early-
     stopped on the dev slice; returns ``pretraining_time_s``."""

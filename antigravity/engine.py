@@ -104,7 +104,7 @@ class AntigravityEngine:
         ConfigurationError: invalid settings. StoreError: store unreachable/locked.
     """
 
-    def __init__(self, settings: Settings | None = None, *, encoder: Encoder | None = None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, encoder: Encoder | None = None, teacher: Any = None, **overrides: Any) -> None:
         if settings is None:
             settings = Settings.load(**overrides)
         elif overrides:
@@ -146,6 +146,7 @@ class AntigravityEngine:
         self._stats: dict[str, Any] = collections.defaultdict(int)
         self._closed = False
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
+        self._slot_content: dict[str, ServedVersion] = {}  # which version each served slot holds
         self._payload_cache: dict[str, dict[str, str]] | None = None
         self._validation = None
         self._versions: dict[int, ServedVersion] = {0: self._served}
@@ -154,6 +155,8 @@ class AntigravityEngine:
         self._cycles: list[Any] = []
         self._cycle_lock = threading.Lock()
         self._signals_at_last_cycle = 0
+        self._teacher_source = teacher
+        self._teacher_helper = None
 
     # -- context manager / lifecycle --------------------------------------------------
     def __enter__(self) -> "AntigravityEngine":
@@ -168,6 +171,8 @@ class AntigravityEngine:
             self._closed = True
             self.store.close()
             self.encoder.release()
+            if self._teacher_helper is not None:
+                self._teacher_helper.release()
 
     # -- ingest -----------------------------------------------------------------------
     def ingest(self, documents: Iterable[Any], *, batch_size: int | None = None, show_progress: bool = False) -> int:
@@ -229,10 +234,12 @@ class AntigravityEngine:
         payloads = [b[2] if self.settings.store.store_text else {k: v for k, v in b[2].items() if k not in ("title", "text")} for b in batch]
         with self._write_lock:
             self.store.ensure_collection(self.encoder.dim)
-            state = self._served
+            # write every slot (an upsert replaces the whole point): a search still running on
+            # the previously served slot must find these documents under *its* version
             served = {}
-            if state.slot != RAW:
-                served[state.slot] = state.doc_adapter.transform(raw) if state.doc_adapter else raw
+            for slot in SLOTS:
+                content = self._slot_content.get(slot)
+                served[slot] = content.doc_adapter.transform(raw) if content is not None and content.doc_adapter is not None else raw
             self.store.upsert(ids, raw, payloads, served)
             self._raw_cache = None
             self._payload_cache = None
@@ -381,6 +388,7 @@ class AntigravityEngine:
                 for i in range(0, len(ids), 4096):
                     self.store.set_served(ids[i : i + 4096], target, served[i : i + 4096])
                 new = ServedVersion(version, target, doc_adapter, query_adapter, dict(meta or {}))
+                self._slot_content[target] = new
             with self._readers_cv:
                 self._served = new
                 self._versions[version] = new
@@ -423,7 +431,58 @@ class AntigravityEngine:
             return run_cycle(self, teacher_guidance=self._teacher_guidance())
 
     def _teacher_guidance(self):
-        return None
+        """Hybrid mode: a callable blending teacher rankings into a cycle's targets, or None."""
+        w = self.settings.teacher.weight
+        if self.settings.mode != "hybrid" or w == 0.0:
+            return None
+        from .distillation import hybrid_guidance
+
+        return lambda traffic, targets: hybrid_guidance(self, traffic, targets, w)
+
+    @property
+    def teacher_helper(self):
+        """The engine's lazy :class:`~antigravity.distillation.TeacherDistillationHelper`
+        (nothing is loaded until a hybrid cycle or offline distillation needs the teacher)."""
+        if self._teacher_helper is None:
+            from .distillation import TeacherDistillationHelper
+
+            self._teacher_helper = TeacherDistillationHelper(
+                self._teacher_source, student_dim=self.encoder.dim, cache_dir=self.settings.resolved_cache_dir, settings=self.settings.teacher
+            )
+        return self._teacher_helper
+
+    def record_teacher_failure(self, kind: str, exc: BaseException) -> None:
+        """Count a teacher failure by kind (visible in :meth:`stats`); log each kind once."""
+        failures = self._stats.setdefault("teacher_failures", {})
+        if kind not in failures:
+            logger.warning("teacher failure (%s): %s — falling back to homeostatic (baseline) targets", kind, exc)
+        failures[kind] = failures.get(kind, 0) + 1
+
+    def set_mode(self, mode: str, *, teacher_weight: float | None = None) -> None:
+        """Switch ``mode`` (``baseline`` | ``offline`` | ``hybrid``) on a running engine.
+        Searches in flight are not interrupted and no stored data changes; switching to
+        ``baseline`` releases the teacher. Raises :class:`ConfigurationError` (nothing changed)."""
+        from .errors import ConfigurationError
+
+        new = self.settings.model_dump()
+        new["mode"] = mode
+        if teacher_weight is not None:
+            new["teacher"]["weight"] = teacher_weight
+        if self.settings.store.api_key is not None:
+            new["store"]["api_key"] = self.settings.store.api_key.get_secret_value()
+        try:
+            validated = Settings(**new)
+        except Exception as exc:  # pydantic ValidationError
+            from .settings import format_validation_error
+
+            raise ConfigurationError(format_validation_error(exc) if hasattr(exc, "errors") else str(exc)) from None
+        with self._cycle_lock:
+            old = self.settings.mode
+            self.settings = validated
+            if mode == "baseline" and self._teacher_helper is not None:
+                self._teacher_helper.release()
+            self._stats["mode_switches"] += 1
+        logger.info("mode switched: %s -> %s (teacher weight %s)", old, mode, validated.teacher.weight)
 
     def run_offline_distillation(self, queries: Sequence[str] = (), **kwargs: Any):
         """Pre-train the adapter on the teacher's rankings (offline mode); see
@@ -487,4 +546,5 @@ class AntigravityEngine:
             "traffic_buffered": len(self._traffic),
             "adapter_versions": sorted(self._versions),
             "student": self.encoder.name,
+            "teacher_loaded": bool(self._teacher_helper is not None and self._teacher_helper.loaded),
         }

@@ -142,7 +142,7 @@ def traffic_arrays(engine: "AntigravityEngine", doc_ids: list[str], D: np.ndarra
         for j, (d, s) in enumerate(zip(r.doc_ids, r.scores)):
             top[i, j] = index.get(d, -1)
             sc[i, j] = s
-    return Traffic(Q, top, sc, D)
+    return Traffic(Q, top, sc, D, [r.text for r in records])
 
 
 def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport:
@@ -172,7 +172,8 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
         n_hold = len(perm) // 5
         gate = ProxyGate(traffic.queries[perm[:n_hold]])
         keep = np.sort(perm[n_hold:])
-        traffic = Traffic(traffic.queries[keep], traffic.top[keep], traffic.scores[keep], D)
+        texts = [traffic.texts[i] for i in keep] if traffic.texts is not None else None
+        traffic = Traffic(traffic.queries[keep], traffic.top[keep], traffic.scores[keep], D, texts)
     report = CycleReport(None, False, "", signal=signal.name, n_signals=n_signals, gate=gate.name)
     try:
         if not np.isfinite(D).all() or not np.isfinite(traffic.queries).all():

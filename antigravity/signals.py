@@ -49,6 +49,7 @@ class Traffic:
     top: np.ndarray
     scores: np.ndarray
     docs: np.ndarray
+    texts: list[str | None] | None = None
 
 
 @dataclass

@@ -201,9 +201,10 @@ def test_searches_during_cycles_never_mix_versions(eng):
     def searcher():
         while not stop.is_set():
             try:
-                v = version_of(eng.search_batch(probe, k=10, record=False))
+                got = eng.search_batch(probe, k=10, record=False)
+                v = version_of(got)
                 if v is None:
-                    errors.append("mixed or unknown version")
+                    errors.append([[(h.doc_id, round(h.score, 4)) for h in hs] for hs in got])
                 seen.add(v)
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
