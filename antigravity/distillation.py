@@ -254,11 +254,14 @@ def run_offline_distillation(
     cfg = config or DistillationConfig(seed=engine.settings.adaptation.seed)
     validate_temperature(cfg.temperature)
     validate_teacher_weight(engine.settings.teacher.weight)
-    if teacher is None and not (engine.settings.teacher.name or engine.settings.teacher.base_url):
+    if teacher is None and engine._teacher_source is None and not (engine.settings.teacher.name or engine.settings.teacher.base_url):
         raise ConfigurationError("offline distillation needs a teacher: set teacher.name or teacher.base_url")
     emit = _emitter(callback)
     t_start = time.perf_counter()
-    helper = TeacherDistillationHelper(teacher, student_dim=engine.encoder.dim, cache_dir=engine.settings.resolved_cache_dir, settings=engine.settings.teacher)
+    helper = TeacherDistillationHelper(
+        teacher if teacher is not None else engine._teacher_source,
+        student_dim=engine.encoder.dim, cache_dir=engine.settings.resolved_cache_dir, settings=engine.settings.teacher, callback=callback,
+    )
     metrics: dict[str, Any] = {}
     try:
         # 1. init teacher

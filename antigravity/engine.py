@@ -446,6 +446,11 @@ class AntigravityEngine:
         if self._teacher_helper is None:
             from .distillation import TeacherDistillationHelper
 
+            if self._teacher_source is None and not (self.settings.teacher.name or self.settings.teacher.base_url):
+                from .errors import ConfigurationError
+
+                raise ConfigurationError("no teacher configured: set teacher.name or teacher.base_url")
+
             self._teacher_helper = TeacherDistillationHelper(
                 self._teacher_source, student_dim=self.encoder.dim, cache_dir=self.settings.resolved_cache_dir, settings=self.settings.teacher
             )
@@ -486,11 +491,17 @@ class AntigravityEngine:
 
     def run_offline_distillation(self, queries: Sequence[str] = (), **kwargs: Any):
         """Pre-train the adapter on the teacher's rankings (offline mode); see
-        :func:`antigravity.distillation.run_offline_distillation`."""
-        from .distillation import run_offline_distillation
+        :func:`antigravity.distillation.run_offline_distillation`. A teacher failure returns
+        an unpromoted report (counted in ``stats()["teacher_failures"]``) instead of raising."""
+        from .distillation import DistillationReport, _failure_kind, run_offline_distillation
+        from .errors import TeacherError
 
         with self._cycle_lock:
-            return run_offline_distillation(self, queries, **kwargs)
+            try:
+                return run_offline_distillation(self, queries, **kwargs)
+            except TeacherError as exc:  # fallback chain: offline -> baseline, never a crash
+                self.record_teacher_failure(_failure_kind(exc), exc)
+                return DistillationReport(None, False, f"teacher failed ({exc}); kept the current version (baseline)")
 
     def _maybe_auto_cycle(self) -> None:
         s = self.settings.adaptation

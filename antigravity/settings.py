@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -41,7 +41,7 @@ class StudentSettings(_Section):
 class TeacherSettings(_Section):
     """The teacher used by offline distillation and hybrid cycles; loaded lazily."""
 
-    name: str | None = Field("all-mpnet-base-v2", description="registered model name, local folder, or None")
+    name: str | None = Field("all-mpnet-base-v2", description="registered model name or local folder; '' or 'none': no teacher")
     weight: float = Field(0.5, ge=0.0, le=1.0, description="hybrid blend weight w in [0, 1]")
     temperature: float = Field(0.05, gt=0.0, description="softmax temperature T of the listwise KL loss")
     batch_size: int = Field(16, ge=1, le=4096)
@@ -50,6 +50,12 @@ class TeacherSettings(_Section):
     api_key_env: str = Field("ANTIGRAVITY_TEACHER_API_KEY", description="env var holding the endpoint's API key")
     timeout_s: float = Field(30.0, gt=0.0)
     max_retries: int = Field(3, ge=0, le=20)
+
+
+    @field_validator("name")
+    @classmethod
+    def _none_name(cls, v: str | None) -> str | None:
+        return None if v is None or v.strip().lower() in ("", "none", "null") else v
 
 
 class StoreSettings(_Section):

@@ -86,7 +86,10 @@ class ObjectTeacher:
         return _validate(out, len(texts), self._dim, f"teacher {self.name!r}")
 
     def release(self) -> None:
-        pass
+        """Call the wrapped object's ``release()`` if it has one (the object stays the caller's)."""
+        release = getattr(self.obj, "release", None)
+        if callable(release):
+            release()
 
 
 class ModelTeacher:

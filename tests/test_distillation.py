@@ -1,0 +1,202 @@
+import numpy as np
+import pytest
+
+from antigravity import AntigravityEngine
+from antigravity.distillation import DistillationConfig, TeacherDistillationHelper, pseudo_queries, teacher_targets
+from antigravity.errors import AdaptationError, ConfigurationError, TeacherError
+from antigravity.settings import Settings
+from tests.conftest import HashEncoder
+from tests.test_sedimentation import _corpus, _queries
+
+
+class SpyTeacher(HashEncoder):
+    """A 48-d teacher (student is 32-d): different space, different dimension."""
+
+    def __init__(self, fail: bool = False):
+        super().__init__(48, name="spy-teacher")
+        self.fail = fail
+        self.encode_calls = 0
+        self.released = 0
+
+    def encode(self, texts, show_progress=False):
+        self.encode_calls += 1
+        if self.fail:
+            raise RuntimeError("teacher exploded")
+        return super().encode(texts)
+
+    def release(self):
+        self.released += 1
+
+
+def _engine(tmp_path, teacher=None, **kw):
+    kw.setdefault("adaptation__rank", 8)
+    kw.setdefault("adaptation__epochs", 5)
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), teacher=teacher, **kw)
+    e.ingest(_corpus())
+    return e
+
+
+def test_helper_is_lazy_and_releases(tmp_path):
+    t = SpyTeacher()
+    h = TeacherDistillationHelper(t, student_dim=32, cache_dir=tmp_path)
+    assert not h.loaded and t.encode_calls == 0
+    out = h.get_teacher_embeddings(["a b", "c"])
+    assert out.shape == (2, 48) and out.dtype == np.float32 and h.loaded
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    assert h.teacher_latency_ms is not None and h.teacher_latency_ms >= 0
+    info = h.check_dimension_compatibility()
+    assert info["student_dim"] == 32 and info["teacher_dim"] == 48 and not info["same_dim"] and not info["alignment_fitted"]
+    h.release()
+    assert not h.loaded
+
+
+def test_distillation_targets_blend(tmp_path):
+    h = TeacherDistillationHelper(SpyTeacher(), student_dim=32, cache_dir=tmp_path)
+    texts = [t for _, t in _corpus(60)]
+    S = HashEncoder(32).encode(texts)
+    cur = S[:5]
+    np.testing.assert_allclose(h.generate_distillation_targets(texts[:5], cur, 0.0), cur, atol=1e-6)  # w = 0: current
+    assert not h.loaded  # ... without touching the teacher
+    with pytest.raises(TeacherError, match="alignment"):
+        h.generate_distillation_targets(texts[:5], cur, 0.5)
+    h.fit_alignment(h.get_teacher_embeddings(texts), S)
+    assert h.check_dimension_compatibility()["alignment_fitted"]
+    t1 = h.generate_distillation_targets(texts[:5], cur, 1.0)
+    np.testing.assert_allclose(t1, h.alignment.map(h.get_teacher_embeddings(texts[:5])), atol=1e-6)
+    half = h.generate_distillation_targets(texts[:5], cur, 0.5)
+    assert half.shape == (5, 32)
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1, atol=1e-5)
+    for bad in (-0.1, 1.5, float("nan"), "0.5"):
+        with pytest.raises(ConfigurationError, match="teacher_weight"):
+            h.generate_distillation_targets(texts[:5], cur, bad)
+    m = h.compute_alignment_metric(S[:10], S, h.get_teacher_embeddings(texts[:10]), h.get_teacher_embeddings(texts))
+    assert 0.0 <= m["overlap@10"] <= 1.0 and -1.0 <= m["mean_cosine"] <= 1.0
+
+
+def test_teacher_targets_candidates():
+    rng = np.random.default_rng(0)
+    D = rng.standard_normal((50, 8)).astype(np.float32)
+    Td = rng.standard_normal((50, 12)).astype(np.float32)
+    t = teacher_targets(D[:4], D, Td[:4], Td, 0.05, 5)
+    assert t.candidates.shape == (4, 10)
+    assert all(len(set(row)) == 10 for row in t.candidates)
+    np.testing.assert_allclose(t.probs.sum(1), 1, atol=1e-5)
+    full = teacher_targets(D[:4], D, Td[:4], Td, 0.05, 0)
+    assert full.candidates is None and full.probs.shape == (4, 50)
+
+
+def test_offline_stages_and_release(tmp_path):
+    teacher = SpyTeacher()
+    e = _engine(tmp_path, teacher, gate__enabled=False)
+    events = []
+    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=3), callback=lambda ev, d: events.append(ev))
+    assert [ev for ev in events if ev != "epoch"] == ["init_teacher", "build_set", "teacher_inference", "apply", "done", "release_teacher"]
+    assert rep.promoted and rep.version == 1 and e.served_version.version == 1
+    for key in ("distill_loss", "n_texts", "n_tokens", "teacher_latency_ms", "pretraining_time_s"):
+        assert key in rep.metrics
+    assert rep.metrics["n_texts"] == 40
+    assert teacher.released == 1
+    assert e.search("fever aspirin", k=3)
+    e.close()
+
+
+def test_offline_teacher_failure_falls_back_and_releases(tmp_path):
+    teacher = SpyTeacher(fail=True)
+    e = _engine(tmp_path, teacher)
+    rep = e.run_offline_distillation(_queries(10))
+    assert not rep.promoted and "teacher failed" in rep.reason
+    assert teacher.released == 1 and e.served_version.version == 0
+    assert sum(e.stats()["teacher_failures"].values()) == 1
+    assert e.search("fever", k=2)  # search never fails
+    e.close()
+
+
+def test_validation_order(tmp_path):
+    # teacher weight out of range: rejected at configuration time
+    with pytest.raises(ConfigurationError, match="teacher.weight"):
+        Settings.load(teacher__weight=1.5)
+    with pytest.raises(ConfigurationError, match="teacher.temperature"):
+        Settings.load(teacher__temperature=0)
+    # a mode that needs a teacher with none configured
+    with pytest.raises(ConfigurationError, match="needs a teacher"):
+        Settings.load(mode="offline", teacher__name="none")
+    # temperature <= 0 in the distillation config, before any work (teacher untouched)
+    teacher = SpyTeacher()
+    e = _engine(tmp_path, teacher)
+    with pytest.raises(ConfigurationError, match="temperature"):
+        e.run_offline_distillation(_queries(5), config=DistillationConfig(temperature=0.0))
+    assert teacher.encode_calls == 0
+    # fewer than 2 texts: error, nothing changed
+    with pytest.raises(AdaptationError, match="at least 2"):
+        e.run_offline_distillation(["only one"])
+    assert e.served_version.version == 0
+    e.close()
+
+
+def _served_scores(e, probes):
+    return np.array([[h.score for h in hs] for hs in e.search_batch(probes, k=10, record=False)])
+
+
+def test_hybrid_weight_zero_reproduces_baseline(tmp_path):
+    probes = ["fever aspirin pain", "cat dog walk"]
+    out = {}
+    for mode in ("baseline", "hybrid"):
+        teacher = SpyTeacher()
+        e = _engine(tmp_path / mode, teacher, mode=mode, teacher__weight=0.0, gate__enabled=False)
+        e.search_batch(_queries())
+        assert e.run_sedimentation_cycle().promoted
+        out[mode] = _served_scores(e, probes)
+        assert teacher.encode_calls == 0  # w = 0 never touches the teacher
+        e.close()
+    np.testing.assert_array_equal(out["baseline"], out["hybrid"])
+
+
+def test_hybrid_weight_one_ignores_homeostatic_targets(tmp_path):
+    probes = ["fever aspirin pain", "gene tumor drug"]
+    out = {}
+    for signal in ("anisotropy", "hubness"):
+        e = _engine(tmp_path / signal, SpyTeacher(), mode="hybrid", teacher__weight=1.0, gate__enabled=False, adaptation__signal=signal)
+        e.search_batch(_queries())
+        rep = e.run_sedimentation_cycle()
+        assert rep.promoted, rep.reason
+        out[signal] = _served_scores(e, probes)
+        e.close()
+    np.testing.assert_allclose(out["anisotropy"], out["hubness"], atol=1e-5)
+
+
+def test_hybrid_teacher_failure_degrades_to_baseline(tmp_path):
+    e = _engine(tmp_path, SpyTeacher(fail=True), mode="hybrid", teacher__weight=0.5, gate__enabled=False)
+    e.search_batch(_queries())
+    rep = e.run_sedimentation_cycle()
+    assert rep.promoted  # homeostatic targets alone
+    e.search_batch(_queries(seed=5))
+    e.run_sedimentation_cycle()
+    assert e.stats()["teacher_failures"] == {"TeacherError": 2} or sum(e.stats()["teacher_failures"].values()) == 2
+    assert e.search("fever", k=3)
+    e.close()
+
+
+def test_set_mode_switches_and_releases(tmp_path):
+    teacher = SpyTeacher()
+    e = _engine(tmp_path, teacher, gate__enabled=False)
+    e.set_mode("hybrid", teacher_weight=0.3)
+    assert e.settings.mode == "hybrid" and e.settings.teacher.weight == 0.3
+    e.search_batch(_queries())
+    assert e.run_sedimentation_cycle().promoted
+    assert e.stats()["teacher_loaded"]
+    e.set_mode("baseline")
+    assert not e.stats()["teacher_loaded"] and teacher.released >= 1
+    with pytest.raises(ConfigurationError, match="teacher.weight"):
+        e.set_mode("hybrid", teacher_weight=2.0)
+    with pytest.raises(ConfigurationError, match="mode"):
+        e.set_mode("turbo")
+    assert e.settings.mode == "baseline"  # unchanged after the rejected switches
+    assert e.stats()["mode_switches"] == 2
+    e.close()
+
+
+def test_pseudo_queries_deterministic():
+    docs = {f"d{i}": {"title": f"Title {i}", "text": "First sentence has eight words in it here. Second sentence also has more than eight words in it."} for i in range(20)}
+    a = pseudo_queries(docs, 5, 5, seed=3)
+    assert a == pseudo_queries(docs, 5, 5, seed=3) and len(a) == 10
+    assert a != pseudo_queries(docs, 5, 5, seed=4)
