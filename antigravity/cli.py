@@ -173,6 +173,44 @@ def search(
     Console().print(table)
 
 
+config_app = typer.Typer(help="Show, validate and document settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = typer.Option(None, help="TOML config file")) -> None:
+    """Print the effective settings and where each value came from (secrets masked)."""
+    from .settings import explain_sources
+
+    table = Table()
+    for col in ("key", "value", "source"):
+        table.add_column(col)
+    for key, value, source in explain_sources(config):
+        table.add_row(key, repr(value), source)
+    Console().print(table)
+
+
+@config_app.command("validate")
+def config_validate(file: Path = typer.Argument(..., help="TOML config file to check")) -> None:
+    """Check a config file; exit 0 when valid, 2 with the offending field otherwise."""
+    from .settings import Settings
+
+    s = Settings.load(file)
+    print(f"{file}: valid (mode={s.mode}, student={s.student.name}, teacher={s.teacher.name})")
+
+
+@config_app.command("docs")
+def config_docs(output: Optional[Path] = typer.Option(None, help="write here instead of stdout")) -> None:
+    """Generate the configuration reference (docs/configuration.md) from the Settings model."""
+    from .settings import settings_reference_markdown
+
+    text = settings_reference_markdown()
+    if output:
+        output.write_text(text + "\n")
+    else:
+        print(text)
+
+
 def main() -> None:
     """Console entry point: typed errors become one line on stderr and exit status 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

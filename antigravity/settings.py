@@ -110,8 +110,8 @@ class Settings(BaseSettings):
         env_prefix="ANTIGRAVITY_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
     )
 
-    mode: Mode = "baseline"
-    data_dir: str = Field(default_factory=lambda: str(Path.home() / ".antigravity"), description="engine state")
+    mode: Mode = Field("baseline", description="adaptation preset: baseline (homeostasis only), offline (teacher pre-training, then cycles), hybrid (teacher-blended cycles)")
+    data_dir: str = Field("~/.antigravity", description="engine state: embedded store, cache, adapters")
     cache_dir: str | None = Field(None, description="models and embedding cache (None: <data_dir>/cache)")
     student: StudentSettings = Field(default_factory=StudentSettings)
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
@@ -213,3 +213,68 @@ def format_validation_error(exc: ValidationError, source: str | None = None) -> 
         lines.append(f"{loc} = {value!r}: {msg}")
     where = f" in {source}" if source else ""
     return f"invalid settings{where}: " + "; ".join(lines)
+
+
+def settings_reference_markdown() -> str:
+    """The configuration reference (``docs/configuration.md``) generated from the models, so
+    it cannot drift: one table per section with key, env var, type, default and description."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `antigravity.settings.Settings` by `antigravity config docs`; a test fails if this file drifts.",
+        "",
+        "Priority, highest first: explicit arguments / CLI options, environment variables (`ANTIGRAVITY_<KEY>`, nested",
+        "with `__`), a TOML file (`--config FILE` or `$ANTIGRAVITY_CONFIG`), defaults. Unknown keys and invalid values",
+        "are rejected with the field path, the value and what is allowed.",
+        "",
+    ]
+
+    def rows(model: type[BaseModel], prefix: str) -> list[str]:
+        out = []
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                continue
+            key = f"{prefix}{name}"
+            env = "ANTIGRAVITY_" + key.replace(".", "__").upper()
+            default = f.get_default(call_default_factory=True)
+            typ = str(ann).replace("typing.", "") if "Literal" in str(ann) else (getattr(ann, "__name__", None) or str(ann).replace("typing.", ""))
+            limits = [str(m) for m in f.metadata if type(m).__name__ in ("Ge", "Gt", "Le", "Lt", "MinLen", "MaxLen", "_PydanticGeneralMetadata")]
+            desc = (f.description or "") + (f" ({', '.join(limits)})" if limits else "")
+            typ = typ.replace("|", "\\|")
+            out.append(f"| `{key}` | `{env}` | {typ} | `{default!r}` | {desc} |")
+        return out
+
+    header = ["| key | env var | type | default | description |", "| --- | --- | --- | --- | --- |"]
+    lines += ["## top level", "", *header, *rows(Settings, ""), ""]
+    for name, f in Settings.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            lines += [f"## [{name}]", "", (ann.__doc__ or "").strip(), "", *header, *rows(ann, f"{name}."), ""]
+    return "\n".join(lines)
+
+
+def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> list[tuple[str, Any, str]]:
+    """``[(key, value, source)]`` of the effective settings; source is ``argument``, ``env``,
+    ``file`` or ``default``. Secrets are masked."""
+    settings = Settings.load(config_file, **overrides)
+    path = config_file or os.environ.get("ANTIGRAVITY_CONFIG")
+    file_data = read_toml(path) if path else {}
+    nested_over = _nest(overrides)
+    out = []
+
+    def walk(model: BaseModel, prefix: str, over: dict, filed: dict) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}{name}"
+            if isinstance(value, BaseModel):
+                walk(value, key + ".", over.get(name, {}) or {}, filed.get(name, {}) or {})
+                continue
+            env = "ANTIGRAVITY_" + key.replace(".", "__").upper()
+            source = "argument" if name in over else "env" if env in os.environ or (prefix == "" and env in os.environ) else "file" if name in filed else "default"
+            if isinstance(value, SecretStr):
+                value = "**********"
+            out.append((key, value, source))
+
+    walk(settings, "", nested_over, file_data)
+    return out

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from antigravity.errors import ConfigurationError
+from antigravity.settings import Settings, explain_sources, settings_reference_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_configuration_reference_in_sync():
+    assert (ROOT / "docs" / "configuration.md").read_text().strip() == settings_reference_markdown().strip(), (
+        "docs/configuration.md drifted: run `antigravity config docs --output docs/configuration.md`"
+    )
+
+
+def test_shipped_configs_valid():
+    for name in ("default", "fast", "production"):
+        Settings.load(ROOT / "config" / f"{name}.toml")
+
+
+def test_priority_argument_env_file_default(tmp_path, monkeypatch):
+    f = tmp_path / "c.toml"
+    f.write_text('mode = "hybrid"\n[teacher]\nweight = 0.7\nname = "all-MiniLM-L6-v2"\n[student]\nbatch_size = 8\n')
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__WEIGHT", "0.4")
+    s = Settings.load(f, student__batch_size=4)
+    assert s.mode == "hybrid"  # file
+    assert s.teacher.weight == 0.4  # env beats file
+    assert s.student.batch_size == 4  # argument beats file
+    assert s.adaptation.rank == 32  # default
+    sources = {k: src for k, _, src in explain_sources(f, student__batch_size=4)}
+    assert sources["mode"] == "file" and sources["teacher.weight"] == "env"
+    assert sources["student.batch_size"] == "argument" and sources["adaptation.rank"] == "default"
+
+
+def test_public_contract_env_keys(monkeypatch):
+    monkeypatch.setenv("ANTIGRAVITY_MODE", "offline")
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__WEIGHT", "0.25")
+    s = Settings.load()
+    assert s.mode == "offline" and s.teacher.weight == 0.25
+
+
+@pytest.mark.parametrize(
+    "toml,match",
+    [
+        ('mode = "turbo"', "mode = 'turbo'"),
+        ("[teacher]\nweight = 1.5", "teacher.weight = 1.5"),
+        ("[teacher]\nwieght = 0.5", "teacher.wieght = 0.5: unknown setting"),
+        ("bogus = 1", "bogus = 1: unknown setting"),
+        ("[adaptation]\nlr = -1", "adaptation.lr = -1"),
+        ("[adaptation]\nepochs = 0", "adaptation.epochs = 0"),
+        ("[student]\nbatch_size = 'many'", "student.batch_size"),
+        ("[store]\ncollection = 'has space'", "store.collection"),
+        ("mode = ", "not valid TOML"),
+        ("[teacher\nweight = 0.5", "not valid TOML"),
+    ],
+)
+def test_bad_config_files(tmp_path, toml, match):
+    f = tmp_path / "bad.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigurationError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        Settings.load(f)
+
+
+def test_missing_and_binary_config(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        Settings.load(tmp_path / "nope.toml")
+    b = tmp_path / "b.toml"
+    b.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        Settings.load(b)
+
+
+def test_bad_env_value(monkeypatch):
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__WEIGHT", "heavy")
+    with pytest.raises(ConfigurationError, match="teacher.weight"):
+        Settings.load()
+
+
+def test_secret_masked(monkeypatch):
+    monkeypatch.setenv("ANTIGRAVITY_STORE__API_KEY", "topsecret")
+    rows = explain_sources()
+    assert ("store.api_key", "**********", "env") in rows
+    assert "topsecret" not in repr(Settings.load())
+
+
+def test_cli_config_validate(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[teacher]\nweight = 3\n")
+    res = subprocess.run([sys.executable, "-c", "from antigravity.cli import main; main()", "config", "validate", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2 and "teacher.weight = 3" in res.stderr and "Traceback" not in res.stderr
+    good = subprocess.run([sys.executable, "-c", "from antigravity.cli import main; main()", "config", "validate", str(ROOT / "config" / "fast.toml")], capture_output=True, text=True)
+    assert good.returncode == 0 and "valid" in good.stdout
