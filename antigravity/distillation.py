@@ -205,21 +205,28 @@ def pseudo_queries(doc_texts: dict[str, dict[str, str]], n_titles: int, n_senten
 
 @dataclass
 class DistillationConfig:
-    """Offline distillation hyper-parameters (defaults chosen on the SciFact TRAIN dev
-    slice, see docs/distillation.md)."""
+    """Offline distillation hyper-parameters. Defaults were picked on a dev slice of the
+    SciFact TRAIN qrels (never test) for student paraphrase-MiniLM-L3-v2 / teacher
+    all-MiniLM-L6-v2; the table of what was tried is in docs/distillation.md.
 
-    side: str = "both"  # "query" | "doc" | "both" (separate query and doc adapters) | "shared"
-    rank: int = 384
+    side: ``both`` (separate query and document adapters), ``query``, ``doc`` or ``shared``.
+    rank: adapter rank (``>= d`` means full ``d x d``). candidates: 0 = all documents,
+    K > 0 = student top-K ∪ teacher top-K. identity_reg: ``λ·Σ‖M − M₀‖²_F``. Training stops
+    after ``patience`` epochs without a dev improvement; the best epoch is kept.
+    """
+
+    side: str = "both"
+    rank: int = 4096
     temperature: float = 0.05
-    candidates: int = 0  # 0: all documents; K > 0: student top-K ∪ teacher top-K
-    epochs: int = 15
+    candidates: int = 0
+    epochs: int = 100
     lr: float = 1e-3
     batch_size: int = 128
-    weight_decay: float = 1e-4
-    identity_reg: float = 0.0
+    weight_decay: float = 0.0
+    identity_reg: float = 1e-5
     n_titles: int = 0
     n_sentences: int = 0
-    patience: int = 4
+    patience: int = 10
     seed: int = 0
 
 

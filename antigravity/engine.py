@@ -378,6 +378,8 @@ class AntigravityEngine:
         with self._write_lock:
             if doc_adapter is None:
                 new = ServedVersion(version, RAW, None, query_adapter, dict(meta or {}))
+            elif doc_adapter is self._served.doc_adapter:  # documents unchanged: reuse the served slot
+                new = ServedVersion(version, self._served.slot, doc_adapter, query_adapter, dict(meta or {}))
             else:
                 current = self._served.slot
                 target = SLOTS[1] if current == SLOTS[0] else SLOTS[0]

@@ -130,8 +130,9 @@ def training_recipe(settings, signal) -> dict[str, float]:
     return recipe
 
 
-def traffic_arrays(engine: "AntigravityEngine", doc_ids: list[str], D: np.ndarray) -> Traffic:
-    """The engine's traffic buffer as arrays (unknown doc ids become −1)."""
+def traffic_arrays(engine: "AntigravityEngine", doc_ids: list[str], D: np.ndarray, current=None) -> Traffic:
+    """The engine's traffic buffer as arrays (unknown doc ids become −1), with served-space
+    views under ``current`` (a :class:`~antigravity.engine.ServedVersion`)."""
     records = list(engine._traffic)
     index = {d: i for i, d in enumerate(doc_ids)}
     k = max((len(r.doc_ids) for r in records), default=0)
@@ -142,7 +143,34 @@ def traffic_arrays(engine: "AntigravityEngine", doc_ids: list[str], D: np.ndarra
         for j, (d, s) in enumerate(zip(r.doc_ids, r.scores)):
             top[i, j] = index.get(d, -1)
             sc[i, j] = s
-    return Traffic(Q, top, sc, D, [r.text for r in records])
+    Qs, Ds = _serve(getattr(current, "query_adapter", None), getattr(current, "doc_adapter", None), Q, D)
+    return Traffic(Qs, top, sc, Ds, [r.text for r in records], raw_queries=Q, raw_docs=D)
+
+
+def _subset(t: Traffic, keep: np.ndarray) -> Traffic:
+    texts = [t.texts[i] for i in keep] if t.texts is not None else None
+    return Traffic(t.queries[keep], t.top[keep], t.scores[keep], t.docs, texts, raw_queries=t.raw_queries[keep], raw_docs=t.raw_docs)
+
+
+def candidate_adapters(current, side: str, dim: int, rank: int, seed: int):
+    """Adapters to train this cycle: a warm-started clone of the current version's adapter
+    on each side the targets move (anchored at its weights, so the regulariser keeps it near
+    what is served), a fresh identity adapter where none exists; sides the targets do not
+    move keep the current adapter object unchanged (no re-materialisation needed)."""
+    import torch
+
+    torch.manual_seed(seed)
+    moves_q, moves_d = side in ("query", "both"), side in ("doc", "both")
+    cur_q, cur_d = current.query_adapter, current.doc_adapter
+    if moves_q and moves_d and cur_q is None and cur_d is None:
+        shared = ResidualAdapter(dim, rank)  # a symmetric correction: one map for both sides
+        return shared, shared
+    if cur_q is not None and cur_q is cur_d and moves_q and moves_d:
+        shared = cur_q.clone()
+        return shared, shared
+    q = (cur_q.clone() if cur_q is not None else ResidualAdapter(dim, rank)) if moves_q else cur_q
+    d = (cur_d.clone() if cur_d is not None else ResidualAdapter(dim, rank)) if moves_d else cur_d
+    return q, d
 
 
 def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport:
@@ -164,35 +192,30 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
     doc_ids, D = engine.raw_matrix()
     if len(doc_ids) == 0:
         return CycleReport(None, False, "no documents stored (no-op)", signal=signal.name, n_signals=n_signals)
-    traffic = traffic_arrays(engine, doc_ids, D)
+    cur = engine.served_version
+    traffic = traffic_arrays(engine, doc_ids, D, cur)
     rng = np.random.Generator(np.random.PCG64(s.seed))
     gate = engine._validation
     if gate is None:  # hold out 20 % of traffic for the label-free proxy
         perm = rng.permutation(len(traffic.queries))
         n_hold = len(perm) // 5
-        gate = ProxyGate(traffic.queries[perm[:n_hold]])
-        keep = np.sort(perm[n_hold:])
-        texts = [traffic.texts[i] for i in keep] if traffic.texts is not None else None
-        traffic = Traffic(traffic.queries[keep], traffic.top[keep], traffic.scores[keep], D, texts)
+        gate = ProxyGate(traffic.raw_queries[perm[:n_hold]])
+        traffic = _subset(traffic, np.sort(perm[n_hold:]))
     report = CycleReport(None, False, "", signal=signal.name, n_signals=n_signals, gate=gate.name)
     try:
-        if not np.isfinite(D).all() or not np.isfinite(traffic.queries).all():
+        if not np.isfinite(D).all() or not np.isfinite(traffic.raw_queries).all():
             raise AdaptationError("non-finite raw vectors in store or traffic; cycle aborted")
         targets = signal.targets(traffic, s.seed)
         if teacher_guidance is not None:
             targets = teacher_guidance(traffic, targets)
         report.n_targets = targets.n
         t1 = time.perf_counter()
-        import torch
-
-        torch.manual_seed(s.seed)
-        adapter = ResidualAdapter(D.shape[1], min(s.rank, D.shape[1]))
         side = "both" if targets.teacher is not None and targets.teacher_weight > 0 else targets.side
-        q_ad = adapter if side in ("query", "both") else None
-        d_ad = adapter if side in ("doc", "both") else None
+        q_ad, d_ad = candidate_adapters(cur, side, D.shape[1], min(s.rank, D.shape[1]), s.seed)
         recipe = training_recipe(s, signal)
         res = fit_blend(
-            q_ad, d_ad, targets.vector if targets.vector is not None else targets.listwise, targets.teacher, D,
+            q_ad if side in ("query", "both") else None, d_ad if side in ("doc", "both") else None,
+            targets.vector if targets.vector is not None else targets.listwise, targets.teacher, D,
             teacher_weight=targets.teacher_weight, temperature=engine.settings.teacher.temperature,
             weight_decay=s.weight_decay, seed=s.seed, **recipe,
         )
@@ -200,7 +223,6 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
         report.train_time_s = time.perf_counter() - t1
         served_d = d_ad.transform(D) if d_ad is not None else D
         report.drift = float(np.mean(np.sum(served_d * D, axis=1)))
-        cur = engine.served_version
         report.gate_current = gate.score(cur.query_adapter, cur.doc_adapter, doc_ids, D)
         report.gate_candidate = gate.score(q_ad, d_ad, doc_ids, D)
         tol = engine.settings.gate.tolerance

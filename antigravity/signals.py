@@ -41,15 +41,25 @@ Side = Literal["doc", "query", "both"]
 
 @dataclass
 class Traffic:
-    """Recorded traffic as arrays: ``queries`` ``(m, d) float32`` raw vectors, ``top``
-    ``(m, k) int64`` row indices into ``docs`` (−1 where a hit is unknown), ``scores``
-    ``(m, k) float32``; ``docs`` ``(N, d) float32`` raw document vectors."""
+    """Recorded traffic as arrays. ``queries`` ``(m, d)`` and ``docs`` ``(N, d)`` float32 are
+    in the *served* space of the current version (targets are computed there);
+    ``raw_queries``/``raw_docs`` are the raw student vectors the adapter is trained on (equal
+    to the served ones under the frozen student). ``top`` ``(m, k) int64`` row indices into
+    ``docs`` (−1 where a hit is unknown), ``scores`` ``(m, k) float32``."""
 
     queries: np.ndarray
     top: np.ndarray
     scores: np.ndarray
     docs: np.ndarray
     texts: list[str | None] | None = None
+    raw_queries: np.ndarray | None = None
+    raw_docs: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.raw_queries is None:
+            self.raw_queries = self.queries
+        if self.raw_docs is None:
+            self.raw_docs = self.docs
 
 
 @dataclass
@@ -112,9 +122,9 @@ class Hubness:
         T = D.copy()
         strength = self.beta * np.log2(1 + nk[sel] / self.min_occurrence)
         T[sel] = _unit(D[sel] - strength[:, None] * _unit(csum[sel]))
-        X = np.concatenate([D, Q])
+        X = np.concatenate([traffic.raw_docs, traffic.raw_queries])
         TT = np.concatenate([T, Q])
-        return Targets("both", vector=VectorTargets(X, TT))
+        return Targets("both", vector=VectorTargets(X, TT, query_rows=np.r_[np.zeros(len(D), bool), np.ones(len(Q), bool)]))
 
 
 @dataclass
@@ -129,8 +139,10 @@ class Anisotropy:
         D, Q, top = traffic.docs, traffic.queries, traffic.top[:, :10]
         served = np.concatenate([Q, D[np.unique(top[top >= 0])]])
         u = np.linalg.svd(served - served.mean(0), full_matrices=False)[2][0]
-        X = np.concatenate([D, Q])
-        return Targets("both", vector=VectorTargets(X, _unit(X - self.lam * (X @ u)[:, None] * u[None])))
+        S = np.concatenate([D, Q])
+        X = np.concatenate([traffic.raw_docs, traffic.raw_queries])
+        T = _unit(S - self.lam * (S @ u)[:, None] * u[None])
+        return Targets("both", vector=VectorTargets(X, T, query_rows=np.r_[np.zeros(len(D), bool), np.ones(len(Q), bool)]))
 
 
 @dataclass
@@ -157,7 +169,7 @@ class PseudoRelevance:
         z = np.einsum("bd,bkd->bk", qe, D[cand]) / self.tau
         P = np.exp(z - z.max(1, keepdims=True))
         P /= P.sum(1, keepdims=True)
-        return Targets(self.side, listwise=ListwiseTargets(Qs, cand, P.astype(np.float32)))
+        return Targets(self.side, listwise=ListwiseTargets(traffic.raw_queries[sel], cand, P.astype(np.float32)))
 
 
 @dataclass
@@ -174,7 +186,7 @@ class ModalityGap:
         docs = np.unique(top[top >= 0])
         mu_d = traffic.docs[docs].mean(0) if len(docs) else Q.mean(0)
         T = _unit(Q + self.eta * (mu_d - Q.mean(0))[None])
-        return Targets("query", vector=VectorTargets(Q, T))
+        return Targets("query", vector=VectorTargets(traffic.raw_queries, T, query_rows=np.ones(len(Q), bool)))
 
 
 SIGNALS: dict[str, Callable[[], SignalDefinition]] = {

@@ -1,8 +1,8 @@
 """Training the adapter: vector targets (homeostatic corrections) and listwise targets
 (ranking distillation). Both keep the adapter near the identity.
 
-* Vector targets: ``L = Σ w·‖unit(f(x)) − t‖² / Σ w + λ·‖B·A‖²_F`` for rows ``x`` with unit
-  targets ``t`` (``λ = identity_reg``).
+* Vector targets: ``L = Σ w·‖unit(f(x)) − t‖² / Σ w + λ·‖M − M₀‖²_F`` for rows ``x`` with
+  unit targets ``t`` (``λ = identity_reg``, ``M₀`` the adapter's anchor).
 * Listwise targets (Hinton et al. 2015, knowledge distillation; listwise form as in
   RankDistil / Margin-MSE-style ranking distillation): for a query ``q`` with candidates
   ``C`` and target distribution ``p`` over ``C``,
@@ -27,11 +27,13 @@ from .errors import AdaptationError
 @dataclass
 class VectorTargets:
     """Rows to move: ``inputs`` ``(n, d) float32`` raw vectors, ``targets`` ``(n, d)`` unit
-    vectors, ``weights`` ``(n,)`` (default ones)."""
+    vectors, ``weights`` ``(n,)`` (default ones), ``query_rows`` ``(n,) bool`` marking
+    query rows (moved by the query adapter; others by the document adapter)."""
 
     inputs: np.ndarray
     targets: np.ndarray
     weights: np.ndarray | None = None
+    query_rows: np.ndarray | None = None  # bool mask: rows that are queries (else documents)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -63,51 +65,6 @@ def _check_finite(name: str, *arrays: np.ndarray | None) -> None:
     for a in arrays:
         if a is not None and not np.isfinite(a).all():
             raise AdaptationError(f"{name} contain NaN or inf; cycle aborted")
-
-
-def fit_vector_targets(
-    adapter: ResidualAdapter,
-    data: VectorTargets,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float,
-    identity_reg: float,
-    seed: int,
-) -> TrainResult:
-    """Fit ``adapter`` so ``unit(adapter(x)) ≈ t``. Raises :class:`AdaptationError` on
-    non-finite inputs, targets or loss (the adapter is then left unusable: callers train a clone)."""
-    _check_finite("vector targets", data.inputs, data.targets, data.weights)
-    if len(data) == 0:
-        raise AdaptationError("no training rows")
-    torch.manual_seed(seed)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    X = torch.from_numpy(np.ascontiguousarray(data.inputs, dtype=np.float32))
-    T = torch.from_numpy(np.ascontiguousarray(data.targets, dtype=np.float32))
-    W = torch.from_numpy(np.ones(len(X), np.float32) if data.weights is None else data.weights.astype(np.float32))
-    opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=weight_decay)
-
-    def full_loss() -> float:
-        with torch.no_grad():
-            y = F.normalize(adapter(X), dim=-1)
-            return float((W * ((y - T) ** 2).sum(1)).sum() / W.sum() + identity_reg * adapter.delta_norm())
-
-    before = full_loss()
-    curve = []
-    for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(X)))
-        for i in range(0, len(X), batch_size):
-            b = order[i : i + batch_size]
-            y = F.normalize(adapter(X[b]), dim=-1)
-            loss = (W[b] * ((y - T[b]) ** 2).sum(1)).sum() / W[b].sum() + identity_reg * adapter.delta_norm()
-            if not torch.isfinite(loss):
-                raise AdaptationError("training loss became non-finite; cycle aborted")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        curve.append(full_loss())
-    return TrainResult(before, curve[-1], curve)
 
 
 def listwise_loss(
@@ -224,29 +181,41 @@ def fit_blend(
     ``L_teacher`` the listwise KL to teacher rankings. ``w = 0`` never touches the teacher
     term and ``w = 1`` ignores the homeostatic one. Each step draws one mini-batch from each.
     """
-    if teacher is None or teacher_weight == 0.0:
-        if isinstance(homeostatic, VectorTargets):
-            return fit_vector_targets(q_adapter or d_adapter, homeostatic, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, identity_reg=identity_reg, seed=seed)
+    if (teacher is None or teacher_weight == 0.0) and not isinstance(homeostatic, VectorTargets):
         return fit_listwise(q_adapter, d_adapter, homeostatic, docs, temperature=temperature, epochs=epochs, lr=lr, batch_size=min(batch_size, 64), weight_decay=weight_decay, identity_reg=identity_reg, seed=seed)
-    _check_finite("teacher targets", teacher.queries, teacher.probs, docs)
+    if teacher is not None:
+        _check_finite("teacher targets", teacher.queries, teacher.probs, docs)
+    else:
+        teacher_weight = 0.0
+    if isinstance(homeostatic, VectorTargets):
+        _check_finite("vector targets", homeostatic.inputs, homeostatic.targets, homeostatic.weights)
     torch.manual_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
     adapters = list({id(a): a for a in (q_adapter, d_adapter) if a is not None}.values())
     opt = torch.optim.AdamW([p for a in adapters for p in a.parameters()], lr=lr, weight_decay=weight_decay)
     D = torch.from_numpy(np.ascontiguousarray(docs, np.float32))
-    tq = torch.from_numpy(np.ascontiguousarray(teacher.queries, np.float32))
-    tp = torch.from_numpy(np.ascontiguousarray(teacher.probs, np.float32))
-    tc = None if teacher.candidates is None else torch.from_numpy(teacher.candidates.astype(np.int64))
+    if teacher is not None:
+        tq = torch.from_numpy(np.ascontiguousarray(teacher.queries, np.float32))
+        tp = torch.from_numpy(np.ascontiguousarray(teacher.probs, np.float32))
+        tc = None if teacher.candidates is None else torch.from_numpy(teacher.candidates.astype(np.int64))
     w = float(teacher_weight)
 
     def h_loss(idx) -> torch.Tensor:
         if homeostatic is None or w == 1.0:
             return torch.zeros(())
         if isinstance(homeostatic, VectorTargets):
-            a = q_adapter or d_adapter
             X = torch.from_numpy(homeostatic.inputs[idx].astype(np.float32))
             T = torch.from_numpy(homeostatic.targets[idx].astype(np.float32))
-            return ((F.normalize(a(X), dim=-1) - T) ** 2).sum(1).mean()
+            W = torch.ones(len(idx)) if homeostatic.weights is None else torch.from_numpy(homeostatic.weights[idx].astype(np.float32))
+            qmask = None if homeostatic.query_rows is None else torch.from_numpy(homeostatic.query_rows[idx])
+            Y = torch.empty_like(X)
+            qa, da = q_adapter or d_adapter, d_adapter or q_adapter
+            if qmask is None:
+                Y = qa(X)
+            else:
+                Y[qmask] = qa(X[qmask]) if bool(qmask.any()) else Y[qmask]
+                Y[~qmask] = da(X[~qmask]) if bool((~qmask).any()) else Y[~qmask]
+            return (W * ((F.normalize(Y, dim=-1) - T) ** 2).sum(1)).sum() / W.sum()
         hq = torch.from_numpy(homeostatic.queries[idx].astype(np.float32))
         hc = None if homeostatic.candidates is None else torch.from_numpy(homeostatic.candidates[idx].astype(np.int64))
         hp = torch.from_numpy(homeostatic.probs[idx].astype(np.float32))
@@ -256,21 +225,22 @@ def fit_blend(
         return identity_reg * sum(a.delta_norm() for a in adapters)
 
     n_h = len(homeostatic) if homeostatic is not None else 0
-    n_t = len(teacher)
+    n_t = len(teacher) if teacher is not None else 0
 
     def total(hidx, tidx) -> torch.Tensor:
-        lt = listwise_loss(q_adapter, d_adapter, tq[tidx], D, None if tc is None else tc[tidx], tp[tidx], temperature)
+        lt = listwise_loss(q_adapter, d_adapter, tq[tidx], D, None if tc is None else tc[tidx], tp[tidx], temperature) if w > 0 else torch.zeros(())
         lh = h_loss(hidx) if n_h else torch.zeros(())
         return (1 - w) * lh + w * lt + reg()
 
     with torch.no_grad():
         before = float(total(np.arange(n_h), torch.arange(n_t)))
     curve = []
-    steps = max(1, int(np.ceil(max(n_h, n_t) / min(batch_size, 64))))
+    steps = max(1, int(np.ceil(max(n_h, n_t) / batch_size)))
     for _ in range(epochs):
-        for _ in range(steps):
-            hidx = rng.integers(0, n_h, size=min(batch_size, n_h)) if n_h else np.arange(0)
-            tidx = torch.from_numpy(rng.integers(0, n_t, size=min(64, n_t)))
+        h_order = rng.permutation(n_h) if n_h else np.arange(0)
+        for step in range(steps):
+            hidx = h_order[(step * batch_size) % max(n_h, 1) :][:batch_size] if n_h else np.arange(0)
+            tidx = torch.from_numpy(rng.integers(0, n_t, size=min(batch_size, n_t))) if n_t else torch.arange(0)
             loss = total(hidx, tidx)
             if not torch.isfinite(loss):
                 raise AdaptationError("training loss became non-finite; cycle aborted")

@@ -62,18 +62,24 @@ def test_cycle_trains_and_switches(eng, signal):
 
 
 def test_adapters_never_compound(eng):
+    """After any number of cycles, served vectors are exactly doc_adapter(raw) of the served
+    version, and raw vectors are untouched (never adapter(adapter(raw)))."""
     eng.settings.adaptation.signal = "hubness"
-    eng.search_batch(_queries())
-    eng.run_sedimentation_cycle()
-    ids, raw_before = eng.raw_matrix()
-    served1 = {i: v for b_ids, b in eng.store.iter_vectors((eng.served_version.slot,)) for i, v in zip(b_ids, b[eng.served_version.slot])}
-    eng.run_sedimentation_cycle()  # same traffic, same seed: must give the same served vectors, not adapter(adapter(raw))
-    eng._raw_cache = None
-    ids2, raw_after = eng.raw_matrix()
-    served2 = {i: v for b_ids, b in eng.store.iter_vectors((eng.served_version.slot,)) for i, v in zip(b_ids, b[eng.served_version.slot])}
-    np.testing.assert_array_equal(raw_before[np.argsort(ids)], raw_after[np.argsort(ids2)])
-    for i in ids:
-        np.testing.assert_allclose(served1[i], served2[i], atol=1e-5)
+    ids0, raw0 = eng.raw_matrix()
+    raw0 = raw0.copy()
+    for seed in (1, 2, 3):
+        eng.search_batch(_queries(seed=seed))
+        assert eng.run_sedimentation_cycle().promoted
+        v = eng.served_version
+        eng._raw_cache = None
+        ids, raw = eng.raw_matrix()
+        np.testing.assert_allclose(raw[np.argsort(ids)], raw0[np.argsort(ids0)], atol=1e-6)  # Qdrant re-normalises (cosine) in float32
+        stored = {i: vec for b_ids, b in eng.store.iter_vectors((v.slot,)) for i, vec in zip(b_ids, b[v.slot])}
+        expected = v.doc_adapter.transform(raw)
+        got = np.stack([stored[i] for i in ids])
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        # and not the adapter applied twice
+        assert np.abs(v.doc_adapter.transform(expected) - got).max() > 1e-4
 
 
 def test_dev_gate_rejects_harmful_adapter_and_keeps_previous(tmp_path, monkeypatch):
@@ -230,3 +236,30 @@ def test_searches_during_cycles_never_mix_versions(eng):
         t.join()
     assert not errors, errors[:3]
     assert seen == {0, 1}
+
+
+def test_full_rank_adapter_and_anchor():
+    import torch
+
+    a = ResidualAdapter(8, 8)
+    assert a.is_full and a.n_parameters == 64
+    x = np.eye(8, dtype=np.float32)
+    np.testing.assert_allclose(a.transform(x), x, atol=1e-7)
+    with torch.no_grad():
+        a.full.weight.add_(0.1)
+    assert float(a.delta_norm()) > 0
+    b = a.clone()
+    assert float(b.delta_norm()) == 0.0  # anchored at its own weights
+    np.testing.assert_allclose(b.transform(x), a.transform(x), atol=1e-7)
+    with pytest.raises(ValueError, match="rank"):
+        ResidualAdapter(8, 9)
+
+
+def test_query_only_version_reuses_slot(eng):
+    """modality_gap moves queries only: no document re-materialisation."""
+    eng.settings.adaptation.signal = "modality_gap"
+    eng.search_batch(_queries())
+    rep = eng.run_sedimentation_cycle()
+    assert rep.promoted
+    v = eng.served_version
+    assert v.doc_adapter is None and v.query_adapter is not None and v.slot == RAW
