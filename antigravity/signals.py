@@ -179,7 +179,7 @@ class ModalityGap:
     eta: float = 1.0
     k: int = 10
     name: str = "modality_gap"
-    recipe = {"lr": 3e-3, "epochs": 200, "batch_size": 64, "identity_reg": 1e-3}
+    recipe = {"lr": 3e-3, "epochs": 200, "batch_size": 1024, "identity_reg": 1e-3}  # full batch: same dev NDCG as 64, ~8x fewer steps
 
     def targets(self, traffic: Traffic, seed: int) -> Targets:
         Q, top = traffic.queries, traffic.top[:, : self.k]
