@@ -145,9 +145,12 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
 
     s = settings.model_copy(deep=True)
     s.store.location = ":memory:"
-    s.store.collection = f"bench_{mode}_{seed}"
+    s.store.collection = f"bench_{mode.replace('@', '_w')}_{seed}"
     s.adaptation.seed = seed
-    s.mode = mode if mode in ALL_MODES else "baseline"
+    base_mode, _, weight = mode.partition("@")
+    s.mode = base_mode
+    if weight:
+        s.teacher.weight = float(weight)
     engine = AntigravityEngine(s, encoder=encoder)
     try:
         t0 = time.perf_counter()
@@ -156,55 +159,63 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
         rows = [evaluate_engine(engine, data, qvecs, 0, {})]
         lat = {"cycle_0": latency_ms(engine, latency_texts)}
         pretraining = None
-        if mode == "offline":
+        pretrained_row = None
+        if base_mode == "offline":
             from .distillation import benchmark_offline
 
             pretraining = benchmark_offline(engine, data)
+            rep = getattr(engine, "_last_distillation", None)
+            pretrained_row = evaluate_engine(engine, data, qvecs, 0, {"sediment_time_s": 0.0, "gate": rep.reason if rep else "", "adapter_version": engine.served_version.version})
+            lat["pretrained"] = latency_ms(engine, latency_texts)
         if cycles > 0:
             from .sedimentation import benchmark_cycles
 
             rows.extend(benchmark_cycles(engine, data, qvecs, cycles, seed))
             lat[f"cycle_{cycles}"] = latency_ms(engine, latency_texts)
-        return {"pretraining_time_s": pretraining, "cycles": rows, "ingest_time_s": ingest_time, "latency_ms": lat}
+        return {"pretraining_time_s": pretraining, "cycles": rows, "pretrained": pretrained_row, "ingest_time_s": ingest_time, "latency_ms": lat}
     finally:
         engine.store.close()
 
 
+def _aggregate_rows(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """Mean over seeds of one cycle's rows, with ``std`` and ``per_seed`` when several."""
+    row: dict[str, Any] = {"cycle": rows[0]["cycle"]}
+    for k, v in rows[0].items():
+        if k == "cycle" or k.startswith("_"):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            row[k] = float(np.mean([r[k] for r in rows]))
+        else:
+            row[k] = v if len(rows) == 1 else [r.get(k) for r in rows]
+    if len(rows) > 1:
+        row["std"] = {m: float(np.std([r[m] for r in rows])) for m in METRICS}
+        row["per_seed"] = {str(s): {m: r[m] for m in METRICS} for s, r in zip(seeds, rows)}
+    row["_per_query"] = {q: float(np.mean([r["_per_query"][q] for r in rows])) for q in rows[0]["_per_query"]}
+    return row
+
+
 def aggregate(per_seed: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     """Merge per-seed mode results: cycle metrics become means with ``std`` and ``per_seed``;
-    a paired t-test of each cycle's per-query NDCG@10 against cycle 0 (seed-mean) is added."""
-    first = per_seed[0]
+    each adapted row gets a paired t-test of its per-query NDCG@10 (seed mean) against cycle 0."""
     out: dict[str, Any] = {
-        "pretraining_time_s": first["pretraining_time_s"] if len(per_seed) == 1 else _mean_or_none([r["pretraining_time_s"] for r in per_seed]),
+        "pretraining_time_s": _mean_or_none([r["pretraining_time_s"] for r in per_seed]),
         "ingest_time_s": float(np.mean([r["ingest_time_s"] for r in per_seed])),
-        "latency_ms": first["latency_ms"],
+        "latency_ms": per_seed[0]["latency_ms"],
         "cycles": [],
     }
     n_cycles = min(len(r["cycles"]) for r in per_seed)
-    mean_pq: list[dict[str, float]] = []
-    for c in range(n_cycles):
-        rows = [r["cycles"][c] for r in per_seed]
-        row: dict[str, Any] = {"cycle": c}
-        numeric = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "cycle"]
-        for k in numeric:
-            vals = [r[k] for r in rows]
-            row[k] = float(np.mean(vals))
-        if len(per_seed) > 1:
-            row["std"] = {m: float(np.std([r[m] for r in rows])) for m in METRICS}
-            row["per_seed"] = {str(s): {m: r[m] for m in METRICS} for s, r in zip(seeds, rows)}
-        for k, v in rows[0].items():
-            if k not in row and not k.startswith("_") and not isinstance(v, (int, float)):
-                row[k] = v if len(per_seed) == 1 else [r.get(k) for r in rows]
-        pq = {q: float(np.mean([r["_per_query"][q] for r in rows])) for q in rows[0]["_per_query"]}
-        mean_pq.append(pq)
-        if c > 0:
-            row["paired_vs_cycle0"] = paired_test(mean_pq[0], pq)
-        out["cycles"].append(row)
-    out["per_query_ndcg@10"] = mean_pq[-1]
+    out["cycles"] = [_aggregate_rows([r["cycles"][c] for r in per_seed], seeds) for c in range(n_cycles)]
+    if per_seed[0].get("pretrained") is not None:
+        out["pretrained"] = _aggregate_rows([r["pretrained"] for r in per_seed], seeds)
+    base = out["cycles"][0]["_per_query"]
+    for row in [*out["cycles"][1:], out.get("pretrained")]:
+        if row is not None:
+            row["paired_vs_cycle0"] = paired_test(base, row["_per_query"])
+    out["per_query_ndcg@10"] = out["cycles"][-1]["_per_query"]
     return out
 
 
-def _mean_or_none(vals):
+def _mean_or_none(vals: list[float | None]) -> float | None:
     vals = [v for v in vals if v is not None]
     return float(np.mean(vals)) if vals else None
 
@@ -218,9 +229,13 @@ def run_benchmark(
     modes: list[str],
     seeds: list[int],
     cycles: int,
+    teacher_weights: list[float] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and return the result dict (see README for its keys)."""
+    """Run the benchmark and return the result dict (see README for its keys).
+
+    ``teacher_weights`` expands the hybrid mode into one run per weight (``hybrid@0.3``, …).
+    """
     from .models import Encoder
 
     say = progress or (lambda msg: logger.info(msg))
@@ -241,6 +256,7 @@ def run_benchmark(
         "split": split,
         "student": encoder.name,
         "teacher": settings.teacher.name if any(m in ("offline", "hybrid") for m in modes) else None,
+        "cycles": cycles,
         "seeds": seeds,
         "n_docs": len(data.doc_ids),
         "n_queries_eval": len(data.eval_queries),
@@ -250,6 +266,9 @@ def run_benchmark(
         "modes": {},
     }
     latency_texts = list(data.eval_queries.values())
+    if teacher_weights and "hybrid" in modes:
+        i = modes.index("hybrid")
+        modes = modes[:i] + [f"hybrid@{w:g}" for w in teacher_weights] + modes[i + 1 :]
     for mode in modes:
         per_seed = []
         for seed in seeds:
@@ -267,3 +286,33 @@ def strip_private(obj: Any) -> Any:
     if isinstance(obj, list):
         return [strip_private(v) for v in obj]
     return obj
+
+
+def plot_ndcg(result: dict[str, Any], path: str | Path) -> None:
+    """PNG of NDCG@10 per cycle per mode (mean over seeds, ±std band), frozen student dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    base = None
+    for mode, res in result["modes"].items():
+        rows = list(res["cycles"])
+        if res.get("pretrained"):
+            rows = [rows[0], {**res["pretrained"], "cycle": 0.5}, *rows[1:]]
+        xs = [r["cycle"] for r in rows]
+        ys = np.array([r["ndcg@10"] for r in rows])
+        sd = np.array([r.get("std", {}).get("ndcg@10", 0.0) for r in rows])
+        ax.plot(xs, ys, marker="o", label=mode)
+        ax.fill_between(xs, ys - sd, ys + sd, alpha=0.15)
+        base = rows[0]["ndcg@10"]
+    if base is not None:
+        ax.axhline(base, color="grey", linestyle="--", label="frozen student")
+    ax.set_xlabel("cycle (0 = frozen student; 0.5 = after offline pre-training)")
+    ax.set_ylabel(f"NDCG@10 ({result['split']})")
+    ax.set_title(f"{result['task']}: student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

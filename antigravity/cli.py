@@ -62,11 +62,12 @@ def benchmark(
     output: Optional[Path] = typer.Option(None, help="write the result JSON here"),
     config: Optional[Path] = typer.Option(None, help="TOML config file"),
     cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
+    teacher_weight: Optional[str] = typer.Option(None, help="hybrid teacher weight(s), comma-separated sweep, e.g. 0.3,0.5,0.7"),
 ) -> None:
     """Index a BEIR corpus into fresh Qdrant stores and score held-out queries per mode and cycle."""
     from .benchmark import ALL_MODES, run_benchmark, strip_private
 
-    mode_list = list(ALL_MODES) if modes.strip() == "all" else [m.strip() for m in modes.split(",") if m.strip()]
+    mode_list = list(ALL_MODES) if modes.strip() == "all" else list(dict.fromkeys(m.strip() for m in modes.split(",") if m.strip()))
     bad = [m for m in mode_list if m not in ALL_MODES]
     if bad or not mode_list:
         raise ConfigurationError(f"unknown mode(s) {bad or modes!r}; choose from {', '.join(ALL_MODES)} or 'all'")
@@ -75,6 +76,16 @@ def benchmark(
         raise ConfigurationError(f"--cycles must be >= 0, got {cycles}")
     if task is None and data_dir is None:
         task = "SciFact"
+    weights = None
+    if teacher_weight:
+        try:
+            weights = [float(w) for w in teacher_weight.split(",") if w.strip()]
+        except ValueError:
+            raise ConfigurationError(f"--teacher-weight must be comma-separated numbers, got {teacher_weight!r}") from None
+        from .distillation import validate_teacher_weight
+
+        for w in weights:
+            validate_teacher_weight(w)
     settings = _settings(
         config,
         student__name=student,
@@ -91,6 +102,7 @@ def benchmark(
         modes=mode_list,
         seeds=seed_list,
         cycles=n_cycles,
+        teacher_weights=weights,
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
     )
     result = strip_private(result)
@@ -98,34 +110,43 @@ def benchmark(
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2))
-        console.print(f"wrote {output}")
+        from .benchmark import plot_ndcg
+
+        plot_ndcg(result, output.with_suffix(".png"))
+        console.print(f"wrote {output} and {output.with_suffix('.png')}")
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    table = Table(title=f"{result['task']} ({result['split']}, {result['n_queries_eval']} queries, {result['n_docs']} docs) — student {result['student']}, seeds {result['seeds']}")
-    for col in ("mode", "cycle", "NDCG@10", "Recall@100", "MRR@10", "Δ NDCG@10 vs frozen", "p (paired t)"):
-        table.add_column(col, justify="right" if col not in ("mode",) else "left")
+    console_out = Console(width=160)
+    table = Table(title=f"{result['task']} ({result['split']}, {result['n_queries_eval']} queries, {result['n_docs']} docs) — student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}")
+    for col in ("mode", "stage", "NDCG@10", "Recall@100", "MRR@10", "Δ NDCG@10 vs frozen", "p (paired t)"):
+        table.add_column(col, justify="left" if col in ("mode", "stage") else "right")
     for mode, res in result["modes"].items():
         base = res["cycles"][0]
-        for row in res["cycles"]:
-            def fmt(m: str) -> str:
+        rows = [("frozen student (cycle 0)", base)]
+        if res.get("pretrained"):
+            rows.append(("after offline pre-training", res["pretrained"]))
+        rows += [(f"cycle {r['cycle']}", r) for r in res["cycles"][1:]]
+        for label, row in rows:
+            def fmt(m: str, row=row) -> str:
                 s = f"{row[m]:.4f}"
                 if "std" in row:
                     s += f" ± {row['std'][m]:.4f}"
                 return s
 
-            label = "frozen student" if row["cycle"] == 0 else mode
             pt = row.get("paired_vs_cycle0")
             table.add_row(
-                label, str(row["cycle"]), fmt("ndcg@10"), fmt("recall@100"), fmt("mrr@10"),
-                "" if row["cycle"] == 0 else f"{row['ndcg@10'] - base['ndcg@10']:+.4f}",
+                mode, label, fmt("ndcg@10"), fmt("recall@100"), fmt("mrr@10"),
+                "" if row is base else f"{row['ndcg@10'] - base['ndcg@10']:+.4f}",
                 "" if not pt else f"{pt['p']:.3g}",
             )
-    Console().print(table)
+        table.add_section()
+    console_out.print(table)
     for mode, res in result["modes"].items():
         lat = res.get("latency_ms", {})
         lat_s = ", ".join(f"{k}: p50 {v['p50']:.1f} ms / p99 {v['p99']:.1f} ms" for k, v in lat.items() if v)
-        Console().print(f"{mode}: ingest {res['ingest_time_s']:.1f} s; search latency {lat_s}")
+        pre = res.get("pretraining_time_s")
+        console_out.print(f"{mode}: ingest {res['ingest_time_s']:.1f} s" + (f"; pre-training {pre:.1f} s" if pre else "") + f"; search latency {lat_s}")
 
 
 @app.command()
