@@ -273,14 +273,18 @@ class Encoder:
         if not self.use_cache:
             return self._forward(texts, show_progress)
         out, missing = self.cache.get_many(texts)
-        if missing:
-            todo = [texts[i] for i in missing]
+        # encode in chunks, committing each to the cache, so an interrupted long encode
+        # (a teacher over a corpus: tens of minutes) resumes where it stopped
+        chunk = max(self.batch_size * 16, 512)
+        for start in range(0, len(missing), chunk):
+            rows = missing[start : start + chunk]
+            todo = [texts[i] for i in rows]
             # sort by length so batches pad little; restore order afterwards
             order = sorted(range(len(todo)), key=lambda j: len(todo[j]), reverse=True)
             vecs = self._forward([todo[j] for j in order], show_progress)
             fresh = np.empty_like(vecs)
             fresh[order] = vecs
-            out[missing] = fresh
+            out[rows] = fresh
             self.cache.put_many(todo, fresh)
         return out
 

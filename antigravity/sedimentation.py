@@ -265,7 +265,7 @@ def benchmark_cycles(engine: "AntigravityEngine", data, qvecs: np.ndarray, cycle
     chunks = np.array_split(np.arange(len(adapt_texts)), cycles) if len(adapt_texts) else [np.arange(0)] * cycles
     for c, chunk in enumerate(chunks, 1):
         if len(chunk):
-            engine.search_vectors(adapt_vecs[chunk], k=engine.settings.adaptation.signal_top_k, record=True)
+            engine.search_vectors(adapt_vecs[chunk], k=engine.settings.adaptation.signal_top_k, record=True, texts=[adapt_texts[i] for i in chunk])
         rep = engine.run_sedimentation_cycle()
         rows.append(evaluate_engine(engine, data, qvecs, c, {"sediment_time_s": rep.time_s, "gate": rep.reason, "promoted": rep.promoted, "adapter_version": engine.served_version.version}))
     return rows

@@ -71,3 +71,24 @@ def test_mpnet_materialised_once(tmp_path):
     assert resolve_model_path("all-mpnet-base-v2", tmp_path) == p1
     assert (tmp_path / "models" / "all-mpnet-base-v2" / "modules.json").stat().st_mtime == mtime
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".mpnet-")]
+
+
+def test_interrupted_encode_resumes_from_cache(tmp_path):
+    """A long encode commits each chunk: after a crash mid-way, finished chunks are reused."""
+    enc = Encoder("all-MiniLM-L6-v2", cache_dir=tmp_path, batch_size=1)  # chunk = 512 texts
+    texts = [f"text number {i}" for i in range(1200)]
+    calls = []
+
+    def flaky(batch, progress):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return np.ones((len(batch), 384), np.float32) / np.sqrt(384)
+
+    enc._forward = flaky  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        enc.encode(texts)
+    calls.clear()
+    enc._forward = lambda batch, progress: calls.append(len(batch)) or np.ones((len(batch), 384), np.float32) / np.sqrt(384)  # type: ignore[method-assign]
+    enc.encode(texts)
+    assert sum(calls) == 1200 - 512  # the first chunk came from the cache

@@ -1,6 +1,7 @@
 """Full SciFact (5,183 docs, 300 test queries) with real students: the project's main job.
 
-Reference values: all-MiniLM-L6-v2 0.6492 (mteb on this data, this machine kind) and
+Reference values: all-MiniLM-L6-v2 0.6451 (mteb 2.26 on these files here, `benchmarks/mteb_reference.py`,
+and the public MTEB figure; the 0.6492 once noted for mteb here did not reproduce) and
 paraphrase-MiniLM-L3-v2 0.514 (shared/notes/offline-models-and-stores.md). ~5 min on 2 cores
 without a warm embedding cache.
 """
@@ -13,7 +14,7 @@ from antigravity.settings import Settings
 
 @pytest.mark.slow
 @pytest.mark.models
-@pytest.mark.parametrize("student,ref,tol", [("all-MiniLM-L6-v2", 0.6492, 0.003), ("paraphrase-MiniLM-L3-v2", 0.514, 0.005)])
+@pytest.mark.parametrize("student,ref,tol", [("all-MiniLM-L6-v2", 0.6451, 0.003), ("paraphrase-MiniLM-L3-v2", 0.514, 0.005)])
 def test_scifact_frozen_student_matches_reference(student, ref, tol, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "scifact-cache"
     s = Settings.load(data_dir=str(cache), student__name=student)
