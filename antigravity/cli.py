@@ -1,4 +1,4 @@
-"""Command line: ``antigravity benchmark | index | search`` (typer + rich).
+"""Command line: ``antigravity benchmark | index | search | config | adapters`` (typer + rich).
 
 Errors from the package print one line (``error: ...``) and exit with status 2; ``--debug``
 shows the traceback instead.
@@ -230,6 +230,84 @@ def config_docs(output: Optional[Path] = typer.Option(None, help="write here ins
         output.write_text(text + "\n")
     else:
         print(text)
+
+
+adapters_app = typer.Typer(help="List, inspect and roll back the versioned adapters of a collection.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Optional[str]):
+    from .checkpoints import AdapterRegistry
+
+    s = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    return s, AdapterRegistry(s.data_dir, s.store.collection)
+
+
+@adapters_app.command("list")
+def adapters_list(
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+) -> None:
+    """Every saved adapter version (0 = frozen student); the active one is marked."""
+    _, reg = _registry(config, data_dir, collection)
+    rows = reg.list()
+    if as_json:
+        for r in rows:
+            print(json.dumps(r, sort_keys=True))
+        return
+    table = Table(title=f"adapters of collection {reg.collection!r} ({reg.dir})")
+    for col in ("", "version", "parent", "source", "mode", "student", "teacher", "created_at", "gate"):
+        table.add_column(col)
+    for r in rows:
+        m = r.get("metrics") or {}
+        gate = m.get("gate_candidate")
+        teacher = (r.get("teacher") or {}).get("name") if isinstance(r.get("teacher"), dict) else None
+        table.add_row(
+            "*" if r.get("active") else "",
+            str(r["version"]),
+            "" if r.get("parent") is None else str(r["parent"]),
+            str(r.get("source", r.get("error", ""))),
+            str(r.get("mode", "")),
+            str((r.get("student") or {}).get("name", "")),
+            str(teacher or ""),
+            str(r.get("created_at", "")),
+            "" if gate is None else f"{gate:.4f}",
+        )
+    Console().print(table)
+
+
+@adapters_app.command("show")
+def adapters_show(
+    version: int = typer.Argument(..., help="adapter version"),
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+) -> None:
+    """Print one version's metadata (JSON)."""
+    _, reg = _registry(config, data_dir, collection)
+    meta = reg.read_meta(version)
+    meta["active"] = reg.active()["version"] == version
+    print(json.dumps(meta, indent=2, sort_keys=True))
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(
+    version: Optional[int] = typer.Argument(None, help="version to serve (default: the one before the active one; 0 = frozen student)"),
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+) -> None:
+    """Serve an earlier version: re-materialises the served vectors and updates active.json.
+    Needs the store to itself (stop engines using an embedded store first)."""
+    from .engine import AntigravityEngine
+
+    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    with AntigravityEngine(settings) as engine:
+        before = engine.served_version.version
+        state = engine.rollback(version)
+        console.print(f"collection {settings.store.collection!r}: now serving adapter version {state.version} (was {before})")
 
 
 def main() -> None:

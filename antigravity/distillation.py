@@ -316,7 +316,7 @@ def run_offline_distillation(
         version = None
         if ok:
             version = engine._next_version()
-            engine.activate(d_ad, q_ad, version=version, meta={"source": "offline_distillation", "teacher": helper.teacher.name}, raw=(doc_ids, D))
+            engine.activate(d_ad, q_ad, version=version, meta={"source": "offline_distillation", "teacher": helper.teacher.name, "teacher_dim": int(helper.teacher.dim), **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}, raw=(doc_ids, D))
         metrics["pretraining_time_s"] = time.perf_counter() - t_start
         emit("apply", {"promoted": ok, "version": version})
         report = DistillationReport(version, ok, ("promoted: " if ok else "rejected: ") + why, metrics)

@@ -27,7 +27,8 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .datasets import doc_text
-from .errors import DocumentError, EmptyCorpusError, QueryError
+from .checkpoints import AdapterRegistry, settings_hash
+from .errors import CheckpointError, DocumentError, EmptyCorpusError, QueryError
 from .models import Encoder
 from .settings import Settings
 from .store import RAW, SLOTS, QdrantStore
@@ -66,6 +67,24 @@ class TrafficRecord:
     doc_ids: list[str]
     scores: np.ndarray
     text: str | None = None
+
+
+def _settings_dict(settings: Settings) -> dict[str, Any]:
+    """``settings`` as a plain dict, secrets unmasked (to rebuild a validated copy)."""
+    d = settings.model_dump()
+    if settings.store.api_key is not None:
+        d["store"]["api_key"] = settings.store.api_key.get_secret_value()
+    return d
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _normalise_documents(documents: Iterable[Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -108,14 +127,17 @@ class AntigravityEngine:
         if settings is None:
             settings = Settings.load(**overrides)
         elif overrides:
-            merged = settings.model_dump()
+            merged = _settings_dict(settings)
             for key, value in overrides.items():
                 node = merged
                 parts = key.replace(".", "__").split("__")
                 for p in parts[:-1]:
                     node = node.setdefault(p, {})
                 node[parts[-1]] = value
+            base = settings
             settings = Settings.load(**{k: v for k, v in merged.items()})
+            settings._config_file = base._config_file
+            settings._overrides = {**base._overrides, **overrides}
         self.settings = settings
         s = settings
         self.encoder = encoder or Encoder(
@@ -157,6 +179,52 @@ class AntigravityEngine:
         self._signals_at_last_cycle = 0
         self._teacher_source = teacher
         self._teacher_helper = None
+        in_memory = not s.store.url and s.resolved_store_location == ":memory:"
+        self.adapters: AdapterRegistry | None = AdapterRegistry(s.data_dir, s.store.collection) if s.adaptation.persist and not in_memory else None
+        if self.adapters is not None:
+            try:
+                self._restore()
+            except BaseException:
+                self.store.close()
+                raise
+
+    def _restore(self) -> None:
+        """Serve the version ``active.json`` names (checked against the running student)."""
+        assert self.adapters is not None
+        active = self.adapters.active()
+        self._version_counter = self.adapters.max_version()
+        self._history = [int(v) for v in active["history"]] or [0]
+        version = active["version"]
+        if version == 0:
+            return
+        ckpt = self.adapters.load(version, student=self.encoder.name, dim=self.encoder.dim)
+        slot = active["slot"] if ckpt.doc_adapter is not None else RAW
+        if ckpt.doc_adapter is not None and slot not in SLOTS:
+            raise CheckpointError(f"{self.adapters.active_path}: slot {slot!r} is not one of {SLOTS}")
+        state = ServedVersion(version, slot, ckpt.doc_adapter, ckpt.query_adapter, ckpt.meta)
+        if ckpt.doc_adapter is not None:
+            self._slot_content[slot] = state
+            self._verify_slot(state)
+        self._served = state
+        self._versions[version] = state
+        logger.info("restored adapter version %d (%s) from %s", version, slot, self.adapters.dir)
+
+    def _verify_slot(self, state: ServedVersion, sample: int = 256) -> None:
+        """Check the first ``sample`` stored documents of ``state.slot`` against
+        ``doc_adapter(raw)``; re-materialise the slot if they differ (e.g. a store restored
+        from an older backup). Nothing is done for an empty store."""
+        batch = next(iter(self.store.iter_vectors((RAW, state.slot), batch_size=sample)), None)
+        if batch is None:
+            return
+        _, mats = batch
+        expected = state.doc_adapter.transform(mats[RAW])
+        if np.abs(expected - mats[state.slot]).max() > 1e-4:
+            logger.warning("slot %s does not hold adapter version %d; re-materialising it", state.slot, state.version)
+            ids, raw = self.raw_matrix()
+            served = state.doc_adapter.transform(raw)
+            for i in range(0, len(ids), 4096):
+                self.store.set_served(ids[i : i + 4096], state.slot, served[i : i + 4096])
+            self._stats["slots_rematerialised"] += 1
 
     # -- context manager / lifecycle --------------------------------------------------
     def __enter__(self) -> "AntigravityEngine":
@@ -374,31 +442,61 @@ class AntigravityEngine:
         """Materialise ``doc_adapter(raw)`` for every document into the idle slot and switch
         searches to it in one step. ``None`` adapters mean identity; with no doc adapter the
         raw vectors are served directly. Ingest waits while this runs; searches do not.
+
+        With persistence on (``adaptation.persist``, a store on disk or a server), a version
+        not yet on disk is first saved as a checkpoint (:mod:`antigravity.checkpoints`), and
+        ``active.json`` is updated after the slot is fully written and before searches
+        switch, so a crash at any point leaves a consistent served version to restore.
         """
         with self._write_lock:
+            meta = dict(meta or {})
+            if self.adapters is not None and version != 0 and not self.adapters.meta_path(version).exists():
+                meta = self.adapters.save(version, doc_adapter, query_adapter, self._checkpoint_meta(meta))
             if doc_adapter is None:
-                new = ServedVersion(version, RAW, None, query_adapter, dict(meta or {}))
+                new = ServedVersion(version, RAW, None, query_adapter, meta)
             elif doc_adapter is self._served.doc_adapter:  # documents unchanged: reuse the served slot
-                new = ServedVersion(version, self._served.slot, doc_adapter, query_adapter, dict(meta or {}))
+                new = ServedVersion(version, self._served.slot, doc_adapter, query_adapter, meta)
             else:
                 current = self._served.slot
                 target = SLOTS[1] if current == SLOTS[0] else SLOTS[0]
                 with self._readers_cv:  # a search that started on `target` two versions ago must finish
                     self._readers_cv.wait_for(lambda: self._readers[target] == 0, timeout=60)
+                self._slot_content.pop(target, None)  # half-written until the loop ends
                 ids, mat = raw if raw is not None else self.raw_matrix()
                 served = doc_adapter.transform(mat)
                 for i in range(0, len(ids), 4096):
                     self.store.set_served(ids[i : i + 4096], target, served[i : i + 4096])
-                new = ServedVersion(version, target, doc_adapter, query_adapter, dict(meta or {}))
+                new = ServedVersion(version, target, doc_adapter, query_adapter, meta)
                 self._slot_content[target] = new
+            history = [v for v in self._history if v != version] + [version]
+            if self.adapters is not None:
+                self.adapters.set_active(version, new.slot, history)
             with self._readers_cv:
                 self._served = new
                 self._versions[version] = new
-                if version in self._history:
-                    self._history.remove(version)
-                self._history.append(version)
+                self._history = history
             logger.info("serving adapter version %d from %s", version, new.slot)
             return new
+
+    def _checkpoint_meta(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Metadata saved with a new checkpoint (see :meth:`AdapterRegistry.save`)."""
+        teacher = None
+        helper = self._teacher_helper
+        if metrics.get("teacher") or (self.settings.mode == "hybrid" and helper is not None and helper.loaded):
+            loaded = helper is not None and helper.loaded
+            teacher = {
+                "name": metrics.get("teacher") or (helper.teacher.name if loaded else None),
+                "dim": metrics.get("teacher_dim") or (int(helper.teacher.dim) if loaded else None),
+            }
+        return {
+            "parent": self._served.version,
+            "mode": self.settings.mode,
+            "source": metrics.get("source", "sedimentation"),
+            "student": {"name": self.encoder.name, "dim": int(self.encoder.dim)},
+            "teacher": teacher,
+            "settings_hash": settings_hash(self.settings),
+            "metrics": metrics,
+        }
 
     # -- adaptation -------------------------------------------------------------------
     def set_validation(self, query_ids: Sequence[str], query_vectors: np.ndarray | None, qrels: dict[str, dict[str, int]], *, queries: Sequence[str] | None = None) -> None:
@@ -465,31 +563,86 @@ class AntigravityEngine:
             logger.warning("teacher failure (%s): %s — falling back to homeostatic (baseline) targets", kind, exc)
         failures[kind] = failures.get(kind, 0) + 1
 
+    # settings that shape the encoder or the store: changing them needs a new engine
+    _RESTART_KEYS = ("data_dir", "cache_dir", "student", "store")
+
     def set_mode(self, mode: str, *, teacher_weight: float | None = None) -> None:
         """Switch ``mode`` (``baseline`` | ``offline`` | ``hybrid``) on a running engine.
-        Searches in flight are not interrupted and no stored data changes; switching to
-        ``baseline`` releases the teacher. Raises :class:`ConfigurationError` (nothing changed)."""
-        from .errors import ConfigurationError
+        Searches in flight are not interrupted and no stored data changes. The teacher is
+        loaded lazily where it is used — each hybrid cycle, or a
+        :meth:`run_offline_distillation` run (which releases it when done) — and a switch to
+        ``baseline`` or ``offline`` releases the one kept for hybrid cycles. Logged; counted
+        in ``stats()`` (``mode_switches``).
 
-        new = self.settings.model_dump()
+        Raises:
+            ConfigurationError: unknown mode, weight outside [0, 1], or a teacher mode with no
+                teacher configured (nothing changed).
+        """
+        new = _settings_dict(self.settings)
         new["mode"] = mode
         if teacher_weight is not None:
             new["teacher"]["weight"] = teacher_weight
-        if self.settings.store.api_key is not None:
-            new["store"]["api_key"] = self.settings.store.api_key.get_secret_value()
-        try:
-            validated = Settings(**new)
-        except Exception as exc:  # pydantic ValidationError
-            from .settings import format_validation_error
+        self._apply_settings(self._validated(new))
 
+    def reload_settings(self, config_file: str | None = None, **overrides: Any) -> dict[str, tuple[Any, Any]]:
+        """Re-read settings (arguments > environment > config file > defaults) on a running
+        engine and apply them: ``mode``, ``teacher.*``, ``adaptation.*``, ``gate.*`` and
+        ``benchmark.*`` take effect at once (as :meth:`set_mode`). The file is
+        ``config_file``, or the one the engine's settings were loaded from; keyword
+        arguments given when the engine was built are re-applied, then ``overrides``.
+
+        Returns:
+            ``{dotted key: (old, new)}`` of what changed.
+
+        Raises:
+            ConfigurationError: invalid file/value, or a change to ``student``, ``store``,
+                ``data_dir`` or ``cache_dir`` (they need a new engine) — nothing changed.
+        """
+        path = config_file or self.settings._config_file
+        new = Settings.load(path, **{**self.settings._overrides, **overrides})
+        return self._apply_settings(new)
+
+    def _validated(self, data: dict[str, Any]) -> Settings:
+        from .errors import ConfigurationError
+        from .settings import format_validation_error
+
+        try:
+            validated = Settings(**data)
+        except Exception as exc:  # pydantic ValidationError
             raise ConfigurationError(format_validation_error(exc) if hasattr(exc, "errors") else str(exc)) from None
-        with self._cycle_lock:
-            old = self.settings.mode
-            self.settings = validated
-            if mode == "baseline" and self._teacher_helper is not None:
+        validated._config_file = self.settings._config_file
+        validated._overrides = self.settings._overrides
+        return validated
+
+    def _apply_settings(self, new: Settings) -> dict[str, tuple[Any, Any]]:
+        from .errors import ConfigurationError
+
+        old_d, new_d = _flatten(_settings_dict(self.settings)), _flatten(_settings_dict(new))
+        changed = {k: (old_d.get(k), new_d.get(k)) for k in sorted(set(old_d) | set(new_d)) if old_d.get(k) != new_d.get(k)}
+        frozen = [k for k in changed if k.split(".")[0] in self._RESTART_KEYS]
+        if frozen:
+            raise ConfigurationError(
+                f"cannot change {', '.join(frozen)} on a running engine (they shape the stored vectors); "
+                "build a new engine for them. Nothing was changed."
+            )
+        with self._cycle_lock:  # not during a cycle or a distillation run
+            old_mode = self.settings.mode
+            teacher_changed = any(k.startswith("teacher.") and k not in ("teacher.weight", "teacher.temperature") for k in changed)
+            self.settings = new
+            if self._teacher_helper is not None and (new.mode != "hybrid" or teacher_changed):
                 self._teacher_helper.release()
-            self._stats["mode_switches"] += 1
-        logger.info("mode switched: %s -> %s (teacher weight %s)", old, mode, validated.teacher.weight)
+                if teacher_changed:
+                    self._teacher_helper = None  # the next use resolves the new teacher
+            if "adaptation.max_signals" in changed:
+                self._traffic = collections.deque(self._traffic, maxlen=new.adaptation.max_signals)
+            if old_mode != new.mode:
+                self._stats["mode_switches"] += 1
+            self._stats["settings_applied"] += 1
+        if changed:
+            logger.info("settings applied: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items() if "api_key" not in k))
+        if old_mode != new.mode:
+            logger.info("mode switched: %s -> %s (teacher weight %s)", old_mode, new.mode, new.teacher.weight)
+        return changed
 
     def run_offline_distillation(self, queries: Sequence[str] = (), **kwargs: Any):
         """Pre-train the adapter on the teacher's rankings (offline mode); see
@@ -530,10 +683,12 @@ class AntigravityEngine:
 
     def rollback(self, version: int | None = None) -> ServedVersion:
         """Serve an earlier adapter version again: ``version``, or the one promoted before
-        the current one (version 0 = the frozen student).
+        the current one (version 0 = the frozen student). Versions saved by an earlier run
+        of the engine are loaded from their checkpoints.
 
         Raises:
             AdaptationError: unknown version, or nothing to roll back to.
+            CheckpointError: the version's checkpoint is corrupt or made for another student.
         """
         from .errors import AdaptationError
 
@@ -542,11 +697,21 @@ class AntigravityEngine:
                 if len(self._history) < 2:
                     raise AdaptationError("nothing to roll back to: only the frozen student has been served")
                 version = self._history[-2]
-                self._history.pop()
-            if version not in self._versions:
-                raise AdaptationError(f"unknown adapter version {version}; known: {sorted(self._versions)}")
-            old = self._versions[version]
+                self._history = self._history[:-1]  # activate() appends `version` back
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise AdaptationError(f"adapter version must be an int, got {version!r}")
+            old = self._versions.get(version)
+            if old is None and self.adapters is not None and version in self.adapters.versions():
+                ckpt = self.adapters.load(version, student=self.encoder.name, dim=self.encoder.dim)
+                old = ServedVersion(version, RAW, ckpt.doc_adapter, ckpt.query_adapter, ckpt.meta)
+            if old is None:
+                raise AdaptationError(f"unknown adapter version {version}; known: {self.adapter_versions()}")
             return self.activate(old.doc_adapter, old.query_adapter, version=version, meta=old.meta)
+
+    def adapter_versions(self) -> list[int]:
+        """Versions this engine can serve: in memory or saved on disk (0 = frozen student)."""
+        on_disk = set(self.adapters.versions()) if self.adapters is not None else set()
+        return sorted(set(self._versions) | on_disk)
 
     def stats(self) -> dict[str, Any]:
         """Counters and the served state: documents, queries, version, mode, traffic size."""
@@ -557,7 +722,8 @@ class AntigravityEngine:
             "adapter_version": self._served.version,
             "served_slot": self._served.slot,
             "traffic_buffered": len(self._traffic),
-            "adapter_versions": sorted(self._versions),
+            "adapter_versions": self.adapter_versions(),
+            "adapters_dir": str(self.adapters.dir) if self.adapters is not None else None,
             "student": self.encoder.name,
             "teacher_loaded": bool(self._teacher_helper is not None and self._teacher_helper.loaded),
         }

@@ -85,6 +85,7 @@ class AdaptationSettings(_Section):
     min_signals: int = Field(100, ge=1, description="signals that trigger an automatic cycle")
     auto_cycle: bool = Field(False, description="run a cycle automatically when min_signals accumulate")
     seed: int = Field(0, ge=0)
+    persist: bool = Field(True, description="save promoted adapters (safetensors + JSON) under <data_dir>/adapters/<collection> and restore the active one at start; off for an in-memory store")
 
 
 class GateSettings(_Section):
@@ -135,6 +136,8 @@ class Settings(BaseSettings):
         return self.store.location or str(Path(self.data_dir).expanduser() / "qdrant")
 
     _toml_data: dict[str, Any] = {}
+    _config_file: str | None = None  # where load() read the file from (reload_settings re-reads it)
+    _overrides: dict[str, Any] = {}  # explicit arguments given to load() (re-applied on reload)
 
     @classmethod
     def settings_customise_sources(
@@ -158,7 +161,10 @@ class Settings(BaseSettings):
         path = config_file or os.environ.get("ANTIGRAVITY_CONFIG")
         _TomlSource.current = read_toml(path) if path else {}
         try:
-            return cls(**_nest(overrides))
+            obj = cls(**_nest(overrides))
+            obj._config_file = str(path) if path else None
+            obj._overrides = dict(overrides)
+            return obj
         except ValidationError as exc:
             raise ConfigurationError(format_validation_error(exc, source=str(path) if path else None)) from None
         finally:
