@@ -1,0 +1,82 @@
+"""Subprocess for the kill -9 tests (tests/test_crash.py): runs one kind of work on a
+persistent engine and prints a marker line (flushed) at each point where the parent may
+SIGKILL it; after each marker it sleeps so the kill lands *at* that point.
+
+    python -m tests.crash_worker DATA_DIR WORK POINT
+
+WORK: ingest | cycle | distill. POINT: the marker after which the worker stalls
+(``none`` = never stall). Acknowledged ingests print ``ACK <ids>`` once ``ingest`` returns.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from antigravity import AntigravityEngine
+from tests.conftest import HashEncoder
+from tests.test_distillation import SpyTeacher
+from tests.test_sedimentation import _corpus, _queries
+
+STALL_S = 30.0
+
+
+def open_engine(data_dir: str, teacher=None) -> AntigravityEngine:
+    return AntigravityEngine(
+        data_dir=data_dir, store__location=f"{data_dir}/qdrant", encoder=HashEncoder(32), teacher=teacher,
+        adaptation__rank=8, adaptation__epochs=5, adaptation__signal="anisotropy", gate__enabled=False,
+    )
+
+
+def main() -> None:
+    data_dir, work, point = sys.argv[1:4]
+
+    def mark(name: str) -> None:
+        print(name, flush=True)
+        if name == point:
+            time.sleep(STALL_S)  # the parent kills us here
+
+    e = open_engine(data_dir, SpyTeacher())
+    store, registry = e.store, e.adapters
+    orig_set_served, orig_set_active, orig_save = store.set_served, registry.set_active, registry.save
+
+    def set_served(ids, slot, vecs):  # write half the slot, stall, write the rest
+        half = len(ids) // 2
+        orig_set_served(ids[:half], slot, vecs[:half])
+        mark("materialise_half")
+        orig_set_served(ids[half:], slot, vecs[half:])
+
+    def set_active(*a, **k):
+        mark("before_active")
+        orig_set_active(*a, **k)
+        mark("after_active")
+
+    def save(*a, **k):
+        out = orig_save(*a, **k)
+        mark("checkpoint_saved")
+        return out
+
+    store.set_served, registry.set_active, registry.save = set_served, set_active, save
+    if work == "ingest":
+        docs = _corpus(200)
+        for i in range(0, len(docs), 20):
+            batch = docs[i : i + 20]
+            mark(f"ingest_{i}")
+            e.ingest(batch, batch_size=7)  # several upserts per call
+            print("ACK " + " ".join(d for d, _ in batch), flush=True)
+        mark("ingest_done")
+    elif work == "cycle":
+        e.search_batch(_queries(seed=11))
+        mark("cycle_start")
+        rep = e.run_sedimentation_cycle()
+        print(f"CYCLE {rep.promoted} {rep.version}", flush=True)
+    elif work == "distill":
+        mark("distill_start")
+        rep = e.run_offline_distillation(_queries(seed=12))
+        print(f"DISTILL {rep.promoted} {rep.version}", flush=True)
+    mark("done")
+    e.close()
+
+
+if __name__ == "__main__":
+    main()
