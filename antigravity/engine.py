@@ -260,8 +260,8 @@ class AntigravityEngine:
         Raises:
             DocumentError: malformed document (names it). EmptyCorpusError: nothing given.
         """
-        bs = batch_size or self.settings.store.upsert_batch_size
-        if bs < 1:
+        bs = self.settings.store.upsert_batch_size if batch_size is None else batch_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise DocumentError(f"batch_size must be >= 1, got {bs}")
         seen: set[str] = set()
         written = 0

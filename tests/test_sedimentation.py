@@ -170,8 +170,8 @@ def test_k_occurrence_and_skew():
 
 
 def test_searches_during_cycles_never_mix_versions(eng):
-    """8 threads search and 1 re-ingests while cycles and rollbacks flip versions: every
-    result list must equal the reference list of one version (never a mix), nothing fails."""
+    """8 threads search and 1 re-ingests while cycles, rollbacks and mode switches happen:
+    every result list must equal the reference list of one version (never a mix), nothing fails."""
     eng.settings.adaptation.signal = "hubness"  # doc-side: exercises the double-buffered slots
     eng.settings.adaptation.lr = 0.05
     eng.settings.adaptation.epochs = 20
@@ -227,15 +227,23 @@ def test_searches_during_cycles_never_mix_versions(eng):
     threads = [threading.Thread(target=searcher) for _ in range(8)] + [threading.Thread(target=ingester)]
     for t in threads:
         t.start()
+    from tests.test_distillation import SpyTeacher
+
+    eng._teacher_source = SpyTeacher()
     for _ in range(3):
         eng.rollback(0)
+        eng.set_mode("hybrid", teacher_weight=0.5)
         eng.rollback(1)
-    eng.run_sedimentation_cycle()  # retrains (same traffic, same seed) and flips slots
+        eng.set_mode("baseline")
+    eng.set_mode("hybrid", teacher_weight=0.3)
+    eng.set_mode("baseline")
+    eng.run_sedimentation_cycle()  # retrains (same traffic, same seed, baseline) and flips slots
     stop.set()
     for t in threads:
         t.join()
     assert not errors, errors[:3]
     assert seen == {0, 1}
+    assert eng.stats()["mode_switches"] == 8 and not eng.stats()["teacher_loaded"]
 
 
 def test_full_rank_adapter_and_anchor():
