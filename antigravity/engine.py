@@ -153,6 +153,7 @@ class AntigravityEngine:
             api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
             collection=s.store.collection,
             timeout_s=s.store.timeout_s,
+            create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")},
         )
         if s.adaptation.rank > self.encoder.dim:
             from .errors import ConfigurationError

@@ -68,6 +68,9 @@ class StoreSettings(_Section):
     upsert_batch_size: int = Field(256, ge=1, le=10000)
     store_text: bool = Field(True, description="keep title/text in the payload")
     timeout_s: float = Field(30.0, gt=0.0)
+    shard_number: int | None = Field(None, ge=1, le=1000, description="Qdrant server/cluster: shards of a new collection (None: server default)")
+    replication_factor: int | None = Field(None, ge=1, le=100, description="Qdrant cluster: copies of each shard (None: server default)")
+    write_consistency_factor: int | None = Field(None, ge=1, le=100, description="Qdrant cluster: replicas that must ack a write (None: server default)")
 
 
 class AdaptationSettings(_Section):

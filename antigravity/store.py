@@ -46,6 +46,8 @@ class QdrantStore:
         location: ``":memory:"`` or a folder for embedded (local) mode.
         url: Qdrant server URL (overrides ``location``); ``api_key`` for it.
         collection: collection name.
+        create_options: ``shard_number`` / ``replication_factor`` / ``write_consistency_factor``
+            for a new collection on a server or cluster (see ``QdrantClient.create_collection``).
 
     Raises:
         StoreError: the folder is locked by another process, or the server is unreachable.
@@ -59,11 +61,13 @@ class QdrantStore:
         api_key: str | None = None,
         collection: str = "antigravity",
         timeout_s: float = 30.0,
+        create_options: dict[str, Any] | None = None,
     ) -> None:
         from qdrant_client import QdrantClient
 
         self.collection = collection
         self.remote = bool(url)
+        self.create_options = {k: v for k, v in (create_options or {}).items() if v is not None}
         try:
             if url:
                 self.client = QdrantClient(url=url, api_key=api_key, timeout=max(1, int(timeout_s)), check_compatibility=False)
@@ -98,7 +102,7 @@ class QdrantStore:
             return
         params = models.VectorParams(size=int(dim), distance=models.Distance.COSINE)
         with self._lock:
-            self.client.create_collection(self.collection, vectors_config={n: params for n in (RAW, *SLOTS)})
+            self.client.create_collection(self.collection, vectors_config={n: params for n in (RAW, *SLOTS)}, **self.create_options)
         self.dim = int(dim)
 
     def upsert(

@@ -63,3 +63,20 @@ def test_served_slot_independent_of_raw():
 def test_unreachable_server():
     with pytest.raises(StoreError, match="cannot open"):
         QdrantStore(url="http://127.0.0.1:9", timeout_s=1)
+
+
+def test_cluster_create_options_reach_create_collection():
+    from antigravity.store import QdrantStore
+
+    store = QdrantStore(":memory:", create_options={"shard_number": 3, "replication_factor": 2, "write_consistency_factor": None})
+    seen = {}
+    orig = store.client.create_collection
+
+    def spy(name, **kw):
+        seen.update(kw)
+        return orig(name, **kw)
+
+    store.client.create_collection = spy
+    store.ensure_collection(8)
+    assert seen["shard_number"] == 3 and seen["replication_factor"] == 2 and "write_consistency_factor" not in seen
+    store.close()
