@@ -212,7 +212,8 @@ class DistillationConfig:
     side: ``both`` (separate query and document adapters), ``query``, ``doc`` or ``shared``.
     rank: adapter rank (``>= d`` means full ``d x d``). candidates: 0 = all documents,
     K > 0 = student top-K ∪ teacher top-K. identity_reg: ``λ·Σ‖M − M₀‖²_F``. Training stops
-    after ``patience`` epochs without a dev improvement; the best epoch is kept.
+    after ``patience`` epochs without a dev improvement; the best epoch is kept. ``lr_grid``
+    (non-empty, with a dev gate): one run per learning rate, the best on dev is kept.
     """
 
     side: str = "both"
@@ -221,6 +222,7 @@ class DistillationConfig:
     candidates: int = 0
     epochs: int = 100
     lr: float = 1e-3
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3)
     batch_size: int = 128
     weight_decay: float = 0.0
     identity_reg: float = 1e-5
@@ -303,6 +305,8 @@ def run_offline_distillation(
         t1 = time.perf_counter()
         q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
+        if getattr(res, "extra", None):
+            metrics.update(lr=res.extra["lr"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
         # 5. gate and apply
         gate = engine._validation
         cur = engine.served_version
@@ -364,7 +368,27 @@ def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarra
 
 def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback):
     """Train query/doc adapters on teacher rankings with early stopping on the engine's dev
-    gate (best epoch kept). Returns ``(q_adapter, d_adapter, TrainResult)``."""
+    gate (best epoch kept). With a dev gate and several ``cfg.lr_grid`` values, one run per
+    learning rate is trained and the one with the best dev NDCG@10 is kept (dev split of the
+    train qrels: never test). Returns ``(q_adapter, d_adapter, TrainResult)``; the result's
+    ``extra`` holds ``lr`` (chosen) and ``dev_by_lr``."""
+    gate = engine._validation
+    lrs = tuple(cfg.lr_grid) if (cfg.lr_grid and gate is not None) else (cfg.lr,)
+    data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates)
+    best_run = None
+    dev_by_lr = {}
+    for lr in lrs:
+        q_ad, d_ad, res, score = _train_one(engine, D, data, cfg, lr, emit)
+        dev_by_lr[lr] = score
+        emit("lr_done", {"lr": lr, "dev_ndcg@10": score})
+        if best_run is None or score > best_run[3]:
+            best_run = (q_ad, d_ad, res, score, lr)
+    q_ad, d_ad, res, _, lr = best_run
+    res.extra = {"lr": lr, "dev_by_lr": dev_by_lr}
+    return q_ad, d_ad, res
+
+
+def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callback):
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -377,7 +401,6 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
         d_ad = ResidualAdapter(dim, rank) if cfg.side in ("doc", "both") else None
     if q_ad is None and d_ad is None:
         raise ConfigurationError(f"distillation side = {cfg.side!r}: choose query, doc, both or shared")
-    data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates)
     gate = engine._validation
     doc_ids = engine.raw_matrix()[0]
     best = {"score": -1.0, "epoch": -1, "state": None}
@@ -389,20 +412,20 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
         if gate is None:
             return False
         sc = gate.score(q_ad, d_ad, doc_ids, D)
-        emit("epoch", {"epoch": epoch, "dev_ndcg@10": sc})
+        emit("epoch", {"epoch": epoch, "lr": lr, "dev_ndcg@10": sc})
         if sc > best["score"]:
             best.update(score=sc, epoch=epoch, state=[{k: v.clone() for k, v in s.items()} if s else None for s in snapshot()])
         return epoch - best["epoch"] >= cfg.patience
 
     res = fit_listwise(
-        q_ad, d_ad, data, D, temperature=cfg.temperature, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        q_ad, d_ad, data, D, temperature=cfg.temperature, epochs=cfg.epochs, lr=lr, batch_size=cfg.batch_size,
         weight_decay=cfg.weight_decay, identity_reg=cfg.identity_reg, seed=cfg.seed, early_stop=early_stop,
     )
     if best["state"] is not None:
         for a, s in zip((q_ad, d_ad), best["state"]):
             if a is not None and s is not None:
                 a.load_state_dict(s)
-    return q_ad, d_ad, res
+    return q_ad, d_ad, res, best["score"]
 
 
 def _failure_kind(exc: BaseException) -> str:

@@ -180,6 +180,8 @@ class AntigravityEngine:
         self._signals_at_last_cycle = 0
         self._teacher_source = teacher
         self._teacher_helper = None
+        self._fusion_lock = threading.Lock()
+        self._teacher_doc_vectors: dict[str, np.ndarray] = {}  # serving fusion: doc id -> teacher vector
         in_memory = not s.store.url and s.resolved_store_location == ":memory:"
         self.adapters: AdapterRegistry | None = AdapterRegistry(s.data_dir, s.store.collection) if s.adaptation.persist and not in_memory else None
         if self.adapters is not None:
@@ -312,6 +314,8 @@ class AntigravityEngine:
             self.store.upsert(ids, raw, payloads, served)
             self._raw_cache = None
             self._payload_cache = None
+            for d in ids:
+                self._teacher_doc_vectors.pop(d, None)
             self._stats["documents_ingested"] += len(ids)
         return len(ids)
 
@@ -360,12 +364,16 @@ class AntigravityEngine:
             raise QueryError("query vectors contain NaN or inf")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise QueryError(f"k must be an integer >= 1, got {k!r}")
+        fusion = self.settings.teacher.fusion_weight if texts is not None else 0.0
+        limit = max(k, self.settings.teacher.fusion_candidates) if fusion > 0 else k
         state = self._acquire()
         try:
             q = state.query_adapter.transform(raw) if state.query_adapter is not None else raw
-            results = self.store.search(q, using=state.slot, k=k)
+            results = self.store.search(q, using=state.slot, k=limit)
         finally:
             self._release(state.slot)
+        if fusion > 0:
+            results = self._fuse_teacher_scores(list(texts), results, k, fusion)
         self._stats["queries_served"] += len(raw)
         if record:
             top = self.settings.adaptation.signal_top_k
@@ -375,6 +383,46 @@ class AntigravityEngine:
             self._stats["signals_recorded"] += len(raw)
             self._maybe_auto_cycle()
         return [[SearchHit(d, s, p) for d, s, p in hits] for hits in results]
+
+    def _fuse_teacher_scores(self, texts: list[str], results: list, k: int, weight: float) -> list:
+        """Serving-time fusion (opt-in, ``teacher.fusion_weight``): re-score each query's
+        student candidates with ``(1 − λ)·student_cos + λ·teacher_cos`` and keep the top ``k``.
+        Teacher document vectors are computed once per document and kept in memory; the
+        query is encoded by the teacher on every search. Any teacher failure returns the
+        student's ranking (counted in ``stats()["teacher_failures"]``), never an error."""
+        from .errors import TeacherError
+
+        try:
+            with self._fusion_lock:
+                helper = self.teacher_helper
+                tq = helper.get_teacher_embeddings(texts)
+                missing = list(dict.fromkeys(d for hits in results for d, _, _ in hits if d not in self._teacher_doc_vectors))
+                if missing:
+                    vecs = helper.get_teacher_embeddings([doc_text({"title": h.get("title", ""), "text": h.get("text", "")}) for h in self._payloads_of(results, missing)])
+                    self._teacher_doc_vectors.update(zip(missing, vecs))
+            fused = []
+            for qv, hits in zip(tq, results):
+                if not hits:
+                    fused.append(hits)
+                    continue
+                tv = np.stack([self._teacher_doc_vectors[d] for d, _, _ in hits]) @ qv
+                scores = [(1.0 - weight) * s + weight * float(t) for (_, s, _), t in zip(hits, tv)]
+                order = np.argsort(-np.asarray(scores), kind="stable")[:k]
+                fused.append([(hits[i][0], scores[i], hits[i][2]) for i in order])
+            self._stats["fused_searches"] += len(texts)
+            return fused
+        except Exception as exc:  # noqa: BLE001 - fusion must never make search fail
+            from .distillation import _failure_kind
+
+            err = exc if isinstance(exc, TeacherError) else TeacherError(f"serving fusion failed: {exc}")
+            self.record_teacher_failure("fusion_" + _failure_kind(err), err)
+            return [hits[:k] for hits in results]
+
+    def _payloads_of(self, results: list, doc_ids: list[str]) -> list[dict]:
+        if not self.settings.store.store_text:
+            raise DocumentError("serving fusion needs document text in the payload (store.store_text = true)")
+        found = {d: p for hits in results for d, _, p in hits}
+        return [found[d] for d in doc_ids]
 
     def _acquire(self) -> ServedVersion:
         with self._readers_cv:
@@ -628,12 +676,14 @@ class AntigravityEngine:
             )
         with self._cycle_lock:  # not during a cycle or a distillation run
             old_mode = self.settings.mode
-            teacher_changed = any(k.startswith("teacher.") and k not in ("teacher.weight", "teacher.temperature") for k in changed)
+            teacher_changed = any(k.startswith("teacher.") and k not in ("teacher.weight", "teacher.temperature", "teacher.fusion_weight", "teacher.fusion_candidates") for k in changed)
             self.settings = new
             if self._teacher_helper is not None and (new.mode != "hybrid" or teacher_changed):
                 self._teacher_helper.release()
                 if teacher_changed:
                     self._teacher_helper = None  # the next use resolves the new teacher
+            if teacher_changed:
+                self._teacher_doc_vectors = {}
             if "adaptation.max_signals" in changed:
                 self._traffic = collections.deque(self._traffic, maxlen=new.adaptation.max_signals)
             if old_mode != new.mode:

@@ -59,6 +59,7 @@ class TrainResult:
     loss_before: float
     loss_after: float
     curve: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
 
 
 def _check_finite(name: str, *arrays: np.ndarray | None) -> None:

@@ -200,3 +200,32 @@ def test_pseudo_queries_deterministic():
     a = pseudo_queries(docs, 5, 5, seed=3)
     assert a == pseudo_queries(docs, 5, 5, seed=3) and len(a) == 10
     assert a != pseudo_queries(docs, 5, 5, seed=4)
+
+
+def test_serving_fusion_rescoring_and_fallback(tmp_path):
+    """λ = 1 ranks the student's candidates by teacher cosine alone; λ = 0 is off; a failing
+    teacher falls back to the student ranking and is counted."""
+    teacher = SpyTeacher()
+    e = _engine(tmp_path, teacher, teacher__fusion_candidates=50)
+    q = "fever aspirin dose"
+    student = e.search(q, k=50, record=False)
+    e.reload_settings(teacher__fusion_weight=1.0)
+    fused = e.search(q, k=5, record=False)
+    t = SpyTeacher()
+    tq = t.encode([q])[0]
+    cand = [h.doc_id for h in student]
+    texts = dict(_corpus())
+    tcos = {d: float(t.encode([texts[d]])[0] @ tq) for d in cand}
+    assert [round(h.score, 4) for h in fused] == sorted((round(v, 4) for v in tcos.values()), reverse=True)[:5]
+    assert all(h.doc_id in cand for h in fused) and e.stats()["fused_searches"] == 1
+    e.reload_settings(teacher__fusion_weight=0.5)
+    half = e.search(q, k=3, record=False)
+    s_score = {h.doc_id: h.score for h in student}
+    for h in half:
+        assert abs(h.score - (0.5 * s_score[h.doc_id] + 0.5 * tcos[h.doc_id])) < 1e-4
+    teacher.fail = True
+    e._teacher_doc_vectors.clear()
+    hits = e.search(q, k=5, record=False)  # never fails: student ranking
+    assert [h.doc_id for h in hits] == [h.doc_id for h in student[:5]]
+    assert any(k.startswith("fusion_") for k in e.stats()["teacher_failures"])
+    e.close()
