@@ -98,12 +98,16 @@ class TeacherDistillationHelper:
             self._teacher = None
             import gc
 
+            from .models import trim_heap
+
             gc.collect()
+            trim_heap()
 
     # -- embeddings ---------------------------------------------------------------------
-    def get_teacher_embeddings(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+    def get_teacher_embeddings(self, texts: Sequence[str], show_progress: bool = False, *, cache: bool = True) -> np.ndarray:
         """Teacher vectors of ``texts``: ``(n, d_t) float32``, L2-normalised, batched, cached
-        on disk for model teachers. Records mean ``teacher_latency_ms`` per text of this call.
+        on disk for model teachers (``cache=False``: not cached, for query traffic). Records
+        mean ``teacher_latency_ms`` per text of this call.
 
         Raises:
             TeacherError: the teacher failed (load error, endpoint down, NaN, wrong shape).
@@ -112,7 +116,10 @@ class TeacherDistillationHelper:
         t0 = time.perf_counter()
         teacher = self.teacher
         try:
-            out = teacher.encode(texts, show_progress=show_progress) if _takes_progress(teacher) else teacher.encode(texts)
+            if not cache and hasattr(teacher, "encode_uncached"):
+                out = teacher.encode_uncached(texts)
+            else:
+                out = teacher.encode(texts, show_progress=show_progress) if _takes_progress(teacher) else teacher.encode(texts)
         except TeacherError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -222,7 +229,7 @@ class DistillationConfig:
     candidates: int = 0
     epochs: int = 100
     lr: float = 1e-3
-    lr_grid: tuple[float, ...] = (1e-3, 3e-3)
+    lr_grid: tuple[float, ...] = ()
     batch_size: int = 128
     weight_decay: float = 0.0
     identity_reg: float = 1e-5
@@ -260,7 +267,7 @@ def run_offline_distillation(
         ConfigurationError: invalid temperature / teacher weight, or no teacher configured.
         AdaptationError: fewer than 2 distillation texts (nothing is changed).
     """
-    cfg = config or DistillationConfig(seed=engine.settings.adaptation.seed)
+    cfg = config or DistillationConfig(seed=engine.settings.adaptation.seed, lr_grid=tuple(engine.settings.teacher.distill_lr_grid))
     validate_temperature(cfg.temperature)
     validate_teacher_weight(engine.settings.teacher.weight)
     if teacher is None and engine._teacher_source is None and not (engine.settings.teacher.name or engine.settings.teacher.base_url):
@@ -306,7 +313,7 @@ def run_offline_distillation(
         q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
         if getattr(res, "extra", None):
-            metrics.update(lr=res.extra["lr"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
+            metrics.update(lr=res.extra["lr"], best_epoch=res.extra["best_epoch"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
         # 5. gate and apply
         gate = engine._validation
         cur = engine.served_version
@@ -384,7 +391,7 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
         if best_run is None or score > best_run[3]:
             best_run = (q_ad, d_ad, res, score, lr)
     q_ad, d_ad, res, _, lr = best_run
-    res.extra = {"lr": lr, "dev_by_lr": dev_by_lr}
+    res.extra = {**res.extra, "lr": lr, "dev_by_lr": dev_by_lr}
     return q_ad, d_ad, res
 
 
@@ -425,6 +432,7 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
         for a, s in zip((q_ad, d_ad), best["state"]):
             if a is not None and s is not None:
                 a.load_state_dict(s)
+    res.extra = {"best_epoch": best["epoch"]}
     return q_ad, d_ad, res, best["score"]
 
 

@@ -395,7 +395,7 @@ class AntigravityEngine:
         try:
             with self._fusion_lock:
                 helper = self.teacher_helper
-                tq = helper.get_teacher_embeddings(texts)
+                tq = helper.get_teacher_embeddings(texts, cache=False)
                 missing = list(dict.fromkeys(d for hits in results for d, _, _ in hits if d not in self._teacher_doc_vectors))
                 if missing:
                     vecs = helper.get_teacher_embeddings([doc_text({"title": h.get("title", ""), "text": h.get("text", "")}) for h in self._payloads_of(results, missing)])
@@ -676,7 +676,7 @@ class AntigravityEngine:
             )
         with self._cycle_lock:  # not during a cycle or a distillation run
             old_mode = self.settings.mode
-            teacher_changed = any(k.startswith("teacher.") and k not in ("teacher.weight", "teacher.temperature", "teacher.fusion_weight", "teacher.fusion_candidates") for k in changed)
+            teacher_changed = any(k in changed for k in ("teacher.name", "teacher.base_url", "teacher.api_key_env", "teacher.bf16", "teacher.batch_size", "teacher.timeout_s", "teacher.max_retries"))
             self.settings = new
             if self._teacher_helper is not None and (new.mode != "hybrid" or teacher_changed):
                 self._teacher_helper.release()

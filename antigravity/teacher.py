@@ -115,6 +115,14 @@ class ModelTeacher:
             raise TeacherError(f"teacher model {self.name!r} failed: {exc}") from exc
         return _validate(out, len(texts), None, f"teacher {self.name!r}")
 
+    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`encode` without the on-disk cache (serving-time query traffic is unbounded)."""
+        try:
+            out = self.encoder._forward(list(texts), False)
+        except Exception as exc:  # noqa: BLE001
+            raise TeacherError(f"teacher model {self.name!r} failed: {exc}") from exc
+        return _validate(out, len(texts), None, f"teacher {self.name!r}")
+
     @property
     def loaded(self) -> bool:
         return self.encoder._model is not None
