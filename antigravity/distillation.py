@@ -18,6 +18,8 @@ init teacher → build distillation set → teacher inference → train → appl
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import re
 import time
@@ -221,6 +223,10 @@ class DistillationConfig:
     K > 0 = student top-K ∪ teacher top-K. identity_reg: ``λ·Σ‖M − M₀‖²_F``. Training stops
     after ``patience`` epochs without a dev improvement; the best epoch is kept. ``lr_grid``
     (non-empty, with a dev gate): one run per learning rate, the best on dev is kept.
+    ``refit`` (with a dev gate given query texts): once the early-stopped run passes the gate,
+    retrain from scratch on the distillation texts plus the dev query texts (no labels) for the
+    chosen number of epochs and serve that (model selection then refit on train + dev; test is
+    never involved). Measured on the quick pair: 0.5726 → 0.5849 (docs/distillation.md).
     """
 
     side: str = "both"
@@ -236,6 +242,7 @@ class DistillationConfig:
     n_titles: int = 0
     n_sentences: int = 0
     patience: int = 10
+    refit: bool = True
     seed: int = 0
 
 
@@ -267,7 +274,9 @@ def run_offline_distillation(
         ConfigurationError: invalid temperature / teacher weight, or no teacher configured.
         AdaptationError: fewer than 2 distillation texts (nothing is changed).
     """
-    cfg = config or DistillationConfig(seed=engine.settings.adaptation.seed, lr_grid=tuple(engine.settings.teacher.distill_lr_grid))
+    cfg = config or DistillationConfig(
+        seed=engine.settings.adaptation.seed, lr_grid=tuple(engine.settings.teacher.distill_lr_grid), refit=engine.settings.teacher.distill_refit
+    )
     validate_temperature(cfg.temperature)
     validate_teacher_weight(engine.settings.teacher.weight)
     if teacher is None and engine._teacher_source is None and not (engine.settings.teacher.name or engine.settings.teacher.base_url):
@@ -324,6 +333,27 @@ def run_offline_distillation(
             why = f"dev_ndcg@10 {metrics['gate_current']:.4f} -> {metrics['gate_candidate']:.4f}"
         else:
             ok, why = res.loss_after < res.loss_before, f"distill loss {res.loss_before:.4f} -> {res.loss_after:.4f} (no dev split)"
+        # 4b. refit: retrain from scratch on the distillation texts + the dev query texts
+        # (unlabelled) for the dev-chosen epoch count; the gate above judged the honest run
+        seen = set(q_texts)
+        dev_texts = [t for t in dict.fromkeys(engine._validation_texts or []) if t.strip() and t not in seen]
+        if ok and cfg.refit and gate is not None and dev_texts and metrics.get("best_epoch", -1) >= 0:
+            t2 = time.perf_counter()
+            Sq2 = np.concatenate([Sq, engine.encoder.encode(dev_texts)])
+            Tq2 = np.concatenate([Tq, helper.get_teacher_embeddings(dev_texts)])
+            refit_cfg = dataclasses.replace(cfg, epochs=int(metrics["best_epoch"]) + 1, lr=metrics.get("lr", cfg.lr))
+            data2 = teacher_targets(Sq2, D, Tq2, Td, cfg.temperature, cfg.candidates)
+            q2, d2, res2, _ = _train_one(engine, D, data2, refit_cfg, refit_cfg.lr, emit, use_gate=False)
+            refit_dev = gate.score(q2, d2, doc_ids, D)  # optimistic: it saw the dev texts (no labels)
+            metrics.update(refit_n_texts=len(q_texts) + len(dev_texts), refit_epochs=refit_cfg.epochs, refit_dev_ndcg_optimistic=refit_dev, refit_time_s=time.perf_counter() - t2)
+            if refit_dev >= metrics["gate_candidate"] - engine.settings.gate.tolerance:  # sanity: never serve a refit that lost
+                q_ad, d_ad = q2, d2
+                metrics["refit_served"] = True
+                why += f"; refit on {metrics['refit_n_texts']} texts for {refit_cfg.epochs} epochs served"
+            else:
+                metrics["refit_served"] = False
+                why += "; refit lost on dev, the gated run is served"
+            emit("refit", {k: metrics[k] for k in ("refit_n_texts", "refit_epochs", "refit_dev_ndcg_optimistic", "refit_served")})
         version = None
         if ok:
             version = engine._next_version()
@@ -387,15 +417,16 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
     for lr in lrs:
         q_ad, d_ad, res, score = _train_one(engine, D, data, cfg, lr, emit)
         dev_by_lr[lr] = score
-        emit("lr_done", {"lr": lr, "dev_ndcg@10": score})
+        emit("train_run", {"lr": lr, "dev_ndcg@10": score})
         if best_run is None or score > best_run[3]:
             best_run = (q_ad, d_ad, res, score, lr)
     q_ad, d_ad, res, _, lr = best_run
     res.extra = {**res.extra, "lr": lr, "dev_by_lr": dev_by_lr}
+    emit("train", {"lr": lr, "best_epoch": res.extra.get("best_epoch"), "distill_loss": res.loss_after})
     return q_ad, d_ad, res
 
 
-def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callback):
+def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, use_gate: bool = True):
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -408,7 +439,7 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
         d_ad = ResidualAdapter(dim, rank) if cfg.side in ("doc", "both") else None
     if q_ad is None and d_ad is None:
         raise ConfigurationError(f"distillation side = {cfg.side!r}: choose query, doc, both or shared")
-    gate = engine._validation
+    gate = engine._validation if use_gate else None
     doc_ids = engine.raw_matrix()[0]
     best = {"score": -1.0, "epoch": -1, "state": None}
 
@@ -472,7 +503,7 @@ def benchmark_offline(engine, data) -> float:
     stopped on the dev slice; returns ``pretraining_time_s``."""
     if data.dev_queries:
         dev_ids = list(data.dev_queries)
-        engine.set_validation(dev_ids, engine.encoder.encode([data.dev_queries[q] for q in dev_ids]), data.dev_qrels)
+        engine.set_validation(dev_ids, None, data.dev_qrels, queries=[data.dev_queries[q] for q in dev_ids])
     rep = run_offline_distillation(engine, list(data.adapt_queries.values()))
     logger.info("offline distillation: %s", rep.reason)
     engine._last_distillation = rep

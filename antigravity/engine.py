@@ -172,6 +172,7 @@ class AntigravityEngine:
         self._slot_content: dict[str, ServedVersion] = {}  # which version each served slot holds
         self._payload_cache: dict[str, dict[str, str]] | None = None
         self._validation = None
+        self._validation_texts: list[str] | None = None  # dev query texts (offline distillation refit)
         self._versions: dict[int, ServedVersion] = {0: self._served}
         self._version_counter = 0
         self._history: list[int] = [0]  # promoted versions, oldest first
@@ -552,6 +553,8 @@ class AntigravityEngine:
         """Give the quality gate a labelled dev split: ``query_ids`` with their raw vectors
         ``(m, d) float32`` (or their texts via ``queries=``) and ``qrels``. Never pass
         evaluation (test) queries here. Without a dev split the label-free proxy gate is used.
+        Texts given via ``queries=`` are also used, without their labels, by the refit step of
+        offline distillation (``DistillationConfig.refit``).
         """
         from .sedimentation import DevSetGate
 
@@ -565,6 +568,7 @@ class AntigravityEngine:
         if missing:
             raise QueryError(f"validation queries without qrels: {missing[:5]}")
         self._validation = DevSetGate(list(query_ids), query_vectors, qrels)
+        self._validation_texts = list(queries) if queries is not None else None
 
     def run_sedimentation_cycle(self):
         """Train a new adapter version on the buffered traffic signals, gate it, and switch

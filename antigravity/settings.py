@@ -51,6 +51,7 @@ class TeacherSettings(_Section):
     timeout_s: float = Field(30.0, gt=0.0)
     max_retries: int = Field(3, ge=0, le=20)
     distill_lr_grid: list[float] = Field(default_factory=list, description="offline distillation: learning rates to try, the best on the dev split kept (empty: 1e-3 only)")
+    distill_refit: bool = Field(True, description="offline distillation: after the gated run, retrain on distillation + dev query texts (no labels) for the dev-chosen epochs")
     fusion_weight: float = Field(0.0, ge=0.0, le=1.0, description="opt-in serving-time fusion: score = (1-λ)·student + λ·teacher cosine over the student's top fusion_candidates (0: off; costs one teacher query encoding per search)")
     fusion_candidates: int = Field(100, ge=1, le=10000, description="student hits re-scored by the teacher when fusion_weight > 0")
 

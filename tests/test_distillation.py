@@ -90,7 +90,7 @@ def test_offline_stages_and_release(tmp_path):
     e = _engine(tmp_path, teacher, gate__enabled=False)
     events = []
     rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=3), callback=lambda ev, d: events.append(ev))
-    assert [ev for ev in events if ev != "epoch"] == ["init_teacher", "build_set", "teacher_inference", "apply", "done", "release_teacher"]
+    assert [ev for ev in events if ev not in ("epoch", "train_run")] == ["init_teacher", "build_set", "teacher_inference", "train", "apply", "done", "release_teacher"]
     assert rep.promoted and rep.version == 1 and e.served_version.version == 1
     for key in ("distill_loss", "n_texts", "n_tokens", "teacher_latency_ms", "pretraining_time_s"):
         assert key in rep.metrics
@@ -228,4 +228,25 @@ def test_serving_fusion_rescoring_and_fallback(tmp_path):
     hits = e.search(q, k=5, record=False)  # never fails: student ranking
     assert [h.doc_id for h in hits] == [h.doc_id for h in student[:5]]
     assert any(k.startswith("fusion_") for k in e.stats()["teacher_failures"])
+    e.close()
+
+
+def test_offline_refit_on_dev_texts_after_gate(tmp_path):
+    """With a dev gate given texts, the gated run picks the epoch count and a refit on the
+    distillation + dev texts is served only if it does not lose on dev; without texts: no refit."""
+    e = _engine(tmp_path, SpyTeacher())
+    dev = _queries(20, seed=9)
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(20)}
+    e.set_validation([f"q{i}" for i in range(20)], None, qrels, queries=dev)
+    events = []
+    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2), callback=lambda ev, d: events.append(ev))
+    assert rep.promoted, rep.reason
+    assert "refit" in events and rep.metrics["refit_n_texts"] == rep.metrics["n_texts"] + len(set(dev) - set(_queries(40)))
+    assert rep.metrics["refit_epochs"] == rep.metrics["best_epoch"] + 1
+    assert rep.metrics["refit_served"] == (rep.metrics["refit_dev_ndcg_optimistic"] >= rep.metrics["gate_candidate"])
+    e.close()
+    e = _engine(tmp_path, SpyTeacher())
+    e.set_validation([f"q{i}" for i in range(20)], e.encoder.encode(dev), qrels)  # vectors only: no texts
+    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2))
+    assert "refit_served" not in rep.metrics
     e.close()
