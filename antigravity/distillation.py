@@ -145,8 +145,14 @@ class TeacherDistillationHelper:
         }
 
     def fit_alignment(self, teacher_vecs: np.ndarray, student_vecs: np.ndarray, method: str = "ridge") -> Alignment:
-        """Fit teacher→student :class:`Alignment` on paired vectors of the same texts."""
-        if teacher_vecs.shape[1] != self.teacher.dim if self._teacher is not None else False:
+        """Fit teacher→student :class:`Alignment` on paired vectors of the same texts:
+        ``teacher_vecs`` ``(n, d_t) float32``, ``student_vecs`` ``(n, d_s) float32``.
+
+        Raises:
+            TeacherError: a dimension differs from the teacher's (when loaded) or the student's.
+        """
+        teacher_dim = self._teacher.dim if self._teacher is not None else None  # do not load it just to check
+        if teacher_dim is not None and teacher_vecs.shape[1] != teacher_dim:
             raise TeacherError(f"teacher vectors are {teacher_vecs.shape[1]}-d, the teacher makes {self.teacher.dim}-d")
         if student_vecs.shape[1] != self.student_dim:
             raise TeacherError(f"student vectors are {student_vecs.shape[1]}-d, expected {self.student_dim}-d")
