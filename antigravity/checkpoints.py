@@ -1,6 +1,8 @@
 """Versioned adapter checkpoints on disk: safetensors weights + JSON metadata, per collection.
 
-Layout under the engine's data dir (``<data_dir>/adapters/<collection>/``)::
+Layout under the engine's data dir (``<data_dir>/adapters/<collection>/`` for the default
+embedded store, ``<data_dir>/adapters/<collection>@<hash of store location or url>/`` for any
+other store, see :func:`registry_for`)::
 
     v000001.safetensors   weights of version 1 (tensors ``doc.*`` and ``query.*``; a map shared
                           by both sides is stored once, as ``doc.*``)
@@ -57,6 +59,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def registry_for(settings: Any) -> "AdapterRegistry":
+    """The :class:`AdapterRegistry` of the store ``settings`` describe. The default embedded
+    store (``<data_dir>/qdrant``) keys adapters by collection name; any other store (another
+    folder, or a server ``url``) adds a short hash of its location, so two stores with the
+    same collection name never share (or restore) each other's adapters."""
+    from pathlib import Path as _P
+
+    root = _P(settings.data_dir).expanduser()
+    if settings.store.url:
+        where = settings.store.url.rstrip("/")
+    else:
+        loc = _P(settings.resolved_store_location).expanduser().resolve()
+        where = None if loc == (root / "qdrant").resolve() else str(loc)
+    name = settings.store.collection if where is None else f"{settings.store.collection}@{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+    reg = AdapterRegistry(root, name)
+    reg.collection = settings.store.collection
+    return reg
 
 
 def settings_hash(settings: Any) -> str:

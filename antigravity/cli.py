@@ -237,10 +237,10 @@ app.add_typer(adapters_app, name="adapters")
 
 
 def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Optional[str]):
-    from .checkpoints import AdapterRegistry
+    from .checkpoints import registry_for
 
     s = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
-    return s, AdapterRegistry(s.data_dir, s.store.collection)
+    return s, registry_for(s)
 
 
 @adapters_app.command("list")

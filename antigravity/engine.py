@@ -27,7 +27,7 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .datasets import doc_text
-from .checkpoints import AdapterRegistry, settings_hash
+from .checkpoints import AdapterRegistry, registry_for, settings_hash
 from .errors import CheckpointError, DocumentError, EmptyCorpusError, QueryError
 from .models import Encoder
 from .settings import Settings
@@ -184,7 +184,7 @@ class AntigravityEngine:
         self._fusion_lock = threading.Lock()
         self._teacher_doc_vectors: dict[str, np.ndarray] = {}  # serving fusion: doc id -> teacher vector
         in_memory = not s.store.url and s.resolved_store_location == ":memory:"
-        self.adapters: AdapterRegistry | None = AdapterRegistry(s.data_dir, s.store.collection) if s.adaptation.persist and not in_memory else None
+        self.adapters: AdapterRegistry | None = registry_for(s) if s.adaptation.persist and not in_memory else None
         if self.adapters is not None:
             try:
                 self._restore()

@@ -260,3 +260,17 @@ def test_env_and_file_drive_cli_and_api_identically(tmp_path):
         os.environ.update(old)
     assert (s.mode, s.teacher.weight, s.adaptation.rank) == ("hybrid", 0.6, 16)
     assert rows["adaptation.rank"][0].strip() == "16"
+
+
+def test_two_stores_with_one_collection_name_do_not_share_adapters(tmp_path):
+    """Same data dir and collection name, another store folder: separate registries."""
+    _two_versions(tmp_path).close()
+    other = AntigravityEngine(
+        data_dir=str(tmp_path), store__location=str(tmp_path / "elsewhere"), encoder=HashEncoder(32), adaptation__rank=8
+    )
+    assert other.served_version.version == 0 and other.adapters.dir != AdapterRegistry(tmp_path, "antigravity").dir
+    assert other.adapters.dir.name.startswith("antigravity@")
+    other.close()
+    e = _open(tmp_path)
+    assert e.served_version.version == 2
+    e.close()
