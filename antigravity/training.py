@@ -68,6 +68,25 @@ def _check_finite(name: str, *arrays: np.ndarray | None) -> None:
             raise AdaptationError(f"{name} contain NaN or inf; cycle aborted")
 
 
+def _training_setup(q_adapter, d_adapter, lr: float, weight_decay: float, seed: int):
+    """Seed torch and a PCG64 generator; AdamW over the distinct adapters (a shared adapter
+    counts once). Returns ``(rng, adapters, optimizer)``."""
+    torch.manual_seed(seed)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    adapters = list({id(a): a for a in (q_adapter, d_adapter) if a is not None}.values())
+    opt = torch.optim.AdamW([p for a in adapters for p in a.parameters()], lr=lr, weight_decay=weight_decay)
+    return rng, adapters, opt
+
+
+def _step(opt, loss: torch.Tensor) -> None:
+    """One optimiser step; a non-finite loss aborts with :class:`AdaptationError`."""
+    if not torch.isfinite(loss):
+        raise AdaptationError("training loss became non-finite; cycle aborted")
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def listwise_loss(
     q_adapter: ResidualAdapter | None,
     d_adapter: ResidualAdapter | None,
@@ -123,12 +142,7 @@ def fit_listwise(
     _check_finite("listwise targets", data.queries, data.probs, docs)
     if len(data) < 2:
         raise AdaptationError(f"need at least 2 training queries, got {len(data)}")
-    torch.manual_seed(seed)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    params = []
-    for a in {id(a): a for a in (q_adapter, d_adapter) if a is not None}.values():
-        params += list(a.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    rng, adapters, opt = _training_setup(q_adapter, d_adapter, lr, weight_decay, seed)
     Q = torch.from_numpy(np.ascontiguousarray(data.queries, dtype=np.float32))
     D = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32))
     C = None if data.candidates is None else torch.from_numpy(np.ascontiguousarray(data.candidates, dtype=np.int64))
@@ -136,7 +150,7 @@ def fit_listwise(
     H = torch.from_numpy(data.hard.astype(np.float32)) if data.hard is not None else None
 
     def reg() -> torch.Tensor:
-        return identity_reg * sum(a.delta_norm() for a in {id(a): a for a in (q_adapter, d_adapter) if a is not None}.values())
+        return identity_reg * sum(a.delta_norm() for a in adapters)
 
     def full_loss() -> float:
         with torch.no_grad():
@@ -148,12 +162,7 @@ def fit_listwise(
         order = torch.from_numpy(rng.permutation(len(Q)))
         for i in range(0, len(Q), batch_size):
             b = order[i : i + batch_size]
-            loss = listwise_loss(q_adapter, d_adapter, Q[b], D, None if C is None else C[b], P[b], temperature, H[b] if H is not None else None, alpha) + reg()
-            if not torch.isfinite(loss):
-                raise AdaptationError("training loss became non-finite; cycle aborted")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(opt, listwise_loss(q_adapter, d_adapter, Q[b], D, None if C is None else C[b], P[b], temperature, H[b] if H is not None else None, alpha) + reg())
         curve.append(full_loss())
         if early_stop is not None and early_stop(epoch):
             break
@@ -190,10 +199,7 @@ def fit_blend(
         teacher_weight = 0.0
     if isinstance(homeostatic, VectorTargets):
         _check_finite("vector targets", homeostatic.inputs, homeostatic.targets, homeostatic.weights)
-    torch.manual_seed(seed)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    adapters = list({id(a): a for a in (q_adapter, d_adapter) if a is not None}.values())
-    opt = torch.optim.AdamW([p for a in adapters for p in a.parameters()], lr=lr, weight_decay=weight_decay)
+    rng, adapters, opt = _training_setup(q_adapter, d_adapter, lr, weight_decay, seed)
     D = torch.from_numpy(np.ascontiguousarray(docs, np.float32))
     if teacher is not None:
         tq = torch.from_numpy(np.ascontiguousarray(teacher.queries, np.float32))
@@ -242,12 +248,7 @@ def fit_blend(
         for step in range(steps):
             hidx = h_order[(step * batch_size) % max(n_h, 1) :][:batch_size] if n_h else np.arange(0)
             tidx = torch.from_numpy(rng.integers(0, n_t, size=min(batch_size, n_t))) if n_t else torch.arange(0)
-            loss = total(hidx, tidx)
-            if not torch.isfinite(loss):
-                raise AdaptationError("training loss became non-finite; cycle aborted")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(opt, total(hidx, tidx))
         with torch.no_grad():
             curve.append(float(total(np.arange(n_h), torch.arange(n_t))))
     return TrainResult(before, curve[-1], curve)

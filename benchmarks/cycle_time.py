@@ -23,7 +23,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from antigravity import AntigravityEngine
-    from antigravity.benchmark import prepare_data
+    from antigravity.benchmark import latency_ms, prepare_data
 
     data = prepare_data("SciFact", None)
     out: dict = {"student": args.student, "signal": args.signal}
@@ -37,12 +37,8 @@ def main() -> None:
         eng.encoder.encode(eval_texts)  # warm the model
 
         def latency() -> dict:
-            ts = []
-            for t in eval_texts:
-                t0 = time.perf_counter()
-                eng.search(t, k=10, record=False)
-                ts.append(1000 * (time.perf_counter() - t0))
-            return {"p50_ms": float(np.percentile(ts, 50)), "p99_ms": float(np.percentile(ts, 99))}
+            lat = latency_ms(eng, eval_texts, n=len(eval_texts))
+            return {"p50_ms": lat["p50"], "p99_ms": lat["p99"]}
 
         eng.settings.gate.enabled = False  # time the full path, promotion included
         t0 = time.perf_counter()

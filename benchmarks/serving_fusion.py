@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
@@ -30,15 +29,6 @@ def ndcg10(engine, queries: dict[str, str], qrels) -> float:
     return float(np.mean([v["ndcg@10"] for v in per.values()]))
 
 
-def latency(engine, texts: list[str]) -> dict[str, float]:
-    times = []
-    for t in texts:
-        t0 = time.perf_counter()
-        engine.search(t, k=10, record=False)
-        times.append(1000 * (time.perf_counter() - t0))
-    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="SciFact")
@@ -51,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from antigravity import AntigravityEngine
-    from antigravity.benchmark import prepare_data
+    from antigravity.benchmark import latency_ms, prepare_data
 
     data = prepare_data(args.task, None, "test", 0.3)
     eng = AntigravityEngine(
@@ -69,9 +59,9 @@ def main() -> None:
     best = max(rows, key=lambda r: r["dev_ndcg@10"])  # chosen on dev only
     lat_texts = list(test.values())[:100]
     eng.settings.teacher.fusion_weight = 0.0
-    lat_off = latency(eng, lat_texts)
+    lat_off = latency_ms(eng, lat_texts)
     eng.settings.teacher.fusion_weight = best["weight"] or weights[-1]
-    lat_on = latency(eng, lat_texts)
+    lat_on = latency_ms(eng, lat_texts)
     out = {
         "task": args.task, "student": args.student, "teacher": args.teacher, "candidates": args.candidates,
         "dev_queries": len(dev), "test_queries": len(test), "rows": rows, "chosen_weight": best["weight"],
