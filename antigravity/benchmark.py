@@ -1,22 +1,40 @@
-"""The benchmark protocol: index a BEIR corpus, score held-out queries per mode and cycle.
+"""The benchmark protocol: index BEIR corpora, adapt as a deployment would, score held-out
+queries per mode, cycle, seed and stratum. Written up in ``docs/protocol.md``.
 
-Protocol (never trains, tunes or early-stops on evaluation queries):
+* **Splits.** A corpus with a ``train`` qrels split (SciFact) adapts on the TRAIN query texts;
+  a corpus with test judgments only is split per seed into an *adaptation half* (query texts
+  only, never their judgments; unjudged queries of ``queries.jsonl`` join it) and an
+  *evaluation half*. Evaluation queries are searched with ``record=False`` and never feed
+  adaptation.
+* **Labels.** ``labels="none"``: no qrels anywhere on the adaptation side — every adaptation
+  text is traffic, and every gate and stopping rule is label-free
+  (:mod:`antigravity.gates`). ``labels="dev"``: a seeded ``dev_fraction`` of the adaptation
+  queries keeps its qrels for the labelled dev gate, the rest is traffic.
+* **No evaluation text in adaptation.** Adaptation texts (traffic, dev, pseudo-queries) whose
+  case/whitespace-normalised form equals an evaluation text are dropped and counted.
+* **Strata.** Every row is reported on all evaluation queries and on two strata: with and
+  without a near-duplicate (token Jaccard ≥ 0.8 over lower-cased ``\w+`` tokens) among the
+  adaptation texts. ``no_near_dup`` is the headline.
+* **Seeds** vary the split (dev slice or adaptation/evaluation halves), the traffic order,
+  the pseudo-query sample and the adapter initialisation. Spread is the sample std
+  (ddof = 1) of per-seed means; p-values come from paired t-tests of per-query NDCG@10
+  (mean over seeds) against the frozen student, Holm-corrected across all rows of a run.
+* **Traffic volume.** ``pseudo_queries = N`` adds N label-free texts made from the corpus
+  (titles and abstract sentences; never an evaluation query or a judgment) to the traffic.
+* **Decisions.** Every gate decision (offline pre-training and each cycle) is scored: the
+  candidate — promoted or not — and the version it would replace are evaluated on the
+  evaluation queries; a decision is correct when it promoted a candidate that gained on the
+  headline stratum or rejected one that did not.
 
-* evaluation = the queries of ``split`` (default ``test``), searched with adaptation frozen
-  and ``record=False``, so they never feed signals;
-* adaptation traffic = the query *texts* of the task's adaptation split (``train``), no labels;
-* the gate's labelled dev set = a fixed, seeded slice (``dev_fraction``) of the TRAIN qrels,
-  held out of the traffic;
-* cycle 0 is always the frozen student; every mode starts from an identically built fresh store.
-
-Results are plain dicts in the JSON shape documented in the README.
+Cycle 0 is always the frozen student; every mode starts from an identically built fresh store.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,18 +42,80 @@ import numpy as np
 
 from .datasets import BeirDataset, doc_text, load_beir, load_task, get_task
 from .errors import ConfigurationError
-from .evaluation import METRICS, evaluate_per_query, paired_test
+from .evaluation import METRICS, evaluate_per_query, holm, paired_test
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ALL_MODES = ("baseline", "offline", "hybrid")
+LABELS = ("none", "dev")
+STRATA = ("all", "no_near_dup", "near_dup")
+HEADLINE = "no_near_dup"
+NEAR_DUP_JACCARD = 0.8
+#: the development suite (``../shared/data``): folder names, SciFact first
+DEV_SUITE = ("scifact", "med", "cacm", "npl", "lisa", "time")
+
+_TOKEN = re.compile(r"\w+")
+
+
+def normalise(text: str) -> str:
+    """Case- and whitespace-normalised text (the exact-duplicate test of the protocol)."""
+    return " ".join(text.lower().split())
+
+
+def tokens(text: str) -> frozenset[str]:
+    """Lower-cased ``\\w+`` tokens (the near-duplicate test of the protocol)."""
+    return frozenset(_TOKEN.findall(text.lower()))
+
+
+def near_duplicates(eval_texts: dict[str, str], adapt_texts: list[str], threshold: float = NEAR_DUP_JACCARD) -> set[str]:
+    """Ids of evaluation queries with an adaptation text of token Jaccard ``>= threshold``
+    (inverted index over tokens; exact, not sampled)."""
+    sets = [tokens(t) for t in adapt_texts]
+    postings: dict[str, list[int]] = {}
+    for i, s in enumerate(sets):
+        for t in s:
+            postings.setdefault(t, []).append(i)
+    out = set()
+    for qid, text in eval_texts.items():
+        a = tokens(text)
+        if not a:
+            continue
+        inter: dict[int, int] = {}
+        for t in a:
+            for i in postings.get(t, ()):
+                inter[i] = inter.get(i, 0) + 1
+        for i, n in inter.items():
+            if n / (len(a) + len(sets[i]) - n) >= threshold:
+                out.add(qid)
+                break
+    return out
+
+
+@dataclass
+class CorpusSource:
+    """A corpus loaded once for every seed: documents, evaluation split, adaptation split.
+    ``kind`` is ``"train"`` (a separate adaptation split with qrels) or ``"half"`` (test
+    judgments only: halves drawn per seed)."""
+
+    name: str
+    split: str
+    kind: str
+    doc_ids: list[str]
+    doc_texts: list[str]
+    doc_fields: dict[str, dict[str, str]]
+    eval_queries: dict[str, str]
+    eval_qrels: dict[str, dict[str, int]]
+    adapt_queries: dict[str, str]
+    adapt_qrels: dict[str, dict[str, int]]
+    extra_queries: dict[str, str] = field(default_factory=dict)  # unjudged: traffic only
 
 
 @dataclass
 class BenchmarkData:
-    """Everything a run needs: corpus ids/texts, evaluation queries and qrels, adaptation
-    query texts (no labels) and the gate's dev queries/qrels (from the adaptation split)."""
+    """One seed's split of a :class:`CorpusSource`: evaluation queries and qrels, traffic texts
+    (``adapt_queries``, in traffic order, no labels), the dev gate's queries/qrels
+    (``labels="dev"`` only), corpus ``pseudo`` queries, and the protocol counts."""
 
     name: str
     split: str
@@ -46,16 +126,25 @@ class BenchmarkData:
     adapt_queries: dict[str, str]
     dev_queries: dict[str, str]
     dev_qrels: dict[str, dict[str, int]]
+    pseudo: list[str] = field(default_factory=list)
+    near_dup: set[str] = field(default_factory=set)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def traffic(self) -> list[str]:
+        """Every label-free adaptation text: traffic queries, then pseudo-queries."""
+        return [*self.adapt_queries.values(), *self.pseudo]
+
+    def stratum(self, name: str) -> list[str]:
+        """Evaluation query ids of stratum ``name`` (one of :data:`STRATA`)."""
+        if name == "all":
+            return list(self.eval_queries)
+        near = name == "near_dup"
+        return [q for q in self.eval_queries if (q in self.near_dup) == near]
 
 
-def prepare_data(
-    task: str | None, data_dir: str | None, split: str = "test", dev_fraction: float = 0.3, adapt_split: str = "train"
-) -> BenchmarkData:
-    """Load a task (or a BEIR dir) and split it per the protocol above.
-
-    The dev slice is a fixed function of the adaptation split (numpy PCG64 seed 0), the same
-    for every run seed, so all modes and seeds are gated on the same queries.
-    """
+def load_source(task: str | None, data_dir: str | None, split: str = "test", adapt_split: str = "train") -> CorpusSource:
+    """Load a registered task or a BEIR folder once (see the module doc for ``kind``)."""
     if task:
         spec = get_task(task)
         adapt_split = spec.adapt_split
@@ -64,41 +153,98 @@ def prepare_data(
         if not data_dir:
             raise ConfigurationError("give --task or --data-dir")
         root = Path(data_dir).expanduser()
-        has_adapt = (root / "qrels" / f"{adapt_split}.tsv").exists() or (root / "qrels" / f"{adapt_split}.tsv.gz").exists()
-        splits = (split, adapt_split) if has_adapt and adapt_split != split else (split,)
-        ds = load_beir(root, splits=splits)
+        has_adapt = adapt_split != split and any((root / "qrels" / f"{adapt_split}.tsv{z}").exists() for z in ("", ".gz"))
+        ds = load_beir(root, splits=(split, adapt_split) if has_adapt else (split,))
     eval_qrels = ds.qrels[split]
     eval_queries = ds.split_queries(split)
     missing = [q for q in eval_qrels if q not in eval_queries]
     if missing:
         raise ConfigurationError(f"{len(missing)} {split} qrels queries have no text, e.g. {missing[0]!r}")
-    adapt_queries: dict[str, str] = {}
-    dev_queries: dict[str, str] = {}
-    dev_qrels: dict[str, dict[str, int]] = {}
-    if adapt_split in ds.qrels and adapt_split != split:
-        train = ds.split_queries(adapt_split)
-        qids = sorted(train)
-        rng = np.random.Generator(np.random.PCG64(0))
-        n_dev = int(round(dev_fraction * len(qids)))
-        dev = set(rng.permutation(len(qids))[:n_dev].tolist())
-        for i, qid in enumerate(qids):
-            if i in dev:
-                dev_queries[qid] = train[qid]
-                dev_qrels[qid] = ds.qrels[adapt_split][qid]
-            else:
-                adapt_queries[qid] = train[qid]
     doc_ids = list(ds.corpus)
-    return BenchmarkData(
-        name=ds.name,
-        split=split,
-        doc_ids=doc_ids,
-        doc_texts=[doc_text(ds.corpus[d]) for d in doc_ids],
-        eval_queries=eval_queries,
-        eval_qrels=eval_qrels,
-        adapt_queries=adapt_queries,
-        dev_queries=dev_queries,
-        dev_qrels=dev_qrels,
-    )
+    common = dict(name=ds.name, split=split, doc_ids=doc_ids, doc_texts=[doc_text(ds.corpus[d]) for d in doc_ids], doc_fields=ds.corpus)
+    if adapt_split in ds.qrels and adapt_split != split:
+        return CorpusSource(kind="train", eval_queries=eval_queries, eval_qrels=eval_qrels, adapt_queries=ds.split_queries(adapt_split), adapt_qrels=ds.qrels[adapt_split], **common)
+    judged = set(eval_qrels)
+    extra = {q: t for q, t in ds.queries.items() if q not in judged}
+    return CorpusSource(kind="half", eval_queries=eval_queries, eval_qrels=eval_qrels, adapt_queries={}, adapt_qrels={}, extra_queries=extra, **common)
+
+
+def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fraction: float = 0.3, pseudo_queries: int = 0) -> BenchmarkData:
+    """The seed's split of ``src`` under the protocol (module doc). Deterministic in ``seed``
+    (numpy PCG64)."""
+    if labels not in LABELS:
+        raise ConfigurationError(f"labels = {labels!r}: choose from {', '.join(LABELS)}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    if src.kind == "train":
+        eval_q, eval_r = src.eval_queries, src.eval_qrels
+        pool_ids = sorted(src.adapt_queries)
+        pool, pool_qrels = src.adapt_queries, src.adapt_qrels
+        extra: dict[str, str] = {}
+    else:
+        judged = sorted(src.eval_queries)
+        perm = rng.permutation(len(judged))
+        half = len(judged) // 2
+        pool_ids = sorted(judged[i] for i in perm[:half])
+        eval_ids = set(judged[i] for i in perm[half:])
+        eval_q = {q: t for q, t in src.eval_queries.items() if q in eval_ids}
+        eval_r = {q: src.eval_qrels[q] for q in eval_q}
+        pool, pool_qrels = src.eval_queries, src.eval_qrels
+        extra = src.extra_queries
+    eval_norm = {normalise(t) for t in eval_q.values()}
+    dropped = 0
+    dev_q: dict[str, str] = {}
+    dev_r: dict[str, dict[str, int]] = {}
+    if labels == "dev":
+        # same draw as the earlier protocol for seed 0: PCG64(seed).permutation of the sorted ids
+        dev_rng = np.random.Generator(np.random.PCG64(seed))
+        dev_idx = set(dev_rng.permutation(len(pool_ids))[: int(round(dev_fraction * len(pool_ids)))].tolist())
+    else:
+        dev_idx = set()
+    traffic: list[tuple[str, str]] = []
+    for i, qid in enumerate(pool_ids):
+        if normalise(pool[qid]) in eval_norm:
+            dropped += 1
+            continue
+        if i in dev_idx:
+            dev_q[qid], dev_r[qid] = pool[qid], pool_qrels[qid]
+        else:
+            traffic.append((qid, pool[qid]))
+    for qid, t in extra.items():
+        if normalise(t) in eval_norm:
+            dropped += 1
+        else:
+            traffic.append((qid, t))
+    order = rng.permutation(len(traffic))
+    adapt = {traffic[i][0]: traffic[i][1] for i in order}
+    pseudo: list[str] = []
+    if pseudo_queries > 0:
+        from .distillation import pseudo_queries as make_pseudo
+
+        has_titles = any(f.get("title") for f in src.doc_fields.values())
+        n_titles = pseudo_queries // 4 if has_titles else 0
+        cand = make_pseudo(src.doc_fields, n_titles, pseudo_queries - n_titles, seed)
+        seen = set(eval_norm) | {normalise(t) for t in adapt.values()} | {normalise(t) for t in dev_q.values()}
+        for t in cand:
+            n = normalise(t)
+            if n in eval_norm:
+                dropped += 1
+            elif n not in seen:
+                seen.add(n)
+                pseudo.append(t)
+    near = near_duplicates(eval_q, [*adapt.values(), *dev_q.values(), *pseudo])
+    protocol = {
+        "split_kind": src.kind, "labels": labels, "seed": seed, "n_eval": len(eval_q), "n_traffic": len(adapt), "n_dev": len(dev_q),
+        "n_pseudo": len(pseudo), "n_dropped_exact_duplicates": dropped, "n_eval_near_dup": len(near), "n_eval_no_near_dup": len(eval_q) - len(near),
+    }
+    return BenchmarkData(src.name, src.split, src.doc_ids, src.doc_texts, eval_q, eval_r, adapt, dev_q, dev_r, pseudo, near, protocol)
+
+
+def prepare_data(
+    task: str | None, data_dir: str | None, split: str = "test", dev_fraction: float = 0.3, adapt_split: str = "train", *, seed: int = 0, labels: str = "dev", pseudo_queries: int = 0
+) -> BenchmarkData:
+    """Load and split in one call (scripts): :func:`load_source` then :func:`split_for_seed`.
+    With the defaults (seed 0, ``labels="dev"``) the dev slice is the earlier protocol's."""
+    return split_for_seed(load_source(task, data_dir, split, adapt_split), seed, labels=labels, dev_fraction=dev_fraction, pseudo_queries=pseudo_queries)
 
 
 def run_for(engine, queries: dict[str, str], qvecs: np.ndarray, k: int = 100) -> dict[str, dict[str, float]]:
@@ -117,30 +263,58 @@ def latency_ms(engine, texts: list[str], n: int = 100) -> dict[str, float]:
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))} if times else {}
 
 
-def evaluate_engine(engine, data: BenchmarkData, qvecs: np.ndarray, cycle: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """One cycle row: metrics on the evaluation queries plus timings."""
-    t0 = time.perf_counter()
-    run = run_for(engine, data.eval_queries, qvecs)
-    query_time = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    per_query = evaluate_per_query(data.eval_qrels, run)
-    eval_time = time.perf_counter() - t1
+def _row(per_query: dict[str, dict[str, float]], cycle: Any, extra: dict[str, Any]) -> dict[str, Any]:
     row = {"cycle": cycle}
     for m in METRICS:
         row[m] = float(np.mean([v[m] for v in per_query.values()]))
-    row.update({"query_time_s": query_time, "eval_time_s": eval_time, "sediment_time_s": extra.pop("sediment_time_s", 0.0)})
     row.update(extra)
-    row["_per_query"] = {q: v["ndcg@10"] for q, v in per_query.items()}
+    row["_per_query"] = per_query
     return row
 
 
-ModeRunner = Callable[..., dict[str, Any]]
+def evaluate_engine(engine, data: BenchmarkData, qvecs: np.ndarray, cycle: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """One row: metrics of the served version on the evaluation queries (searched through
+    the engine, ``record=False``), per-query scores under ``_per_query``, plus ``extra``."""
+    t0 = time.perf_counter()
+    run = run_for(engine, data.eval_queries, qvecs)
+    query_time = time.perf_counter() - t0
+    row = _row(evaluate_per_query(data.eval_qrels, run), cycle, {"query_time_s": query_time, "sediment_time_s": extra.pop("sediment_time_s", 0.0)})
+    row.update(extra)
+    return row
+
+
+def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: tuple) -> dict[str, dict[str, float]]:
+    """Per-query metrics of an adapter pair ``(query, doc)`` that need not be served (exact
+    search over the raw vectors; the same ranking the engine would serve)."""
+    from .gates import ranked_run
+
+    doc_ids, D = engine.raw_matrix()
+    return evaluate_per_query(data.eval_qrels, ranked_run(list(data.eval_queries), qvecs, doc_ids, D, *adapters))
+
+
+def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str) -> dict[str, Any] | None:
+    """Score a gate decision: the candidate and the version it would replace, on the
+    evaluation queries, per stratum (NDCG@10 deltas candidate − current)."""
+    if report is None or getattr(report, "candidate", None) is None:
+        return None
+    cur = evaluate_adapters(engine, data, qvecs, report.current)
+    cand = evaluate_adapters(engine, data, qvecs, report.candidate)
+    out = {"stage": stage, "promoted": bool(report.promoted), "reason": report.reason}
+    for st in STRATA:
+        ids = data.stratum(st)
+        out[f"delta_{st}"] = float(np.mean([cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in ids])) if ids else None
+    d = out[f"delta_{HEADLINE}"]
+    out["correct"] = None if d is None else bool(report.promoted == (d > 0))
+    return out
 
 
 def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycles: int, encoder, qvecs, latency_texts) -> dict[str, Any]:
-    """Build a fresh in-memory engine for ``mode``, ingest the corpus, then evaluate cycle 0
-    (frozen student) and each adaptation cycle. Returns ``{"pretraining_time_s", "cycles",
-    "ingest_time_s", "latency_ms"}`` with per-query NDCG@10 kept under ``_per_query``."""
+    """Build a fresh in-memory engine for ``mode`` (``baseline``, ``offline``, ``hybrid`` or
+    ``hybrid@w``), ingest the corpus, then evaluate the frozen student, offline pre-training
+    (offline mode) and each cycle. With ``data.dev_queries`` the labelled dev gate is used,
+    otherwise the label-free gate. Returns ``{"cycles", "pretrained", "decisions",
+    "pretraining_time_s", "ingest_time_s", "latency_ms"}``; rows keep per-query scores under
+    ``_per_query``."""
     from .engine import AntigravityEngine
 
     s = settings.model_copy(deep=True)
@@ -156,63 +330,109 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
         t0 = time.perf_counter()
         engine.ingest(({"_id": d, "text": t} for d, t in zip(data.doc_ids, data.doc_texts)), batch_size=512)
         ingest_time = time.perf_counter() - t0
+        if data.dev_queries:
+            dev_ids = list(data.dev_queries)
+            engine.set_validation(dev_ids, None, data.dev_qrels, queries=[data.dev_queries[q] for q in dev_ids])
         rows = [evaluate_engine(engine, data, qvecs, 0, {})]
         lat = {"cycle_0": latency_ms(engine, latency_texts)}
-        pretraining = None
-        pretrained_row = None
+        decisions = []
+        pretraining = pretrained_row = None
+        traffic = data.traffic
         if base_mode == "offline":
-            from .distillation import benchmark_offline
-
-            pretraining = benchmark_offline(engine, data)
-            rep = getattr(engine, "_last_distillation", None)
-            pretrained_row = evaluate_engine(engine, data, qvecs, 0, {"sediment_time_s": 0.0, "gate": rep.reason if rep else "", "adapter_version": engine.served_version.version})
+            t1 = time.perf_counter()
+            rep = engine.run_offline_distillation(traffic)
+            pretraining = time.perf_counter() - t1
+            logger.info("offline distillation: %s", rep.reason)
+            pretrained_row = evaluate_engine(engine, data, qvecs, "pretrained", {"gate": rep.reason, "promoted": rep.promoted, "adapter_version": engine.served_version.version})
+            decisions.append(_decision(engine, data, qvecs, rep, "pretrain"))
             lat["pretrained"] = latency_ms(engine, latency_texts)
         if cycles > 0:
-            from .sedimentation import benchmark_cycles
-
-            rows.extend(benchmark_cycles(engine, data, qvecs, cycles, seed))
+            vecs = encoder.encode(traffic) if traffic else np.zeros((0, encoder.dim), np.float32)
+            chunks = np.array_split(np.arange(len(traffic)), cycles)
+            top_k = engine.settings.adaptation.signal_top_k
+            for c, chunk in enumerate(chunks, 1):
+                if len(chunk):
+                    engine.search_vectors(vecs[chunk], k=top_k, record=True, texts=[traffic[i] for i in chunk])
+                rep = engine.run_sedimentation_cycle()
+                rows.append(evaluate_engine(engine, data, qvecs, c, {"sediment_time_s": rep.time_s, "gate": rep.reason, "promoted": rep.promoted, "adapter_version": engine.served_version.version, "n_signals": rep.n_signals}))
+                decisions.append(_decision(engine, data, qvecs, rep, f"cycle {c}"))
             lat[f"cycle_{cycles}"] = latency_ms(engine, latency_texts)
-        return {"pretraining_time_s": pretraining, "cycles": rows, "pretrained": pretrained_row, "ingest_time_s": ingest_time, "latency_ms": lat}
+        return {
+            "pretraining_time_s": pretraining, "cycles": rows, "pretrained": pretrained_row, "ingest_time_s": ingest_time,
+            "latency_ms": lat, "decisions": [d for d in decisions if d is not None], "teacher_failures": dict(engine.stats().get("teacher_failures", {})),
+        }
     finally:
-        engine.store.close()
+        engine.close() if encoder is None else engine.store.close()
 
 
-def _aggregate_rows(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    """Mean over seeds of one cycle's rows, with ``std`` and ``per_seed`` when several."""
-    row: dict[str, Any] = {"cycle": rows[0]["cycle"]}
-    for k, v in rows[0].items():
-        if k == "cycle" or k.startswith("_"):
+def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], datas: list[BenchmarkData], stratum: str) -> dict[str, Any]:
+    """Means over seeds of one row on one stratum, sample std (ddof = 1), per-seed deltas vs
+    the frozen row of the same seed, and a paired t-test of per-query NDCG@10 deltas (each
+    query's delta averaged over the seeds that evaluate it)."""
+    per_seed: list[dict[str, float]] = []
+    deltas: dict[str, list[float]] = {}
+    for row, base, data in zip(rows, bases, datas):
+        ids = data.stratum(stratum)
+        if not ids:
             continue
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            row[k] = float(np.mean([r[k] for r in rows]))
-        else:
-            row[k] = v if len(rows) == 1 else [r.get(k) for r in rows]
-    if len(rows) > 1:
-        row["std"] = {m: float(np.std([r[m] for r in rows])) for m in METRICS}
-        row["per_seed"] = {str(s): {m: r[m] for m in METRICS} for s, r in zip(seeds, rows)}
-    row["_per_query"] = {q: float(np.mean([r["_per_query"][q] for r in rows])) for q in rows[0]["_per_query"]}
-    return row
+        pq, bq = row["_per_query"], base["_per_query"]
+        per_seed.append({m: float(np.mean([pq[q][m] for q in ids])) for m in METRICS} | {"delta": float(np.mean([pq[q]["ndcg@10"] - bq[q]["ndcg@10"] for q in ids])), "n": len(ids)})
+        for q in ids:
+            deltas.setdefault(q, []).append(pq[q]["ndcg@10"] - bq[q]["ndcg@10"])
+    if not per_seed:
+        return {"n_queries": 0}
+    out: dict[str, Any] = {m: float(np.mean([p[m] for p in per_seed])) for m in METRICS}
+    out["delta"] = float(np.mean([p["delta"] for p in per_seed]))
+    out["delta_per_seed"] = [p["delta"] for p in per_seed]
+    out["n_queries"] = int(np.mean([p["n"] for p in per_seed]))
+    if len(per_seed) > 1:
+        out["std"] = {m: float(np.std([p[m] for p in per_seed], ddof=1)) for m in (*METRICS, "delta")}
+    mean_d = {q: float(np.mean(v)) for q, v in deltas.items()}
+    out["paired"] = paired_test({q: 0.0 for q in mean_d}, mean_d)
+    return out
 
 
-def aggregate(per_seed: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    """Merge per-seed mode results: cycle metrics become means with ``std`` and ``per_seed``;
-    each adapted row gets a paired t-test of its per-query NDCG@10 (seed mean) against cycle 0."""
+def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[BenchmarkData]) -> dict[str, Any]:
+    """Merge one mode's per-seed results (``datas[i]`` is seed ``seeds[i]``'s split): each row
+    gets means over seeds (all evaluation queries, for the table), ``std`` (ddof = 1),
+    ``per_seed``, ``strata`` (:func:`_stratum_stats` per stratum) and ``per_query_ndcg@10``
+    ``{seed: {qid: score}}``; ``decisions`` lists every gate decision of every seed."""
     out: dict[str, Any] = {
         "pretraining_time_s": _mean_or_none([r["pretraining_time_s"] for r in per_seed]),
         "ingest_time_s": float(np.mean([r["ingest_time_s"] for r in per_seed])),
         "latency_ms": per_seed[0]["latency_ms"],
+        "decisions": [{**d, "seed": sd} for r, sd in zip(per_seed, seeds) for d in r["decisions"]],
+        "teacher_failures": [r["teacher_failures"] for r in per_seed],
         "cycles": [],
     }
+    bases = [r["cycles"][0] for r in per_seed]
+
+    def merge(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        row: dict[str, Any] = {"cycle": rows[0]["cycle"]}
+        for k, v in rows[0].items():
+            if k == "cycle" or k.startswith("_"):
+                continue
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                row[k] = float(np.mean([r[k] for r in rows]))
+            else:
+                row[k] = v if len(rows) == 1 else [r.get(k) for r in rows]
+        if len(rows) > 1:
+            row["std"] = {m: float(np.std([r[m] for r in rows], ddof=1)) for m in METRICS}
+        row["per_seed"] = {str(sd): {m: r[m] for m in METRICS} for sd, r in zip(seeds, rows)}
+        row["strata"] = {st: _stratum_stats(rows, bases, datas, st) for st in STRATA}
+        row["per_query_ndcg@10"] = {str(sd): {q: v["ndcg@10"] for q, v in r["_per_query"].items()} for sd, r in zip(seeds, rows)}
+        return row
+
     n_cycles = min(len(r["cycles"]) for r in per_seed)
-    out["cycles"] = [_aggregate_rows([r["cycles"][c] for r in per_seed], seeds) for c in range(n_cycles)]
+    out["cycles"] = [merge([r["cycles"][c] for r in per_seed]) for c in range(n_cycles)]
     if per_seed[0].get("pretrained") is not None:
-        out["pretrained"] = _aggregate_rows([r["pretrained"] for r in per_seed], seeds)
-    base = out["cycles"][0]["_per_query"]
-    for row in [*out["cycles"][1:], out.get("pretrained")]:
-        if row is not None:
-            row["paired_vs_cycle0"] = paired_test(base, row["_per_query"])
-    out["per_query_ndcg@10"] = out["cycles"][-1]["_per_query"]
+        out["pretrained"] = merge([r["pretrained"] for r in per_seed])
     return out
+
+
+def adapted_rows(mode_result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a mode that involve adaptation: offline pre-training, then cycles 1..n."""
+    return [r for r in [mode_result.get("pretrained"), *mode_result["cycles"][1:]] if r is not None]
 
 
 def _mean_or_none(vals: list[float | None]) -> float | None:
@@ -220,61 +440,157 @@ def _mean_or_none(vals: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def decision_accuracy(decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often the gate's promote/reject matched the sign of the headline-stratum test change:
+    ``{"n", "correct", "accuracy", "promoted", "promoted_and_worse"}`` (accuracy None when n = 0)."""
+    scored = [d for d in decisions if d.get("correct") is not None]
+    n = len(scored)
+    return {
+        "n": n, "correct": sum(d["correct"] for d in scored), "accuracy": (sum(d["correct"] for d in scored) / n) if n else None,
+        "promoted": sum(d["promoted"] for d in scored), "promoted_and_worse": sum(1 for d in scored if d["promoted"] and d[f"delta_{HEADLINE}"] < 0),
+    }
+
+
+def apply_holm(corpora: dict[str, dict[str, Any]]) -> None:
+    """Holm-correct, in place, every paired p-value of every adapted row and stratum of a run
+    (``p_holm`` beside ``p``)."""
+    slots = [row["strata"][st]["paired"] for res in corpora.values() for m in res["modes"].values() for row in adapted_rows(m) for st in STRATA if "paired" in row["strata"][st]]
+    for slot, ph in zip(slots, holm([s["p"] for s in slots])):
+        slot["p_holm"] = ph
+
+
+def summarise(corpora: dict[str, dict[str, Any]], tol: float = 0.005) -> dict[str, Any]:
+    """Across corpora, per mode, on the headline stratum: mean Δ NDCG@10 of the last row,
+    worst per-seed Δ over every adapted row (pre-training and every cycle) and corpus, how
+    many corpora improved / held / got worse (last row's mean Δ beyond ± ``tol``), and the
+    gate's decision accuracy."""
+    modes = sorted({m for res in corpora.values() for m in res["modes"]}, key=lambda m: (ALL_MODES.index(m.split("@")[0]), m))
+    out: dict[str, Any] = {"tolerance": tol, "stratum": HEADLINE, "modes": {}}
+    all_decisions = []
+    for mode in modes:
+        last, worst, worst_at, decisions = {}, None, None, []
+        for name, res in corpora.items():
+            m = res["modes"].get(mode)
+            if m is None:
+                continue
+            rows = adapted_rows(m)
+            if not rows:
+                continue
+            last[name] = rows[-1]["strata"][HEADLINE].get("delta")
+            for row in rows:
+                for sd, d in zip(res["seeds"], row["strata"][HEADLINE].get("delta_per_seed", [])):
+                    if worst is None or d < worst:
+                        worst, worst_at = d, f"{name} {row['cycle']} seed {sd}"
+            decisions += m["decisions"]
+        vals = [v for v in last.values() if v is not None]
+        out["modes"][mode] = {
+            "mean_delta_last": float(np.mean(vals)) if vals else None, "delta_last_by_corpus": last,
+            "worst_delta_any_row_seed": worst, "worst_at": worst_at,
+            "improved": sum(v > tol for v in vals), "held": sum(abs(v) <= tol for v in vals), "worse": sum(v < -tol for v in vals),
+            "decision_accuracy": decision_accuracy(decisions),
+        }
+        all_decisions += decisions
+    out["decision_accuracy"] = decision_accuracy(all_decisions)
+    return out
+
+
+def resolve_data_dirs(data_dirs: list[str] | None, suite: str | None, suite_root: str | None = None) -> list[str]:
+    """``--data-dir`` values plus the folders of a named suite (``dev``: :data:`DEV_SUITE`
+    under ``suite_root``, default ``../shared/data`` beside the checkout or ``$ANTIGRAVITY_SUITE_ROOT``)."""
+    import os
+
+    dirs = list(data_dirs or [])
+    if suite:
+        if suite != "dev":
+            raise ConfigurationError(f"unknown suite {suite!r}; known: dev ({', '.join(DEV_SUITE)})")
+        root = Path(suite_root or os.environ.get("ANTIGRAVITY_SUITE_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
+        if not root.is_dir():
+            raise ConfigurationError(f"suite root {str(root)!r} does not exist; set ANTIGRAVITY_SUITE_ROOT")
+        dirs += [str(root / name) for name in DEV_SUITE]
+    return dirs
+
+
+def run_corpus(
+    settings: Settings, src: CorpusSource, *, modes: list[str], seeds: list[int], cycles: int, labels: str, pseudo_queries: int, encoder, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Every mode × seed on one corpus under one label setting (see :func:`run_benchmark`)."""
+    datas = [split_for_seed(src, sd, labels=labels, dev_fraction=settings.benchmark.dev_fraction, pseudo_queries=pseudo_queries) for sd in seeds]
+    result: dict[str, Any] = {
+        "task": src.name, "split": src.split, "split_kind": src.kind, "labels": labels, "seeds": seeds, "n_docs": len(src.doc_ids),
+        "n_queries_eval": int(np.mean([len(d.eval_queries) for d in datas])), "n_queries_adapt": int(np.mean([len(d.adapt_queries) for d in datas])),
+        "n_queries_dev": int(np.mean([len(d.dev_queries) for d in datas])), "protocol_per_seed": [d.protocol for d in datas], "modes": {},
+    }
+    t0 = time.perf_counter()
+    encoder.encode(src.doc_texts, show_progress=True)
+    result["corpus_encode_time_s"] = time.perf_counter() - t0
+    for mode in modes:
+        per_seed = []
+        for sd, data in zip(seeds, datas):
+            say(f"{src.name}: labels {labels}, mode {mode}, seed {sd} ({len(data.traffic)} traffic texts, {len(data.eval_queries)} evaluation queries)")
+            qvecs = encoder.encode(list(data.eval_queries.values()))
+            per_seed.append(run_mode(mode, settings, data, sd, cycles, encoder, qvecs, list(data.eval_queries.values())))
+        result["modes"][mode] = aggregate(per_seed, seeds, datas)
+    return result
+
+
 def run_benchmark(
     settings: Settings,
     *,
     task: str | None,
-    data_dir: str | None,
+    data_dir: str | list[str] | None,
     split: str,
     modes: list[str],
     seeds: list[int],
     cycles: int,
     teacher_weights: list[float] | None = None,
+    labels: list[str] | tuple[str, ...] = ("none",),
+    pseudo_queries: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and return the result dict (see README for its keys).
+    """Run the protocol (module doc) on a task and/or BEIR folders, for each label setting.
 
-    ``teacher_weights`` expands the hybrid mode into one run per weight (``hybrid@0.3``, …).
+    ``teacher_weights`` expands hybrid into one run per weight (``hybrid@0.3``, …).
+
+    Returns:
+        ``{"student", "teacher", "cycles", "seeds", "modes", "pseudo_queries", "runs": {labels:
+        {"corpora": {name: corpus result}, "summary": ...}}}``; a corpus result has ``modes``
+        → ``{"cycles": [rows], "pretrained": row, "decisions": [...]}`` (see docs/protocol.md).
+
+    Raises:
+        ConfigurationError: no corpus, unknown label setting. DatasetError: unreadable folder.
+        EmptyCorpusError: a corpus without documents.
     """
     from .models import Encoder
 
     say = progress or (lambda msg: logger.info(msg))
-    data = prepare_data(task, data_dir, split, settings.benchmark.dev_fraction)
-    if not data.doc_ids:
-        from .errors import EmptyCorpusError
+    bad = [lb for lb in labels if lb not in LABELS]
+    if bad or not labels:
+        raise ConfigurationError(f"labels {bad or labels!r}: choose from {', '.join(LABELS)}")
+    dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir or [])
+    sources = ([load_source(task, dirs[0] if dirs and task else None, split)] if task else []) + [load_source(None, d, split) for d in (dirs if not task else dirs[1:])]
+    if not sources:
+        raise ConfigurationError("give a task or at least one data folder")
+    for src in sources:
+        if not src.doc_ids:
+            from .errors import EmptyCorpusError
 
-        raise EmptyCorpusError("the corpus is empty")
-    s = settings.student
-    encoder = Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
-    say(f"encoding {len(data.doc_ids)} documents with {encoder.name} (cached after the first run)")
-    t0 = time.perf_counter()
-    encoder.encode(data.doc_texts, show_progress=True)
-    corpus_encode_s = time.perf_counter() - t0
-    qvecs = encoder.encode(list(data.eval_queries.values()))
-    result: dict[str, Any] = {
-        "task": task or data.name,
-        "split": split,
-        "student": encoder.name,
-        "teacher": settings.teacher.name if any(m in ("offline", "hybrid") for m in modes) else None,
-        "cycles": cycles,
-        "seeds": seeds,
-        "n_docs": len(data.doc_ids),
-        "n_queries_eval": len(data.eval_queries),
-        "n_queries_adapt": len(data.adapt_queries),
-        "n_queries_dev": len(data.dev_queries),
-        "corpus_encode_time_s": corpus_encode_s,
-        "modes": {},
-    }
-    latency_texts = list(data.eval_queries.values())
+            raise EmptyCorpusError(f"the corpus {src.name!r} is empty")
     if teacher_weights and "hybrid" in modes:
         i = modes.index("hybrid")
         modes = modes[:i] + [f"hybrid@{w:g}" for w in teacher_weights] + modes[i + 1 :]
-    for mode in modes:
-        per_seed = []
-        for seed in seeds:
-            say(f"mode {mode}, seed {seed}")
-            per_seed.append(run_mode(mode, settings, data, seed, cycles, encoder, qvecs, latency_texts))
-        result["modes"][mode] = aggregate(per_seed, seeds)
+    s = settings.student
+    encoder = Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
+    result: dict[str, Any] = {
+        "student": encoder.name,
+        "teacher": settings.teacher.name if any(m.split("@")[0] in ("offline", "hybrid") for m in modes) else None,
+        "cycles": cycles, "seeds": seeds, "modes": modes, "pseudo_queries": pseudo_queries, "headline_stratum": HEADLINE, "runs": {},
+    }
+    for lb in labels:
+        corpora = {}
+        for src in sources:
+            corpora[src.name] = run_corpus(settings, src, modes=modes, seeds=seeds, cycles=cycles, labels=lb, pseudo_queries=pseudo_queries, encoder=encoder, say=say)
+        apply_holm(corpora)
+        result["runs"][lb] = {"corpora": corpora, "summary": summarise(corpora)}
     encoder.release()
     return result
 
@@ -288,31 +604,92 @@ def strip_private(obj: Any) -> Any:
     return obj
 
 
+TABLE_COLUMNS = ("mode", "stage", "NDCG@10 (all)", f"NDCG@10 ({HEADLINE})", "Δ (no_near_dup)", "p Holm", "Δ (near_dup)", "Δ per seed (no_near_dup)", "Recall@100", "MRR@10", "gate")
+
+
+def _fmt(v: float | None, std: float | None = None, sign: bool = False) -> str:
+    if v is None:
+        return "–"
+    s = f"{v:+.4f}" if sign else f"{v:.4f}"
+    return s + (f" ± {std:.4f}" if std is not None else "")
+
+
+def table_rows(corpus: dict[str, Any]) -> list[list[str]]:
+    """One corpus result as table rows (:data:`TABLE_COLUMNS`), used by the CLI table and
+    ``benchmarks/report.py`` alike."""
+    out = []
+    for mode, res in corpus["modes"].items():
+        base = res["cycles"][0]
+        rows = [("frozen student", base)]
+        if res.get("pretrained"):
+            rows.append(("offline pre-trained", res["pretrained"]))
+        rows += [(f"cycle {r['cycle']}", r) for r in res["cycles"][1:]]
+        for label, row in rows:
+            head, near = row["strata"][HEADLINE], row["strata"]["near_dup"]
+            std = row.get("std", {})
+            promoted = row.get("promoted")
+            gate = "" if row is base else (f"{sum(bool(x) for x in promoted)}/{len(promoted)} promoted" if isinstance(promoted, list) else ("promoted" if promoted else "rejected"))
+            pt = head.get("paired", {})
+            out.append([
+                mode, label, _fmt(row["ndcg@10"], std.get("ndcg@10")), _fmt(head.get("ndcg@10"), head.get("std", {}).get("ndcg@10")) + f" (n {head.get('n_queries', 0)})",
+                "" if row is base else _fmt(head.get("delta"), sign=True), "" if row is base or not pt else f"{pt.get('p_holm', pt['p']):.3g}",
+                "" if row is base or not near.get("n_queries") else _fmt(near.get("delta"), sign=True),
+                "" if row is base else " / ".join(f"{d:+.4f}" for d in head.get("delta_per_seed", [])),
+                _fmt(row["recall@100"]), _fmt(row["mrr@10"]), gate,
+            ])
+    return out
+
+
+SUMMARY_COLUMNS = ("mode", "mean Δ last row", "worst Δ (any row, seed, corpus)", "where", "improved / held / worse", "gate decisions correct")
+
+
+def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The cross-corpus summary as rows (:data:`SUMMARY_COLUMNS`), headline stratum."""
+    out = []
+    for mode, m in summary["modes"].items():
+        da = m["decision_accuracy"]
+        out.append([
+            mode, _fmt(m["mean_delta_last"], sign=True), _fmt(m["worst_delta_any_row_seed"], sign=True), str(m["worst_at"]),
+            f"{m['improved']} / {m['held']} / {m['worse']}", f"{da['correct']}/{da['n']}" + (f" ({da['accuracy']:.2f})" if da["accuracy"] is not None else ""),
+        ])
+    da = summary["decision_accuracy"]
+    out.append(["all modes", "", "", "", "", f"{da['correct']}/{da['n']}" + (f" ({da['accuracy']:.2f})" if da["accuracy"] is not None else "")])
+    return out
+
+
 def plot_ndcg(result: dict[str, Any], path: str | Path) -> None:
-    """PNG of NDCG@10 per cycle per mode (mean over seeds, ±std band), frozen student dashed."""
+    """PNG: one panel per corpus and label setting, headline-stratum NDCG@10 per cycle per mode
+    (mean over seeds, ± sample-std band), the frozen student dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    base = None
-    for mode, res in result["modes"].items():
-        rows = list(res["cycles"])
-        if res.get("pretrained"):
-            rows = [rows[0], {**res["pretrained"], "cycle": 0.5}, *rows[1:]]
-        xs = [r["cycle"] for r in rows]
-        ys = np.array([r["ndcg@10"] for r in rows])
-        sd = np.array([r.get("std", {}).get("ndcg@10", 0.0) for r in rows])
-        ax.plot(xs, ys, marker="o", label=mode)
-        ax.fill_between(xs, ys - sd, ys + sd, alpha=0.15)
-        base = rows[0]["ndcg@10"]
-    if base is not None:
-        ax.axhline(base, color="grey", linestyle="--", label="frozen student")
-    ax.set_xlabel("cycle (0 = frozen student; 0.5 = after offline pre-training)")
-    ax.set_ylabel(f"NDCG@10 ({result['split']})")
-    ax.set_title(f"{result['task']}: student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}")
-    ax.legend()
+    panels = [(lb, name, res) for lb, run in result["runs"].items() for name, res in run["corpora"].items()]
+    cols = min(3, len(panels))
+    nrows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.8 * nrows), squeeze=False)
+    for ax, (lb, name, res) in zip(axes.ravel(), panels):
+        base = None
+        for mode, m in res["modes"].items():
+            rows = list(m["cycles"])
+            if m.get("pretrained"):
+                rows = [rows[0], {**m["pretrained"], "cycle": 0.5}, *rows[1:]]
+            xs = [r["cycle"] for r in rows]
+            ys = np.array([r["strata"][HEADLINE].get("ndcg@10", np.nan) for r in rows])
+            sd = np.array([r["strata"][HEADLINE].get("std", {}).get("ndcg@10", 0.0) for r in rows])
+            ax.plot(xs, ys, marker="o", label=mode)
+            ax.fill_between(xs, ys - sd, ys + sd, alpha=0.15)
+            base = ys[0]
+        if base is not None:
+            ax.axhline(base, color="grey", linestyle="--", label="frozen")
+        ax.set_title(f"{name} — labels {lb}", fontsize=10)
+        ax.set_xlabel("cycle (0.5 = offline pre-trained)")
+        ax.set_ylabel(f"NDCG@10 ({HEADLINE})")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -51,30 +51,40 @@ def _settings(config: Optional[Path], **overrides: Any):
 
 @app.command()
 def benchmark(
-    task: Optional[str] = typer.Option(None, help="registered task (SciFact); default SciFact unless --data-dir"),
+    task: Optional[str] = typer.Option(None, help="registered task (SciFact); default SciFact unless --data-dir or --suite"),
     modes: str = typer.Option("baseline", help="comma-separated modes or 'all' (baseline,offline,hybrid)"),
     student: Optional[str] = typer.Option(None, help="student model name"),
     teacher: Optional[str] = typer.Option(None, help="teacher model name"),
     cycles: Optional[int] = typer.Option(None, help="sedimentation cycles after cycle 0"),
-    seeds: str = typer.Option("0", help="comma-separated seeds"),
-    data_dir: Optional[Path] = typer.Option(None, help="a BEIR directory (corpus.jsonl, queries.jsonl, qrels/)"),
+    seeds: str = typer.Option("0", help="comma-separated seeds (each varies the split, traffic order and initialisation)"),
+    data_dir: Optional[List[Path]] = typer.Option(None, help="a BEIR directory (corpus.jsonl, queries.jsonl, qrels/); repeat for several corpora"),
+    suite: Optional[str] = typer.Option(None, help="a named corpus suite: 'dev' = the development suite (scifact med cacm npl lisa time)"),
+    labels: str = typer.Option("none", help="adaptation-side labels: none (label-free gate, as deployed), dev (labelled dev gate), or none,dev"),
+    pseudo_queries: int = typer.Option(0, help="label-free pseudo-queries from the corpus added to the traffic"),
     split: str = typer.Option("test", help="qrels split to evaluate"),
-    output: Optional[Path] = typer.Option(None, help="write the result JSON here"),
+    output: Optional[Path] = typer.Option(None, help="write the result JSON here (and a PNG plot beside it)"),
     config: Optional[Path] = typer.Option(None, help="TOML config file"),
     cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
     teacher_weight: Optional[str] = typer.Option(None, help="hybrid teacher weight(s), comma-separated sweep, e.g. 0.3,0.5,0.7"),
 ) -> None:
-    """Index a BEIR corpus into fresh Qdrant stores and score held-out queries per mode and cycle."""
-    from .benchmark import ALL_MODES, run_benchmark, strip_private
+    """Index BEIR corpora into fresh Qdrant stores, adapt as deployed, and score held-out
+    queries per mode, cycle, seed and stratum (docs/protocol.md)."""
+    from .benchmark import ALL_MODES, LABELS, resolve_data_dirs, run_benchmark, strip_private
 
     mode_list = list(ALL_MODES) if modes.strip() == "all" else list(dict.fromkeys(m.strip() for m in modes.split(",") if m.strip()))
     bad = [m for m in mode_list if m not in ALL_MODES]
     if bad or not mode_list:
         raise ConfigurationError(f"unknown mode(s) {bad or modes!r}; choose from {', '.join(ALL_MODES)} or 'all'")
+    label_list = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
+    if not label_list or any(x not in LABELS for x in label_list):
+        raise ConfigurationError(f"--labels {labels!r}: choose from {', '.join(LABELS)} (comma-separated)")
     seed_list = _ints(seeds, "--seeds")
     if cycles is not None and cycles < 0:
         raise ConfigurationError(f"--cycles must be >= 0, got {cycles}")
-    if task is None and data_dir is None:
+    if pseudo_queries < 0:
+        raise ConfigurationError(f"--pseudo-queries must be >= 0, got {pseudo_queries}")
+    dirs = resolve_data_dirs([str(d) for d in data_dir or []], suite)
+    if task is None and not dirs:
         task = "SciFact"
     weights = None
     if teacher_weight:
@@ -93,16 +103,17 @@ def benchmark(
         cache_dir=str(cache_dir) if cache_dir else None,
         benchmark__cycles=cycles,
     )
-    n_cycles = settings.benchmark.cycles
     result = run_benchmark(
         settings,
         task=task,
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=dirs,
         split=split,
         modes=mode_list,
         seeds=seed_list,
-        cycles=n_cycles,
+        cycles=settings.benchmark.cycles,
         teacher_weights=weights,
+        labels=label_list,
+        pseudo_queries=pseudo_queries,
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
     )
     result = strip_private(result)
@@ -117,36 +128,29 @@ def benchmark(
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    console_out = Console(width=160)
-    table = Table(title=f"{result['task']} ({result['split']}, {result['n_queries_eval']} queries, {result['n_docs']} docs) — student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}")
-    for col in ("mode", "stage", "NDCG@10", "Recall@100", "MRR@10", "Δ NDCG@10 vs frozen", "p (paired t)"):
-        table.add_column(col, justify="left" if col in ("mode", "stage") else "right")
-    for mode, res in result["modes"].items():
-        base = res["cycles"][0]
-        rows = [("frozen student (cycle 0)", base)]
-        if res.get("pretrained"):
-            rows.append(("after offline pre-training", res["pretrained"]))
-        rows += [(f"cycle {r['cycle']}", r) for r in res["cycles"][1:]]
-        for label, row in rows:
-            def fmt(m: str, row=row) -> str:
-                s = f"{row[m]:.4f}"
-                if "std" in row:
-                    s += f" ± {row['std'][m]:.4f}"
-                return s
+    from .benchmark import SUMMARY_COLUMNS, TABLE_COLUMNS, summary_rows, table_rows
 
-            pt = row.get("paired_vs_cycle0")
-            table.add_row(
-                mode, label, fmt("ndcg@10"), fmt("recall@100"), fmt("mrr@10"),
-                "" if row is base else f"{row['ndcg@10'] - base['ndcg@10']:+.4f}",
-                "" if not pt else f"{pt['p']:.3g}",
-            )
-        table.add_section()
-    console_out.print(table)
-    for mode, res in result["modes"].items():
-        lat = res.get("latency_ms", {})
-        lat_s = ", ".join(f"{k}: p50 {v['p50']:.1f} ms / p99 {v['p99']:.1f} ms" for k, v in lat.items() if v)
-        pre = res.get("pretraining_time_s")
-        console_out.print(f"{mode}: ingest {res['ingest_time_s']:.1f} s" + (f"; pre-training {pre:.1f} s" if pre else "") + f"; search latency {lat_s}")
+    console_out = Console(width=200)
+    for lb, run in result["runs"].items():
+        for name, corpus in run["corpora"].items():
+            p = corpus["protocol_per_seed"][0]
+            table = Table(title=(
+                f"{name} ({corpus['split']}, {corpus['n_queries_eval']} evaluation queries, {corpus['n_docs']} docs; split {corpus['split_kind']}) — labels {lb}; "
+                f"student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}; traffic {p['n_traffic']} + {p['n_pseudo']} pseudo, dev {p['n_dev']}, "
+                f"exact duplicates dropped {[q['n_dropped_exact_duplicates'] for q in corpus['protocol_per_seed']]}"
+            ))
+            for col in TABLE_COLUMNS:
+                table.add_column(col, justify="left" if col in ("mode", "stage", "gate") else "right")
+            for row in table_rows(corpus):
+                table.add_row(*row)
+            console_out.print(table)
+        if len(run["corpora"]) > 1 or any(m.split("@")[0] != "baseline" or result["cycles"] for m in result["modes"]):
+            table = Table(title=f"summary — labels {lb}, stratum {run['summary']['stratum']}, held = within ± {run['summary']['tolerance']}")
+            for col in SUMMARY_COLUMNS:
+                table.add_column(col)
+            for row in summary_rows(run["summary"]):
+                table.add_row(*row)
+            console_out.print(table)
 
 
 @app.command()

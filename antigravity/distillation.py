@@ -30,6 +30,7 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .errors import AdaptationError, ConfigurationError, TeacherError
+from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge
 from .teacher import Alignment, TeacherSource, resolve_teacher
 from .training import ListwiseTargets, fit_listwise
 
@@ -248,16 +249,22 @@ class DistillationConfig:
     n_titles: int = 0
     n_sentences: int = 0
     patience: int = 10
-    refit: bool = True
+    refit: bool = False
     seed: int = 0
 
 
 @dataclass
 class DistillationReport:
+    """Outcome of offline distillation: promoted ``version`` (or None), the gate's ``reason``,
+    ``metrics`` (times in s, losses, gate scores), and the adapters judged (``current`` served
+    before, ``candidate`` trained; ``(query, doc)`` pairs, None = identity)."""
+
     version: int | None
     promoted: bool
     reason: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    current: tuple | None = field(default=None, repr=False)
+    candidate: tuple | None = field(default=None, repr=False)
 
 
 def run_offline_distillation(
@@ -311,8 +318,15 @@ def run_offline_distillation(
             raise AdaptationError(f"need at least 2 distillation texts, got {len(q_texts)}; nothing changed")
         order = np.random.Generator(np.random.PCG64(cfg.seed)).permutation(len(q_texts))
         q_texts = [q_texts[i] for i in order]
-        emit("build_set", {"n_texts": len(q_texts), "n_tokens": int(sum(len(t.split()) for t in q_texts))})
-        metrics.update(n_texts=len(q_texts), n_tokens=int(sum(len(t.split()) for t in q_texts)))
+        gate = engine._validation  # labelled dev split, if the caller gave one
+        held: list[str] = []
+        if gate is None and engine.settings.gate.enabled:  # label-free: judge held-out texts
+            n_hold = int(round(len(q_texts) * engine.settings.gate.holdout_fraction))
+            held, q_texts = q_texts[:n_hold], q_texts[n_hold:]
+            if len(q_texts) < 2:
+                raise AdaptationError(f"need at least 2 distillation texts besides the {len(held)} held out for the gate, got {len(q_texts)}; nothing changed")
+        emit("build_set", {"n_texts": len(q_texts), "n_held_out": len(held), "n_tokens": int(sum(len(t.split()) for t in q_texts))})
+        metrics.update(n_texts=len(q_texts), n_held_out=len(held), n_tokens=int(sum(len(t.split()) for t in q_texts)))
         # 3. teacher inference
         t0 = time.perf_counter()
         Td = helper.get_teacher_embeddings(texts, show_progress=False)
@@ -323,33 +337,36 @@ def run_offline_distillation(
         emit("teacher_inference", {"teacher_encode_time_s": metrics["teacher_encode_time_s"]})
         helper.fit_alignment(Td, D)
         metrics["alignment"] = helper.compute_alignment_metric(Sq, D, Tq, Td)
-        # 4. train
+        if gate is None and engine.settings.gate.enabled:
+            gate = _label_free_distillation_gate(engine, helper, held, doc_ids, Td)
+        # 4. train (early stopping on the gate's score: dev NDCG@10, or the judge's on held-out texts)
         t1 = time.perf_counter()
-        q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit)
+        q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit, gate=gate)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
         if getattr(res, "extra", None):
             metrics.update(lr=res.extra["lr"], best_epoch=res.extra["best_epoch"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
         # 5. gate and apply
-        gate = engine._validation
         cur = engine.served_version
-        if gate is not None:
-            metrics["gate_current"] = gate.score(cur.query_adapter, cur.doc_adapter, doc_ids, D)
-            metrics["gate_candidate"] = gate.score(q_ad, d_ad, doc_ids, D)
-            ok = metrics["gate_candidate"] >= metrics["gate_current"] - engine.settings.gate.tolerance or not engine.settings.gate.enabled
-            why = f"dev_ndcg@10 {metrics['gate_current']:.4f} -> {metrics['gate_candidate']:.4f}"
+        current, candidate = (cur.query_adapter, cur.doc_adapter), (q_ad, d_ad)
+        if not engine.settings.gate.enabled:
+            ok, why = True, "gate disabled"
         else:
-            ok, why = res.loss_after < res.loss_before, f"distill loss {res.loss_before:.4f} -> {res.loss_after:.4f} (no dev split)"
+            if isinstance(gate, DevSetGate):
+                gate.tolerance = engine.settings.gate.tolerance
+            decision = gate.decide(current, candidate, doc_ids, D, loss_before=res.loss_before, loss_after=res.loss_after)
+            metrics.update(gate=gate.name, gate_current=decision.current, gate_candidate=decision.candidate, gate_metrics=decision.metrics)
+            ok, why = decision.ok, decision.reason
         # 4b. refit: retrain from scratch on the distillation texts + the dev query texts
         # (unlabelled) for the dev-chosen epoch count; the gate above judged the honest run
         seen = set(q_texts)
         dev_texts = [t for t in dict.fromkeys(engine._validation_texts or []) if t.strip() and t not in seen]
-        if ok and cfg.refit and gate is not None and dev_texts and metrics.get("best_epoch", -1) >= 0:
+        if ok and cfg.refit and isinstance(gate, DevSetGate) and dev_texts and metrics.get("best_epoch", -1) >= 0:
             t2 = time.perf_counter()
             Sq2 = np.concatenate([Sq, engine.encoder.encode(dev_texts)])
             Tq2 = np.concatenate([Tq, helper.get_teacher_embeddings(dev_texts)])
             refit_cfg = dataclasses.replace(cfg, epochs=int(metrics["best_epoch"]) + 1, lr=metrics.get("lr", cfg.lr))
             data2 = teacher_targets(Sq2, D, Tq2, Td, cfg.temperature, cfg.candidates)
-            q2, d2, res2, _ = _train_one(engine, D, data2, refit_cfg, refit_cfg.lr, emit, use_gate=False)
+            q2, d2, res2, _ = _train_one(engine, D, data2, refit_cfg, refit_cfg.lr, emit)
             refit_dev = gate.score(q2, d2, doc_ids, D)  # optimistic: it saw the dev texts (no labels)
             metrics.update(refit_n_texts=len(q_texts) + len(dev_texts), refit_epochs=refit_cfg.epochs, refit_dev_ndcg_optimistic=refit_dev, refit_time_s=time.perf_counter() - t2)
             if refit_dev >= metrics["gate_candidate"] - engine.settings.gate.tolerance:  # sanity: never serve a refit that lost
@@ -366,12 +383,29 @@ def run_offline_distillation(
             engine.activate(d_ad, q_ad, version=version, meta={"source": "offline_distillation", "teacher": helper.teacher.name, "teacher_dim": int(helper.teacher.dim), **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}, raw=(doc_ids, D))
         metrics["pretraining_time_s"] = time.perf_counter() - t_start
         emit("apply", {"promoted": ok, "version": version})
-        report = DistillationReport(version, ok, ("promoted: " if ok else "rejected: ") + why, metrics)
+        report = DistillationReport(version, ok, ("promoted: " if ok else "rejected: ") + why, metrics, current=current, candidate=(q_ad, d_ad))
         emit("done", {k: v for k, v in metrics.items() if k != "loss_curve"})
         return report
     finally:
         helper.release()
         emit("release_teacher", {})
+
+
+def _label_free_distillation_gate(engine, helper: TeacherDistillationHelper, held: list[str], doc_ids: list[str], Td: np.ndarray):
+    """Offline distillation's label-free gate on the ``held`` texts: the teacher itself judges
+    (its top-10 over the corpus as graded pseudo-relevance), or BM25 / the proxy when
+    ``gate.judge`` says so. See :mod:`antigravity.gates`."""
+    from .sedimentation import bm25_judge, resolve_judge
+
+    g = engine.settings.gate
+    name = resolve_judge(engine)
+    if engine.settings.gate.judge == "auto":
+        name = "teacher"  # offline distillation always has its teacher loaded
+    vecs = engine.encoder.encode(held) if held else np.zeros((0, engine.encoder.dim), np.float32)
+    if name == "proxy":
+        return ProxyGate(vecs)
+    judge = TeacherJudge(Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(engine, doc_ids)
+    return JudgeGate.build(judge, held, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha)
 
 
 def _emitter(callback: Callback | None) -> Callback:
@@ -409,19 +443,18 @@ def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarra
     return ListwiseTargets(Sq, cand, P.astype(np.float32))
 
 
-def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback):
+def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None):
     """Train query/doc adapters on teacher rankings with early stopping on the engine's dev
     gate (best epoch kept). With a dev gate and several ``cfg.lr_grid`` values, one run per
     learning rate is trained and the one with the best dev NDCG@10 is kept (dev split of the
     train qrels: never test). Returns ``(q_adapter, d_adapter, TrainResult)``; the result's
     ``extra`` holds ``lr`` (chosen) and ``dev_by_lr``."""
-    gate = engine._validation
     lrs = tuple(cfg.lr_grid) if (cfg.lr_grid and gate is not None) else (cfg.lr,)
     data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates)
     best_run = None
     dev_by_lr = {}
     for lr in lrs:
-        q_ad, d_ad, res, score = _train_one(engine, D, data, cfg, lr, emit)
+        q_ad, d_ad, res, score = _train_one(engine, D, data, cfg, lr, emit, gate=gate)
         dev_by_lr[lr] = score
         emit("train_run", {"lr": lr, "dev_ndcg@10": score})
         if best_run is None or score > best_run[3]:
@@ -432,7 +465,7 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
     return q_ad, d_ad, res
 
 
-def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, use_gate: bool = True):
+def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, gate=None):
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -445,7 +478,8 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
         d_ad = ResidualAdapter(dim, rank) if cfg.side in ("doc", "both") else None
     if q_ad is None and d_ad is None:
         raise ConfigurationError(f"distillation side = {cfg.side!r}: choose query, doc, both or shared")
-    gate = engine._validation if use_gate else None
+    if not hasattr(gate, "score"):
+        gate = None  # e.g. the proxy gate: nothing to stop on, all epochs run
     doc_ids = engine.raw_matrix()[0]
     best = {"score": -1.0, "epoch": -1, "state": None}
 
@@ -456,7 +490,7 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
         if gate is None:
             return False
         sc = gate.score(q_ad, d_ad, doc_ids, D)
-        emit("epoch", {"epoch": epoch, "lr": lr, "dev_ndcg@10": sc})
+        emit("epoch", {"epoch": epoch, "lr": lr, gate.name: sc})
         if sc > best["score"]:
             best.update(score=sc, epoch=epoch, state=[{k: v.clone() for k, v in s.items()} if s else None for s in snapshot()])
         return epoch - best["epoch"] >= cfg.patience
@@ -500,7 +534,9 @@ def hybrid_guidance(engine, traffic, targets, weight: float):
     except TeacherError as exc:
         engine.record_teacher_failure(_failure_kind(exc), exc)
         return targets
-    data = teacher_targets(traffic.queries[idx], traffic.docs, Tq, Td, engine.settings.teacher.temperature, 0)
+    # raw vectors: the candidate adapters (warm-started from the served ones) are applied to raw
+    # inputs in training; served-space queries here would apply the query adapter twice
+    data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, engine.settings.teacher.temperature, 0)
     return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight)
 
 

@@ -66,3 +66,16 @@ def paired_test(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, flo
         return {"delta": float(diff.mean()) if len(common) else 0.0, "t": 0.0, "p": 1.0, "n": len(common)}
     res = stats.ttest_rel(y, x)
     return {"delta": float(diff.mean()), "t": float(res.statistic), "p": float(res.pvalue), "n": len(common)}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (Holm 1979), in the input order: sort ascending,
+    ``p_(i) · (m − i)`` with a running maximum, capped at 1."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, pvalues[i] * (m - rank)))
+        out[i] = running
+    return out

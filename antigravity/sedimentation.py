@@ -8,8 +8,8 @@ A cycle:
 2. asks the configured signal definition (:mod:`antigravity.signals`) for targets;
    in hybrid mode blends them with teacher guidance (:mod:`antigravity.distillation`);
 3. trains a fresh identity-initialised adapter (seeded);
-4. runs the quality gate (:class:`DevSetGate` when a labelled dev split was given,
-   else :class:`ProxyGate`);
+4. runs the quality gate (:class:`~antigravity.gates.DevSetGate` when a labelled dev split
+   was given, else the label-free :class:`~antigravity.gates.JudgeGate` on held-out traffic);
 5. if promoted, re-materialises ``adapter(raw)`` into the idle slot and flips the served
    version in one step (:meth:`AntigravityEngine.activate`).
 
@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+import weakref
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .adapter import ResidualAdapter
-from .errors import AdaptationError
-from .evaluation import evaluate
+from .errors import AdaptationError, TeacherError
+from .gates import BM25Judge, DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, serve as _serve, top_rows as _top_rows
 from .signals import Traffic, get_signal
 from .training import fit_blend
 
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class CycleReport:
     """Outcome of one cycle. Times in seconds; ``drift`` = mean cosine(raw, served) of docs
-    under the candidate (1.0 = identity); gate scores are NDCG@10 on the dev split, or the
-    proxy score of :class:`ProxyGate`."""
+    under the candidate (1.0 = identity); gate scores are NDCG@10 on the dev split or against
+    the label-free judge (see :mod:`antigravity.gates`)."""
 
     version: int | None
     promoted: bool
@@ -59,64 +60,13 @@ class CycleReport:
     materialise_time_s: float = 0.0
     time_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the adapters judged (query, doc): what was served before the cycle and the trained
+    # candidate, promoted or not — the benchmark scores both to measure the gate's decisions
+    current: tuple | None = field(default=None, repr=False)
+    candidate: tuple | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _top_rows(q: np.ndarray, D: np.ndarray, k: int) -> np.ndarray:
-    s = q @ D.T
-    k = min(k, D.shape[0])
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(s, part, 1), axis=1)
-    return np.take_along_axis(part, order, 1), np.take_along_axis(s, np.take_along_axis(part, order, 1), 1)
-
-
-def _serve(q_adapter, d_adapter, Q: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (q_adapter.transform(Q) if q_adapter is not None else Q, d_adapter.transform(D) if d_adapter is not None else D)
-
-
-class DevSetGate:
-    """Labelled validation: exact NDCG@10 (pytrec_eval) of a candidate on a dev split.
-
-    Args:
-        qids: dev query ids; ``vectors`` their raw student vectors ``(m, d) float32``;
-        qrels: ``{qid: {doc_id: rel}}`` (in the benchmark: a fixed slice of TRAIN qrels).
-    """
-
-    name = "dev_ndcg@10"
-
-    def __init__(self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]]) -> None:
-        self.qids, self.vectors, self.qrels = list(qids), np.asarray(vectors, np.float32), qrels
-
-    def score(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> float:
-        Q, Ds = _serve(q_adapter, d_adapter, self.vectors, D)
-        rows, scores = _top_rows(Q, Ds, 100)
-        run = {q: {doc_ids[r]: float(s) for r, s in zip(rr, ss)} for q, rr, ss in zip(self.qids, rows, scores)}
-        return evaluate(self.qrels, run)["ndcg@10"]
-
-
-class ProxyGate:
-    """Label-free validation on held-out traffic queries (never trained on).
-
-    Without labels no gain can be proven, so the proxy bounds harm: a candidate scores the
-    mean overlap@10 between its top-10 and the frozen student's top-10 on held-out traffic;
-    it is promoted only if that stays ``>= min_overlap`` *and* its training loss fell.
-    """
-
-    name = "proxy_overlap@10"
-
-    def __init__(self, held_out: np.ndarray, min_overlap: float = 0.7) -> None:
-        self.held_out = held_out
-        self.min_overlap = min_overlap
-
-    def score(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> float:
-        if len(self.held_out) == 0:
-            return 1.0
-        ref, _ = _top_rows(self.held_out, D, 10)
-        Q, Ds = _serve(q_adapter, d_adapter, self.held_out, D)
-        cand, _ = _top_rows(Q, Ds, 10)
-        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref, cand)]))
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("current", "candidate")}
 
 
 def training_recipe(settings, signal) -> dict[str, float]:
@@ -173,6 +123,58 @@ def candidate_adapters(current, side: str, dim: int, rank: int, seed: int):
     return q, d
 
 
+_BM25: "weakref.WeakKeyDictionary[Any, tuple[list[str], BM25Judge]]" = weakref.WeakKeyDictionary()
+
+
+def bm25_judge(engine: "AntigravityEngine", doc_ids: list[str]) -> BM25Judge:
+    """The engine's BM25 judge over its stored document texts, rebuilt when the corpus
+    changes (``doc_ids`` is the list object of :meth:`raw_matrix`, replaced on every ingest)."""
+    cached = _BM25.get(engine)
+    if cached is None or cached[0] is not doc_ids:
+        cached = (doc_ids, BM25Judge(engine.document_texts(doc_ids)))
+        _BM25[engine] = cached
+    return cached[1]
+
+
+def resolve_judge(engine: "AntigravityEngine") -> str:
+    """``gate.judge`` with ``auto`` resolved: the teacher in offline/hybrid mode, BM25 otherwise."""
+    judge = engine.settings.gate.judge
+    if judge == "auto":
+        return "teacher" if engine.settings.mode in ("offline", "hybrid") else "bm25"
+    return judge
+
+
+def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vectors: np.ndarray, doc_ids: list[str], *, teacher_docs: np.ndarray | None = None):
+    """The gate used without a labelled dev split (:class:`~antigravity.gates.JudgeGate` or,
+    with ``gate.judge = "proxy"``, :class:`~antigravity.gates.ProxyGate`) for held-out traffic
+    ``texts`` / raw ``vectors (m, d)``. A teacher judge that fails falls back to BM25 (the
+    failure is counted in ``stats()["teacher_failures"]``); held-out queries without text
+    cannot be judged and are dropped. ``teacher_docs``: teacher vectors of ``doc_ids`` when
+    the caller already has them."""
+    g = engine.settings.gate
+    name = resolve_judge(engine)
+    if name == "proxy":
+        return ProxyGate(vectors)
+    keep = [i for i, t in enumerate(texts) if t]
+    texts = [texts[i] for i in keep]
+    vectors = vectors[keep]
+    kwargs = {"min_queries": g.min_queries, "min_gain": g.min_gain, "alpha": g.alpha}
+    if name == "teacher":
+        from .distillation import _failure_kind
+
+        try:
+            helper = engine.teacher_helper
+            Td = teacher_docs if teacher_docs is not None else helper.get_teacher_embeddings(engine.document_texts(doc_ids))
+            judge = TeacherJudge(Td, lambda t: helper.get_teacher_embeddings(t, cache=False))
+            gate = JudgeGate.build(judge, texts, vectors, doc_ids, **kwargs)
+            if engine.settings.mode != "hybrid":
+                helper.release()  # hybrid keeps its teacher between cycles; other modes do not
+            return gate
+        except TeacherError as exc:
+            engine.record_teacher_failure("judge_" + _failure_kind(exc), exc)
+    return JudgeGate.build(bm25_judge(engine, doc_ids), texts, vectors, doc_ids, **kwargs)
+
+
 def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport:
     """One sedimentation cycle on ``engine`` (see module doc). Never raises on a failed
     cycle: errors become a rejected report and the current version keeps serving.
@@ -196,15 +198,21 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
     traffic = traffic_arrays(engine, doc_ids, D, cur)
     rng = np.random.Generator(np.random.PCG64(s.seed))
     gate = engine._validation
-    if gate is None:  # hold out 20 % of traffic for the label-free proxy
+    held_texts: list[str] = []
+    held_vecs = np.zeros((0, D.shape[1]), np.float32)
+    if gate is None:  # label-free: hold out traffic the candidate never trains on, and judge it
         perm = rng.permutation(len(traffic.queries))
-        n_hold = len(perm) // 5
-        gate = ProxyGate(traffic.raw_queries[perm[:n_hold]])
+        n_hold = int(round(len(perm) * engine.settings.gate.holdout_fraction))
+        hold = np.sort(perm[:n_hold])
+        held_vecs = traffic.raw_queries[hold]
+        held_texts = [traffic.texts[i] if traffic.texts is not None else None for i in hold]
         traffic = _subset(traffic, np.sort(perm[n_hold:]))
-    report = CycleReport(None, False, "", signal=signal.name, n_signals=n_signals, gate=gate.name)
+    report = CycleReport(None, False, "", signal=signal.name, n_signals=n_signals, gate=getattr(gate, "name", ""))
     try:
         if not np.isfinite(D).all() or not np.isfinite(traffic.raw_queries).all():
             raise AdaptationError("non-finite raw vectors in store or traffic; cycle aborted")
+        if len(traffic.queries) == 0:
+            raise AdaptationError(f"{n_signals} recorded queries leave none to train on after holding out {len(held_vecs)} for the gate")
         targets = signal.targets(traffic, s.seed)
         if teacher_guidance is not None:
             targets = teacher_guidance(traffic, targets)
@@ -223,17 +231,19 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
         report.train_time_s = time.perf_counter() - t1
         served_d = d_ad.transform(D) if d_ad is not None else D
         report.drift = float(np.mean(np.sum(served_d * D, axis=1)))
-        report.gate_current = gate.score(cur.query_adapter, cur.doc_adapter, doc_ids, D)
-        report.gate_candidate = gate.score(q_ad, d_ad, doc_ids, D)
-        tol = engine.settings.gate.tolerance
+        report.current, report.candidate = (cur.query_adapter, cur.doc_adapter), (q_ad, d_ad)
         if not engine.settings.gate.enabled:
-            ok, why = True, "gate disabled"
-        elif isinstance(gate, ProxyGate):
-            ok = report.gate_candidate >= gate.min_overlap and res.loss_after < res.loss_before
-            why = f"proxy overlap@10 {report.gate_candidate:.3f} (min {gate.min_overlap}), loss {res.loss_before:.4f} -> {res.loss_after:.4f}"
+            decision = GateDecision(True, "gate disabled")
         else:
-            ok = report.gate_candidate >= report.gate_current - tol
-            why = f"{gate.name} {report.gate_current:.4f} -> {report.gate_candidate:.4f} (tolerance {tol})"
+            if gate is None:
+                gate = label_free_gate(engine, held_texts, held_vecs, doc_ids)
+            if isinstance(gate, DevSetGate):
+                gate.tolerance = engine.settings.gate.tolerance
+            decision = gate.decide(report.current, report.candidate, doc_ids, D, loss_before=res.loss_before, loss_after=res.loss_after)
+            report.gate = gate.name
+        report.gate_current, report.gate_candidate = decision.current, decision.candidate
+        report.extra["gate_metrics"] = decision.metrics
+        ok, why = decision.ok, decision.reason
         if ok:
             t2 = time.perf_counter()
             version = engine._next_version()

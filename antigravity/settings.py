@@ -51,7 +51,7 @@ class TeacherSettings(_Section):
     timeout_s: float = Field(30.0, gt=0.0)
     max_retries: int = Field(3, ge=0, le=20)
     distill_lr_grid: list[float] = Field(default_factory=list, description="offline distillation: learning rates to try, the best on the dev split kept (empty: 1e-3 only)")
-    distill_refit: bool = Field(True, description="offline distillation: after the gated run, retrain on distillation + dev query texts (no labels) for the dev-chosen epochs")
+    distill_refit: bool = Field(False, description="offline distillation with a labelled dev split: after the gated run, retrain on distillation + dev query texts (no labels) for the dev-chosen epochs (off: it was adopted after reading test scores; see docs/protocol.md)")
     fusion_weight: float = Field(0.0, ge=0.0, le=1.0, description="opt-in serving-time fusion: score = (1-λ)·student + λ·teacher cosine over the student's top fusion_candidates (0: off; costs one teacher query encoding per search)")
     fusion_candidates: int = Field(100, ge=1, le=10000, description="student hits re-scored by the teacher when fusion_weight > 0")
 
@@ -99,7 +99,12 @@ class GateSettings(_Section):
     """Quality gate: promote a new adapter only if it does not lose on validation."""
 
     enabled: bool = True
-    tolerance: float = Field(0.0, ge=0.0, le=1.0, description="allowed drop of the validation metric")
+    tolerance: float = Field(0.0, ge=0.0, le=1.0, description="labelled dev gate: allowed drop of dev NDCG@10")
+    judge: Literal["auto", "teacher", "bm25", "proxy"] = Field("auto", description="label-free gate (no dev split): who judges held-out traffic — auto: the teacher in offline/hybrid mode, BM25 otherwise; proxy: the old drift bound (overlap@10 >= 0.7), not a quality estimate")
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="label-free gate: share of traffic texts held out of training and judged")
+    min_queries: int = Field(20, ge=2, description="label-free gate: fewer judged held-out queries -> reject (cannot estimate)")
+    min_gain: float = Field(0.0, ge=0.0, le=1.0, description="label-free gate: required mean gain of judged NDCG@10 over the current version")
+    alpha: float = Field(0.05, gt=0.0, le=1.0, description="label-free gate: one-sided paired t-test level for the gain")
 
 
 class BenchmarkSettings(_Section):

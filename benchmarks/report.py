@@ -1,6 +1,7 @@
-"""Render a benchmark result JSON as the markdown table used in docs/.
+"""Render a benchmark result JSON as the markdown tables used in docs/ (the same rows as the
+CLI table: ``antigravity.benchmark.table_rows`` / ``summary_rows``).
 
-    python benchmarks/report.py results/scifact_quick_pair.json
+    python benchmarks/report.py results/suite_L3_L6.json
 """
 
 from __future__ import annotations
@@ -8,51 +9,22 @@ from __future__ import annotations
 import json
 import sys
 
+from antigravity.benchmark import SUMMARY_COLUMNS, TABLE_COLUMNS, summary_rows, table_rows
 
-def fmt(row: dict, m: str) -> str:
-    s = f"{row[m]:.4f}"
-    if "std" in row:
-        s += f" ± {row['std'][m]:.4f}"
-    return s
+
+def _md(columns, rows) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |", *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def render(result: dict) -> str:
-    lines = [
-        f"SciFact {result['split']} ({result['n_queries_eval']} queries, {result['n_docs']} docs); student `{result['student']}`, "
-        f"teacher `{result['teacher']}`, seeds {result['seeds']}; adaptation traffic = {result['n_queries_adapt']} TRAIN query texts, "
-        f"gate dev = {result.get('n_queries_dev')} other TRAIN queries with qrels.",
-        "",
-        "| mode | stage | NDCG@10 | Recall@100 | MRR@10 | Δ NDCG@10 vs frozen | paired t p | per-seed NDCG@10 | gate |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for mode, res in result["modes"].items():
-        base = res["cycles"][0]
-        rows = [("frozen student", base)]
-        if res.get("pretrained"):
-            rows.append(("offline pre-trained", res["pretrained"]))
-        rows += [(f"cycle {r['cycle']}", r) for r in res["cycles"][1:]]
-        for label, row in rows:
-            pt = row.get("paired_vs_cycle0")
-            per = row.get("per_seed")
-            per_s = " / ".join(f"{v['ndcg@10']:.4f}" for v in per.values()) if per else ""
-            gate = row.get("gate")
-            if isinstance(gate, list):
-                gate = "; ".join(str(g).split(":")[0] for g in gate)
-            elif gate:
-                gate = str(gate).split(":")[0]
-            delta = "" if row is base else f"{row['ndcg@10'] - base['ndcg@10']:+.4f}"
-            p = "" if not pt else f"{pt['p']:.3g}"
-            lines.append(
-                f"| {mode} | {label} | {fmt(row, 'ndcg@10')} | {fmt(row, 'recall@100')} | {fmt(row, 'mrr@10')} | {delta} | {p} | {per_s} | {gate or ''} |"
-            )
-    lines.append("")
-    for mode, res in result["modes"].items():
-        pre = res.get("pretraining_time_s")
-        sed = [r.get("sediment_time_s", 0.0) for r in res["cycles"][1:]]
-        lines.append(
-            f"- {mode}: pre-training {pre:.1f} s; " if pre else f"- {mode}: "
-        )
-        lines[-1] += f"cycle times (traffic excluded, mean over seeds) {', '.join(f'{t:.1f} s' for t in sed) or 'n/a'}"
+    lines = [f"student `{result['student']}`, teacher `{result['teacher']}`, seeds {result['seeds']}, cycles {result['cycles']}, pseudo-queries {result.get('pseudo_queries', 0)}; headline stratum `{result['headline_stratum']}`; p = paired t, Holm-corrected across the run.", ""]
+    for lb, run in result["runs"].items():
+        for name, corpus in run["corpora"].items():
+            p = corpus["protocol_per_seed"]
+            lines += [f"**{name}**, labels `{lb}` ({corpus['n_docs']} docs, {corpus['n_queries_eval']} evaluation queries, split `{corpus['split_kind']}`, traffic {p[0]['n_traffic']} + {p[0]['n_pseudo']} pseudo-queries, dev {p[0]['n_dev']}, near-duplicate evaluation queries per seed {[x['n_eval_near_dup'] for x in p]}, exact duplicates dropped {[x['n_dropped_exact_duplicates'] for x in p]})", ""]
+            lines += _md(TABLE_COLUMNS, table_rows(corpus)) + [""]
+        lines += [f"**Summary**, labels `{lb}` (stratum `{run['summary']['stratum']}`; held = within ± {run['summary']['tolerance']})", ""]
+        lines += _md(SUMMARY_COLUMNS, summary_rows(run["summary"])) + [""]
     return "\n".join(lines)
 
 

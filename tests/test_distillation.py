@@ -239,7 +239,7 @@ def test_offline_refit_on_dev_texts_after_gate(tmp_path):
     qrels = {f"q{i}": {f"d{i}": 1} for i in range(20)}
     e.set_validation([f"q{i}" for i in range(20)], None, qrels, queries=dev)
     events = []
-    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2), callback=lambda ev, d: events.append(ev))
+    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2, refit=True), callback=lambda ev, d: events.append(ev))
     assert rep.promoted, rep.reason
     assert "refit" in events and rep.metrics["refit_n_texts"] == rep.metrics["n_texts"] + len(set(dev) - set(_queries(40)))
     assert rep.metrics["refit_epochs"] == rep.metrics["best_epoch"] + 1
@@ -247,6 +247,6 @@ def test_offline_refit_on_dev_texts_after_gate(tmp_path):
     e.close()
     e = _engine(tmp_path, SpyTeacher())
     e.set_validation([f"q{i}" for i in range(20)], e.encoder.encode(dev), qrels)  # vectors only: no texts
-    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2))
+    rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2, refit=True))
     assert "refit_served" not in rep.metrics
     e.close()

@@ -1,0 +1,260 @@
+"""Quality gates: may a candidate adapter replace the one being served?
+
+Three gates, one decision shape (:class:`GateDecision`):
+
+* :class:`DevSetGate` — labelled: exact NDCG@10 (pytrec_eval) on a dev split with qrels
+  (``--labels dev`` in the benchmark; ``engine.set_validation``).
+* :class:`JudgeGate` — label-free, **estimates quality**: on held-out traffic texts that the
+  candidate was never trained on, an *independent judge* ranks the corpus and its top
+  documents become graded pseudo-relevance judgments; current and candidate are scored by
+  NDCG@10 against them, and the candidate is promoted only if it agrees better with the
+  judge by a margin that a one-sided paired t-test finds significant (``alpha``) on at least
+  ``min_queries`` held-out queries. Judges: the teacher (:class:`TeacherJudge`, when one is
+  configured — "an independent ranker judges", pseudo-relevance from a stronger model) or
+  BM25 (:class:`BM25Judge`, ``bm25s``; Robertson & Zaragoza 2009), a lexical ranker whose
+  errors differ from a dense student's. Rests on: pseudo-relevance judgments / reference
+  lists for query-performance prediction without labels (Soboroff, Nicholas & Cahan,
+  SIGIR 2001; Shtok, Kurland & Carmel, SIGIR 2016); the caution that predictors generalise
+  poorly across collections (arXiv 2504.01101) is why the rule is conservative: too few
+  held-out queries, or a gain that is not significant, means *reject*.
+* :class:`ProxyGate` — the earlier label-free rule (overlap@10 with the frozen student
+  ≥ ``min_overlap`` and a falling loss). It bounds drift, not quality; kept only as an
+  explicit choice (``gate.judge = "proxy"``).
+
+All gates read raw student vectors and the adapters; none reads evaluation queries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from .evaluation import evaluate, evaluate_per_query
+
+
+@dataclass
+class GateDecision:
+    """Outcome of a gate: ``ok`` (promote), a one-line ``reason``, the gate's score of the
+    current and the candidate version (NDCG@10 against labels or the judge; overlap for the
+    proxy), and ``metrics`` (e.g. ``n``, ``delta``, ``p``)."""
+
+    ok: bool
+    reason: str
+    current: float | None = None
+    candidate: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def top_rows(q: np.ndarray, D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` by inner product: row indices ``(m, k) int64`` and scores ``(m, k) float32``."""
+    s = q @ D.T
+    k = min(k, D.shape[0])
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, part, 1), axis=1)
+    rows = np.take_along_axis(part, order, 1)
+    return rows, np.take_along_axis(s, rows, 1)
+
+
+def serve(q_adapter, d_adapter, Q: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Queries and documents in the served space of ``(q_adapter, d_adapter)`` (None = identity)."""
+    return (q_adapter.transform(Q) if q_adapter is not None else Q, d_adapter.transform(D) if d_adapter is not None else D)
+
+
+def ranked_run(qids: Sequence[str], Q: np.ndarray, doc_ids: Sequence[str], D: np.ndarray, q_adapter=None, d_adapter=None, k: int = 100) -> dict[str, dict[str, float]]:
+    """Exact cosine run ``{qid: {doc_id: score}}`` of raw query vectors ``Q (m, d)`` against raw
+    documents ``D (N, d)`` under the given adapters (the engine serves the same ranking)."""
+    Qs, Ds = serve(q_adapter, d_adapter, Q, D)
+    rows, scores = top_rows(Qs, Ds, k)
+    return {q: {doc_ids[r]: float(s) for r, s in zip(rr, ss)} for q, rr, ss in zip(qids, rows, scores)}
+
+
+class Gate(Protocol):
+    """A gate scores ``(query adapter, doc adapter)`` pairs on its validation queries."""
+
+    name: str
+
+    def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, **context: Any) -> GateDecision: ...
+
+
+class DevSetGate:
+    """Labelled validation: exact NDCG@10 (pytrec_eval) of a candidate on a dev split.
+
+    Args:
+        qids: dev query ids; ``vectors`` their raw student vectors ``(m, d) float32``;
+        qrels: ``{qid: {doc_id: rel}}`` (in the benchmark: a seeded slice of the adaptation
+            split's qrels, never evaluation queries). ``tolerance``: allowed drop.
+    """
+
+    name = "dev_ndcg@10"
+
+    def __init__(self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]], tolerance: float = 0.0) -> None:
+        self.qids, self.vectors, self.qrels = list(qids), np.asarray(vectors, np.float32), qrels
+        self.tolerance = tolerance
+
+    def score(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> float:
+        """Mean NDCG@10 of the dev queries under the adapters."""
+        return evaluate(self.qrels, ranked_run(self.qids, self.vectors, doc_ids, D, q_adapter, d_adapter))["ndcg@10"]
+
+    def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, **context: Any) -> GateDecision:
+        cur, cand = self.score(*current, doc_ids, D), self.score(*candidate, doc_ids, D)
+        ok = cand >= cur - self.tolerance
+        return GateDecision(ok, f"{self.name} {cur:.4f} -> {cand:.4f} (tolerance {self.tolerance})", cur, cand, {"n": len(self.qids)})
+
+
+class ProxyGate:
+    """Drift bound (not a quality estimate): mean overlap@10 between the candidate's top-10
+    and the frozen student's on held-out traffic ``>= min_overlap``, and the training loss fell."""
+
+    name = "proxy_overlap@10"
+
+    def __init__(self, held_out: np.ndarray, min_overlap: float = 0.7) -> None:
+        self.held_out = held_out
+        self.min_overlap = min_overlap
+
+    def score(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> float:
+        if len(self.held_out) == 0:
+            return 1.0
+        ref, _ = top_rows(self.held_out, D, 10)
+        Q, Ds = serve(q_adapter, d_adapter, self.held_out, D)
+        cand, _ = top_rows(Q, Ds, 10)
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref, cand)]))
+
+    def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, *, loss_before: float | None = None, loss_after: float | None = None, **context: Any) -> GateDecision:
+        cur, cand = self.score(*current, doc_ids, D), self.score(*candidate, doc_ids, D)
+        fell = loss_before is None or loss_after is None or loss_after < loss_before
+        ok = cand >= self.min_overlap and fell
+        return GateDecision(ok, f"proxy overlap@10 {cand:.3f} (min {self.min_overlap}), loss {loss_before} -> {loss_after}", cur, cand, {"n": len(self.held_out)})
+
+
+# -- judges -------------------------------------------------------------------------------
+
+
+def judge_qrels(qids: Sequence[str], doc_ids: Sequence[str], rows: np.ndarray, depth: int = 10) -> dict[str, dict[str, int]]:
+    """Graded pseudo-relevance from a judge's ranking ``rows (m, ≥depth)`` (row indices into
+    ``doc_ids``, best first): ranks 1–3 grade 3, 4–6 grade 2, 7–``depth`` grade 1."""
+    out = {}
+    for q, rr in zip(qids, rows):
+        grades = {}
+        for rank, r in enumerate(rr[:depth]):
+            if r < 0:
+                continue
+            grades[doc_ids[r]] = 3 if rank < 3 else 2 if rank < 6 else 1
+        out[q] = grades
+    return out
+
+
+class Judge(Protocol):
+    """Ranks the corpus for held-out query texts; ``rank(texts, k) -> (m, k) int64`` row
+    indices into the gate's ``doc_ids`` (−1 padding), best first."""
+
+    name: str
+
+    def rank(self, texts: Sequence[str], k: int) -> np.ndarray: ...
+
+
+class TeacherJudge:
+    """The teacher as judge: cosine of teacher query vectors ``Tq (m, d_t)`` against teacher
+    document vectors ``Td (N, d_t)`` (both unit rows, any teacher dimension)."""
+
+    name = "teacher"
+
+    def __init__(self, teacher_docs: np.ndarray, encode_queries) -> None:
+        self.Td = np.asarray(teacher_docs, np.float32)
+        self.encode_queries = encode_queries
+
+    def rank(self, texts: Sequence[str], k: int) -> np.ndarray:
+        Tq = np.asarray(self.encode_queries(list(texts)), np.float32)
+        return top_rows(Tq, self.Td, k)[0]
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+class BM25Judge:
+    """BM25 over the stored document texts (``bm25s``, Lucene variant, k1 = 1.5, b = 0.75,
+    English stopwords). Built once per corpus state; ``texts`` aligned with the gate's ids."""
+
+    name = "bm25"
+
+    def __init__(self, doc_texts: Sequence[str]) -> None:
+        import bm25s
+
+        self._bm25s = bm25s
+        self.n_docs = len(doc_texts)
+        tokens = bm25s.tokenize(list(doc_texts), stopwords="en", show_progress=False)
+        self.retriever = bm25s.BM25()
+        self.retriever.index(tokens, show_progress=False)
+        self.vocab = tokens.vocab
+
+    def rank(self, texts: Sequence[str], k: int) -> np.ndarray:
+        k = min(k, self.n_docs)
+        out = np.full((len(texts), k), -1, np.int64)
+        q_tokens = self._bm25s.tokenize(list(texts), stopwords="en", show_progress=False, return_ids=False)
+        for i, toks in enumerate(q_tokens):
+            toks = [t for t in toks if t in self.vocab]
+            if not toks:
+                continue
+            res, scores = self.retriever.retrieve([toks], k=k, show_progress=False, n_threads=1)
+            keep = scores[0] > 0
+            out[i, : int(keep.sum())] = res[0][keep]
+        return out
+
+
+class JudgeGate:
+    """Label-free quality estimate on held-out traffic (see module doc).
+
+    Args:
+        qids: ids of the held-out texts; ``vectors``: their raw student vectors ``(m, d) float32``;
+        qrels: the judge's graded pseudo-qrels (:func:`judge_qrels`); ``judge``: its name.
+        min_queries: fewer held-out queries with a judgment → reject (cannot estimate).
+        min_gain: the mean NDCG@10 gain over current must exceed this.
+        alpha: one-sided paired t-test level for "candidate agrees better with the judge".
+    """
+
+    def __init__(self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]], judge: str, *, min_queries: int = 20, min_gain: float = 0.0, alpha: float = 0.05) -> None:
+        keep = [i for i, q in enumerate(qids) if qrels.get(q)]
+        self.qids = [qids[i] for i in keep]
+        self.vectors = np.asarray(vectors, np.float32)[keep]
+        self.qrels = {q: qrels[q] for q in self.qids}
+        self.judge = judge
+        self.name = f"judge_{judge}_ndcg@10"
+        self.min_queries, self.min_gain, self.alpha = min_queries, min_gain, alpha
+
+    @classmethod
+    def build(cls, judge: Judge, texts: Sequence[str], vectors: np.ndarray, doc_ids: Sequence[str], **kwargs: Any) -> "JudgeGate":
+        """Rank the corpus for ``texts`` with ``judge`` and keep the top 10 as graded pseudo-qrels."""
+        qids = [f"h{i}" for i in range(len(texts))]
+        rows = judge.rank(list(texts), 10) if len(texts) else np.zeros((0, 10), np.int64)
+        return cls(qids, vectors, judge_qrels(qids, doc_ids, rows), judge.name, **kwargs)
+
+    def per_query(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> np.ndarray:
+        """NDCG@10 against the judge per held-out query, ``(m,) float64``."""
+        if not self.qids:
+            return np.zeros(0)
+        per = evaluate_per_query(self.qrels, ranked_run(self.qids, self.vectors, doc_ids, D, q_adapter, d_adapter))
+        return np.array([per[q]["ndcg@10"] for q in self.qids])
+
+    def score(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> float:
+        """Mean judged NDCG@10 (early stopping uses it)."""
+        v = self.per_query(q_adapter, d_adapter, doc_ids, D)
+        return float(v.mean()) if len(v) else 0.0
+
+    def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, **context: Any) -> GateDecision:
+        n = len(self.qids)
+        if n < self.min_queries:
+            return GateDecision(False, f"{self.name}: {n} held-out queries with a judgment < min {self.min_queries}; cannot estimate quality, kept the current version", metrics={"n": n})
+        a = self.per_query(*current, doc_ids, D)
+        b = self.per_query(*candidate, doc_ids, D)
+        diff = b - a
+        delta = float(diff.mean())
+        p = 1.0
+        if np.any(diff):
+            from scipy import stats
+
+            p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+        ok = delta > self.min_gain and p < self.alpha
+        why = f"{self.name} {a.mean():.4f} -> {b.mean():.4f} (Δ {delta:+.4f}, one-sided p {p:.3g}, n {n}; promote if Δ > {self.min_gain} and p < {self.alpha})"
+        return GateDecision(ok, why, float(a.mean()), float(b.mean()), {"n": n, "delta": delta, "p": p})
