@@ -13,7 +13,7 @@ queries per mode, cycle, seed and stratum. Written up in ``docs/protocol.md``.
 * **No evaluation text in adaptation.** Adaptation texts (traffic, dev, pseudo-queries) whose
   case/whitespace-normalised form equals an evaluation text are dropped and counted.
 * **Strata.** Every row is reported on all evaluation queries and on two strata: with and
-  without a near-duplicate (token Jaccard ≥ 0.8 over lower-cased ``\w+`` tokens) among the
+  without a near-duplicate (token Jaccard ≥ 0.8 over lower-cased ``\\w+`` tokens) among the
   adaptation texts. ``no_near_dup`` is the headline.
 * **Seeds** vary the split (dev slice or adaptation/evaluation halves), the traffic order,
   the pseudo-query sample and the adapter initialisation. Spread is the sample std
@@ -362,7 +362,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
             "latency_ms": lat, "decisions": [d for d in decisions if d is not None], "teacher_failures": dict(engine.stats().get("teacher_failures", {})),
         }
     finally:
-        engine.close() if encoder is None else engine.store.close()
+        engine.store.close()  # the shared encoder stays loaded for the next run
 
 
 def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], datas: list[BenchmarkData], stratum: str) -> dict[str, Any]:
@@ -546,10 +546,12 @@ def run_benchmark(
     labels: list[str] | tuple[str, ...] = ("none",),
     pseudo_queries: int = 0,
     progress: Callable[[str], None] | None = None,
+    encoder=None,
 ) -> dict[str, Any]:
     """Run the protocol (module doc) on a task and/or BEIR folders, for each label setting.
 
-    ``teacher_weights`` expands hybrid into one run per weight (``hybrid@0.3``, …).
+    ``teacher_weights`` expands hybrid into one run per weight (``hybrid@0.3``, …);
+    ``encoder`` replaces the student named in ``settings`` (tests pass a stub).
 
     Returns:
         ``{"student", "teacher", "cycles", "seeds", "modes", "pseudo_queries", "runs": {labels:
@@ -579,7 +581,9 @@ def run_benchmark(
         i = modes.index("hybrid")
         modes = modes[:i] + [f"hybrid@{w:g}" for w in teacher_weights] + modes[i + 1 :]
     s = settings.student
-    encoder = Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
+    own_encoder = encoder is None
+    if own_encoder:
+        encoder = Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
     result: dict[str, Any] = {
         "student": encoder.name,
         "teacher": settings.teacher.name if any(m.split("@")[0] in ("offline", "hybrid") for m in modes) else None,
@@ -591,7 +595,8 @@ def run_benchmark(
             corpora[src.name] = run_corpus(settings, src, modes=modes, seeds=seeds, cycles=cycles, labels=lb, pseudo_queries=pseudo_queries, encoder=encoder, say=say)
         apply_holm(corpora)
         result["runs"][lb] = {"corpora": corpora, "summary": summarise(corpora)}
-    encoder.release()
+    if own_encoder:
+        encoder.release()
     return result
 
 

@@ -50,14 +50,17 @@ def test_benchmark_on_toy_beir_writes_json(toy_beir, tmp_path):
     res = runner.invoke(app, ["benchmark", "--data-dir", str(toy_beir), "--output", str(out), "--cache-dir", str(tmp_path / "c"), "--seeds", "0,1"])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
-    for key in ("task", "split", "student", "teacher", "seeds", "n_docs", "n_queries_eval", "n_queries_adapt", "modes"):
+    for key in ("student", "teacher", "seeds", "runs", "headline_stratum"):
         assert key in r
-    assert r["n_docs"] == 5 and r["n_queries_eval"] == 3 and r["seeds"] == [0, 1]
-    c0 = r["modes"]["baseline"]["cycles"][0]
-    for key in ("cycle", "ndcg@10", "recall@100", "mrr@10", "query_time_s", "sediment_time_s", "eval_time_s", "std", "per_seed"):
+    corpus = r["runs"]["none"]["corpora"]["toy"]
+    # the toy folder has train qrels: adaptation = the TRAIN texts, evaluation = the 3 test queries
+    assert corpus["n_docs"] == 5 and corpus["n_queries_eval"] == 3 and r["seeds"] == [0, 1] and corpus["split_kind"] == "train"
+    c0 = corpus["modes"]["baseline"]["cycles"][0]
+    for key in ("cycle", "ndcg@10", "recall@100", "mrr@10", "query_time_s", "sediment_time_s", "std", "per_seed", "strata", "per_query_ndcg@10"):
         assert key in c0
     assert c0["cycle"] == 0 and 0.0 <= c0["ndcg@10"] <= 1.0
-    assert set(r["modes"]["baseline"]["per_query_ndcg@10"]) == {"q1", "q2", "q3"}
+    assert set(c0["per_query_ndcg@10"]["0"]) == {"q1", "q2", "q3"}
+    assert out.with_suffix(".png").stat().st_size > 0
     # the toy queries are near-copies of their documents: the student should find them
     assert c0["ndcg@10"] > 0.9
 

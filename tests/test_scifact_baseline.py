@@ -19,7 +19,8 @@ def test_scifact_frozen_student_matches_reference(student, ref, tol, tmp_path_fa
     cache = tmp_path_factory.getbasetemp() / "scifact-cache"
     s = Settings.load(data_dir=str(cache), student__name=student)
     r = run_benchmark(s, task="SciFact", data_dir=None, split="test", modes=["baseline"], seeds=[0], cycles=0)
-    c0 = r["modes"]["baseline"]["cycles"][0]
-    assert r["n_docs"] == 5183 and r["n_queries_eval"] == 300
+    corpus = r["runs"]["none"]["corpora"]["SciFact"]
+    c0 = corpus["modes"]["baseline"]["cycles"][0]
+    assert corpus["n_docs"] == 5183 and corpus["n_queries_eval"] == 300
     assert abs(c0["ndcg@10"] - ref) <= tol, c0
     assert 0.0 < c0["mrr@10"] <= 1.0 and c0["recall@100"] >= c0["ndcg@10"]

@@ -1,0 +1,281 @@
+"""The benchmark protocol (docs/protocol.md) and the label-free gate (antigravity.gates):
+splits, duplicate removal, strata, Holm, gate decisions — with the HashEncoder stub."""
+
+import json
+
+import numpy as np
+import pytest
+
+from antigravity import AntigravityEngine
+from antigravity.adapter import ResidualAdapter
+from antigravity.benchmark import (
+    decision_accuracy,
+    load_source,
+    near_duplicates,
+    normalise,
+    run_benchmark,
+    split_for_seed,
+)
+from antigravity.evaluation import holm
+from antigravity.gates import BM25Judge, JudgeGate, TeacherJudge, judge_qrels
+from antigravity.settings import Settings
+from tests.conftest import HashEncoder
+
+WORDS = "fever aspirin pain cat dog sleep walk vaccine immune virus heart blood cell gene tumor drug dose trial brain memory".split()
+
+
+def _beir(tmp_path, n_docs=60, n_queries=40, train=False, extra_dup=True):
+    """A BEIR folder: docs of random words; each query copies 3 words of one doc (judged on it)."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "corpus"
+    (d / "qrels").mkdir(parents=True)
+    docs = [(f"d{i}", " ".join(rng.choice(WORDS, size=8))) for i in range(n_docs)]
+    with open(d / "corpus.jsonl", "w") as fh:
+        for did, text in docs:
+            fh.write(json.dumps({"_id": did, "title": "", "text": text}) + "\n")
+    queries, qrels = [], []
+    for i in range(n_queries):
+        did, text = docs[i % n_docs]
+        queries.append({"_id": f"q{i}", "text": " ".join(text.split()[:3]) + f" w{i}", "metadata": {"gold": did}})
+        qrels.append((f"q{i}", did))
+    if extra_dup:  # an unjudged query equal to a judged one up to case/whitespace: must never be traffic while q0 is evaluated
+        queries.append({"_id": "u0", "text": "  " + queries[0]["text"].upper() + " "})
+    with open(d / "queries.jsonl", "w") as fh:
+        for q in queries:
+            fh.write(json.dumps(q) + "\n")
+    half = n_queries // 2 if train else n_queries
+    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{doc}\t1\n" for q, doc in qrels[:half]))
+    if train:
+        (d / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{doc}\t1\n" for q, doc in qrels[half:]))
+    return d
+
+
+def test_half_split_is_disjoint_seeded_and_label_free(tmp_path):
+    src = load_source(None, str(_beir(tmp_path)))
+    assert src.kind == "half"
+    a, a2, b = (split_for_seed(src, s, labels="none") for s in (0, 0, 1))
+    assert a.eval_queries == a2.eval_queries and a.adapt_queries == a2.adapt_queries  # deterministic
+    assert set(a.eval_queries) != set(b.eval_queries)  # the seed varies the split
+    for data in (a, b):
+        assert not set(data.eval_queries) & set(data.adapt_queries)
+        assert len(data.eval_queries) == 20 and not data.dev_queries and not data.dev_qrels
+        assert set(data.eval_qrels) == set(data.eval_queries)
+        eval_norm = {normalise(t) for t in data.eval_queries.values()}
+        assert not any(normalise(t) in eval_norm for t in data.traffic)  # no evaluation text in adaptation
+    # u0 duplicates q0: dropped (and counted) exactly when q0 is evaluated
+    for data in (a, b):
+        assert ("u0" in data.adapt_queries) == ("q0" not in data.eval_queries)
+        assert data.protocol["n_dropped_exact_duplicates"] == int("q0" in data.eval_queries)
+    assert list(a.adapt_queries) != sorted(a.adapt_queries)  # traffic order is shuffled by seed
+
+
+def test_dev_labels_only_with_labels_dev(tmp_path):
+    src = load_source(None, str(_beir(tmp_path, train=True)))
+    assert src.kind == "train"
+    none, dev = split_for_seed(src, 0, labels="none"), split_for_seed(src, 0, labels="dev", dev_fraction=0.3)
+    assert not none.dev_queries and len(none.adapt_queries) == 20
+    assert len(dev.dev_queries) == 6 and len(dev.adapt_queries) == 14
+    assert set(dev.dev_qrels) == set(dev.dev_queries) and not set(dev.dev_queries) & set(dev.adapt_queries)
+    assert split_for_seed(src, 1, labels="dev").dev_queries != dev.dev_queries
+
+
+def test_near_duplicate_strata():
+    ev = {"a": "Aspirin lowers fever in adults", "b": "cats sleep all day", "c": "totally different words here"}
+    adapt = ["aspirin lowers fever in adults!", "cats sleep all day long", "unrelated"]
+    # a: identical tokens (J = 1); b: 4 of 5 tokens (J = 0.8, counts); c: none
+    assert near_duplicates(ev, adapt) == {"a", "b"}
+    assert near_duplicates(ev, adapt, threshold=0.9) == {"a"}
+
+
+def test_pseudo_queries_never_copy_evaluation_text(tmp_path):
+    src = load_source(None, str(_beir(tmp_path)))
+    data = split_for_seed(src, 0, labels="none", pseudo_queries=30)
+    assert 0 < len(data.pseudo) <= 30
+    eval_norm = {normalise(t) for t in data.eval_queries.values()}
+    assert not any(normalise(t) in eval_norm for t in data.pseudo)
+    assert data.traffic == [*data.adapt_queries.values(), *data.pseudo]
+
+
+def test_holm_matches_hand_computation():
+    p = [0.01, 0.04, 0.03, 0.2]
+    # sorted 0.01, 0.03, 0.04, 0.2 -> x4, x3, x2, x1 with a running max
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_decision_accuracy_counts_sign_agreement():
+    ds = [
+        {"promoted": True, "delta_no_near_dup": 0.01, "correct": True},
+        {"promoted": True, "delta_no_near_dup": -0.02, "correct": False},
+        {"promoted": False, "delta_no_near_dup": -0.01, "correct": True},
+        {"promoted": False, "delta_no_near_dup": None, "correct": None},
+    ]
+    acc = decision_accuracy(ds)
+    assert acc["n"] == 3 and acc["correct"] == 2 and acc["accuracy"] == pytest.approx(2 / 3) and acc["promoted_and_worse"] == 1
+
+
+# -- the label-free gate ----------------------------------------------------------------
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+class _Oracle:
+    """A judge that ranks by a hidden 'true' embedding space."""
+
+    name = "oracle"
+
+    def __init__(self, Tq, Td):
+        self.Tq, self.Td = Tq, Td
+
+    def rank(self, texts, k):
+        idx = [int(t) for t in texts]
+        return np.argsort(-(self.Tq[idx] @ self.Td.T), axis=1)[:, :k]
+
+
+def _world(n_docs=200, n_q=60, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    Td = _unit(rng.standard_normal((n_docs, d)))
+    Tq = _unit(Td[rng.integers(0, n_docs, n_q)] + 0.3 * rng.standard_normal((n_q, d)))
+    M = np.linalg.qr(rng.standard_normal((d, d)))[0].astype(np.float32)  # the student sees a distorted space
+    distort = np.eye(d, dtype=np.float32) + 0.8 * (M - np.eye(d, dtype=np.float32))
+    return Tq, Td, _unit(Tq @ distort), _unit(Td @ distort), distort
+
+
+def _fixed_adapter(d, matrix):
+    """A full-rank residual adapter computing ``unit(x @ matrix)`` (nn.Linear applies x @ W.T)."""
+    import torch
+
+    a = ResidualAdapter(d, d)
+    with torch.no_grad():
+        a.full.weight.copy_(torch.from_numpy((matrix - np.eye(d, dtype=np.float32)).T.copy()))
+    return a
+
+
+def test_judge_gate_promotes_a_candidate_the_judge_prefers_and_rejects_the_reverse():
+    Tq, Td, Sq, Sd, distort = _world()
+    doc_ids = [f"d{i}" for i in range(len(Td))]
+    texts = [str(i) for i in range(len(Tq))]
+    gate = JudgeGate.build(_Oracle(Tq, Td), texts, Sq, doc_ids, min_queries=20, alpha=0.05)
+    undo = np.linalg.inv(distort).astype(np.float32)
+    good = _fixed_adapter(Sq.shape[1], undo)
+    # sanity: the candidate maps the student's space back to the judge's
+    assert np.allclose(good.transform(Sq), Tq, atol=1e-4)
+    yes = gate.decide((None, None), (good, good), doc_ids, Sd)
+    assert yes.ok and yes.candidate > yes.current and yes.metrics["p"] < 0.05, yes.reason
+    no = gate.decide((good, good), (None, None), doc_ids, Sd)
+    assert not no.ok and no.metrics["delta"] < 0
+    same = gate.decide((None, None), (None, None), doc_ids, Sd)
+    assert not same.ok and same.metrics["p"] == 1.0  # no change is not an improvement
+
+
+def test_judge_gate_rejects_with_too_few_held_out_queries():
+    Tq, Td, Sq, Sd, _ = _world(n_q=10)
+    doc_ids = [f"d{i}" for i in range(len(Td))]
+    gate = JudgeGate.build(_Oracle(Tq, Td), [str(i) for i in range(10)], Sq, doc_ids, min_queries=20)
+    dec = gate.decide((None, None), (None, None), doc_ids, Sd)
+    assert not dec.ok and "cannot estimate" in dec.reason and dec.metrics["n"] == 10
+
+
+def test_judge_qrels_grades_by_rank():
+    q = judge_qrels(["q"], ["a", "b", "c", "d", "e", "f", "g"], np.array([[6, 5, 4, 3, 2, 1, 0, -1]]), depth=8)
+    assert q["q"] == {"g": 3, "f": 3, "e": 3, "d": 2, "c": 2, "b": 2, "a": 1}
+
+
+def test_teacher_judge_ranks_by_teacher_vectors():
+    Td = _unit(np.eye(4, dtype=np.float32)[[0, 1, 2, 3]])
+    judge = TeacherJudge(Td, lambda texts: _unit(np.array([[0, 0, 1, 0.1]] * len(texts), np.float32)))
+    assert judge.rank(["x"], 2).tolist() == [[2, 3]]
+
+
+def test_bm25_judge_ranks_lexical_matches_and_skips_unknown_words():
+    judge = BM25Judge(["aspirin lowers fever", "cats sleep a lot", "fever in children"])
+    rows = judge.rank(["fever aspirin", "zzzz qqqq"], 3)
+    assert rows[0, 0] == 0 and set(rows[0, :2]) == {0, 2}
+    assert (rows[1] == -1).all()  # nothing to judge: no pseudo-relevance at all
+
+
+def _engine(tmp_path, **kw):
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8, adaptation__epochs=5, **kw)
+    rng = np.random.default_rng(0)
+    e.ingest([(f"d{i}", " ".join(rng.choice(WORDS, size=6))) for i in range(120)])
+    return e
+
+
+def test_cycle_without_labels_uses_the_judge_on_held_out_traffic(tmp_path):
+    e = _engine(tmp_path)
+    rng = np.random.default_rng(1)
+    e.search_batch([" ".join(rng.choice(WORDS, size=3)) for _ in range(200)])
+    rep = e.run_sedimentation_cycle()
+    assert rep.gate == "judge_bm25_ndcg@10", rep.reason
+    assert rep.extra["gate_metrics"]["n"] >= 20  # 20 % of 200 held out, minus queries BM25 cannot judge
+    assert rep.candidate is not None and rep.current == (None, None)
+    assert rep.promoted == ("promoted" in rep.reason)
+    e.close()
+
+
+def test_cycle_with_little_traffic_is_rejected_not_promoted(tmp_path):
+    """10 held-out queries cannot estimate quality: the label-free gate keeps the current version."""
+    e = _engine(tmp_path)
+    e.search_batch(["fever aspirin pain", "cat dog sleep"] * 25)
+    rep = e.run_sedimentation_cycle()
+    assert not rep.promoted and "cannot estimate" in rep.reason
+    assert e.served_version.version == 0
+    e.close()
+
+
+def test_proxy_gate_is_still_selectable(tmp_path):
+    e = _engine(tmp_path, gate__judge="proxy")
+    e.search_batch(["fever aspirin pain", "cat dog sleep"] * 25)
+    rep = e.run_sedimentation_cycle()
+    assert rep.gate == "proxy_overlap@10"
+    e.close()
+
+
+def test_hybrid_teacher_targets_use_raw_vectors(tmp_path):
+    """The defect: hybrid trained on served-space queries and applied the warm-started query
+    adapter again. Teacher targets must hold raw query vectors."""
+    from antigravity.distillation import hybrid_guidance
+    from antigravity.signals import Targets, Traffic
+
+    class T:
+        name, dim = "t", 32
+
+        def encode(self, texts):
+            return HashEncoder(32).encode(list(texts))
+
+        def release(self):
+            pass
+
+    e = _engine(tmp_path, teacher__name=None)
+    e._teacher_source = T()
+    doc_ids, D = e.raw_matrix()
+    raw_q = HashEncoder(32).encode(["fever aspirin", "cat dog", "gene tumor"])
+    served_q = _unit(raw_q + 0.5)
+    tr = Traffic(served_q, np.zeros((3, 1), np.int64), np.zeros((3, 1), np.float32), D, ["fever aspirin", "cat dog", "gene tumor"], raw_queries=raw_q, raw_docs=D)
+    out = hybrid_guidance(e, tr, Targets("query"), 0.5)
+    assert out.teacher is not None
+    np.testing.assert_array_equal(out.teacher.queries, raw_q)
+    e.close()
+
+
+def test_benchmark_end_to_end_label_free_on_a_test_only_corpus(tmp_path):
+    s = Settings.load(data_dir=str(tmp_path / "state"), adaptation__rank=8, adaptation__epochs=3, teacher__name=None)
+    r = run_benchmark(s, task=None, data_dir=[str(_beir(tmp_path))], split="test", modes=["baseline"], seeds=[0, 1], cycles=2, labels=["none", "dev"], pseudo_queries=40, encoder=HashEncoder(32))
+    for lb in ("none", "dev"):
+        corpus = r["runs"][lb]["corpora"]["corpus"]
+        assert corpus["split_kind"] == "half" and corpus["n_queries_eval"] == 20
+        mode = corpus["modes"]["baseline"]
+        assert len(mode["cycles"]) == 3
+        for row in mode["cycles"]:
+            assert set(row["per_query_ndcg@10"]) == {"0", "1"}  # per-query scores for every row and seed
+            assert set(row["strata"]) == {"all", "no_near_dup", "near_dup"}
+        for row in mode["cycles"][1:]:
+            assert "p_holm" in row["strata"]["all"]["paired"] and row["strata"]["all"]["paired"]["p_holm"] >= row["strata"]["all"]["paired"]["p"]
+            assert len(row["strata"]["all"]["delta_per_seed"]) == 2
+        assert len(mode["decisions"]) == 4 and all(d["stage"].startswith("cycle") for d in mode["decisions"])
+        assert r["runs"][lb]["summary"]["modes"]["baseline"]["decision_accuracy"]["n"] == 4
+        gates = " ".join(d["reason"] for d in mode["decisions"])
+        assert ("judge_bm25" in gates) == (lb == "none") and ("dev_ndcg" in gates) == (lb == "dev")
