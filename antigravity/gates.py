@@ -26,6 +26,7 @@ All gates read raw student vectors and the adapters; none reads evaluation queri
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
@@ -182,16 +183,21 @@ class BM25Judge:
     def __init__(self, doc_texts: Sequence[str]) -> None:
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
         self._bm25s = bm25s
         self.n_docs = len(doc_texts)
         tokens = bm25s.tokenize(list(doc_texts), stopwords="en", show_progress=False)
-        self.retriever = bm25s.BM25()
-        self.retriever.index(tokens, show_progress=False)
         self.vocab = tokens.vocab
+        self.retriever = None
+        if self.vocab:  # a corpus with no indexable word cannot judge anything
+            self.retriever = bm25s.BM25()
+            self.retriever.index(tokens, show_progress=False)
 
     def rank(self, texts: Sequence[str], k: int) -> np.ndarray:
         k = min(k, self.n_docs)
         out = np.full((len(texts), k), -1, np.int64)
+        if self.retriever is None or k == 0:
+            return out
         q_tokens = self._bm25s.tokenize(list(texts), stopwords="en", show_progress=False, return_ids=False)
         for i, toks in enumerate(q_tokens):
             toks = [t for t in toks if t in self.vocab]

@@ -195,6 +195,8 @@ def test_bm25_judge_ranks_lexical_matches_and_skips_unknown_words():
     rows = judge.rank(["fever aspirin", "zzzz qqqq"], 3)
     assert rows[0, 0] == 0 and set(rows[0, :2]) == {0, 2}
     assert (rows[1] == -1).all()  # nothing to judge: no pseudo-relevance at all
+    nothing = BM25Judge(["a", "", "the of"])  # no indexable word in the corpus
+    assert (nothing.rank(["fever"], 2) == -1).all()
 
 
 def _engine(tmp_path, **kw):
