@@ -159,7 +159,7 @@ class AntigravitySearchModel:
         query adapter weights and serving-time fusion settings), cosine similarity, the
         student's dimension. An adapted engine therefore never shares mteb cache entries
         with the frozen one."""
-        mteb = _require_mteb()
+        _require_mteb()
         from mteb.models.model_meta import ModelMeta
 
         enc = self._encoder if self._owned else self.engine.encoder
