@@ -272,13 +272,19 @@ def _row(per_query: dict[str, dict[str, float]], cycle: Any, extra: dict[str, An
     return row
 
 
-def evaluate_engine(engine, data: BenchmarkData, qvecs: np.ndarray, cycle: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """One row: metrics of the served version on the evaluation queries (searched through
-    the engine, ``record=False``), per-query scores under ``_per_query``, plus ``extra``."""
+def evaluate_engine(engine, data: BenchmarkData, qvecs: np.ndarray, cycle: Any, extra: dict[str, Any], *, through_store: bool = False) -> dict[str, Any]:
+    """One row: metrics of the served version on the evaluation queries, per-query scores
+    under ``_per_query``, plus ``extra``. Scored by exact search over the stored raw vectors
+    with the served adapters — the ranking the engine serves (``tests/test_protocol.py``
+    checks equality with the engine's own search) — or, with ``through_store``, through the
+    engine's search (``record=False``). Evaluation never feeds traffic either way."""
     t0 = time.perf_counter()
-    run = run_for(engine, data.eval_queries, qvecs)
-    query_time = time.perf_counter() - t0
-    row = _row(evaluate_per_query(data.eval_qrels, run), cycle, {"query_time_s": query_time, "sediment_time_s": extra.pop("sediment_time_s", 0.0)})
+    if through_store:
+        per_query = evaluate_per_query(data.eval_qrels, run_for(engine, data.eval_queries, qvecs))
+    else:
+        served = engine.served_version
+        per_query = evaluate_adapters(engine, data, qvecs, (served.query_adapter, served.doc_adapter))
+    row = _row(per_query, cycle, {"query_time_s": time.perf_counter() - t0, "sediment_time_s": extra.pop("sediment_time_s", 0.0)})
     row.update(extra)
     return row
 
@@ -333,7 +339,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
         if data.dev_queries:
             dev_ids = list(data.dev_queries)
             engine.set_validation(dev_ids, None, data.dev_qrels, queries=[data.dev_queries[q] for q in dev_ids])
-        rows = [evaluate_engine(engine, data, qvecs, 0, {})]
+        rows = [evaluate_engine(engine, data, qvecs, 0, {}, through_store=True)]  # the frozen row through the store
         lat = {"cycle_0": latency_ms(engine, latency_texts)}
         decisions = []
         pretraining = pretrained_row = None

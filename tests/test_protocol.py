@@ -281,3 +281,30 @@ def test_benchmark_end_to_end_label_free_on_a_test_only_corpus(tmp_path):
         assert r["runs"][lb]["summary"]["modes"]["baseline"]["decision_accuracy"]["n"] == 4
         gates = " ".join(d["reason"] for d in mode["decisions"])
         assert ("judge_bm25" in gates) == (lb == "none") and ("dev_ndcg" in gates) == (lb == "dev")
+
+
+def test_exact_row_scoring_equals_the_engines_served_search(tmp_path):
+    """Benchmark rows are scored by exact search with the served adapters; the engine must
+    serve the same ranking (frozen and after a promoted doc+query adapter)."""
+    import torch
+
+    from antigravity.benchmark import evaluate_engine, load_source, split_for_seed
+
+    src = load_source(None, str(_beir(tmp_path)))
+    data = split_for_seed(src, 0, labels="none")
+    e = AntigravityEngine(data_dir=str(tmp_path / "s"), store__location=":memory:", encoder=HashEncoder(32))
+    e.ingest(({"_id": d, "text": t} for d, t in zip(data.doc_ids, data.doc_texts)))
+    qvecs = e.encoder.encode(list(data.eval_queries.values()))
+    torch.manual_seed(0)
+    a = ResidualAdapter(32, 8)
+    with torch.no_grad():
+        a.up.weight.normal_(0, 0.3)
+    for _ in range(2):
+        exact = evaluate_engine(e, data, qvecs, 0, {})
+        store = evaluate_engine(e, data, qvecs, 0, {}, through_store=True)
+        for q in data.eval_queries:
+            for m in ("ndcg@10", "recall@100", "mrr@10"):
+                assert exact["_per_query"][q][m] == pytest.approx(store["_per_query"][q][m], abs=1e-6)
+        e.activate(a, a, version=1)
+    assert e.served_version.version == 1
+    e.close()
