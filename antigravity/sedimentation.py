@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .adapter import ResidualAdapter
-from .errors import AdaptationError, TeacherError
+from .errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
 from .gates import BM25Judge, DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, serve as _serve, top_rows as _top_rows
 from .signals import Traffic, get_signal
 from .training import fit_blend
@@ -170,8 +170,9 @@ def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vector
             if engine.settings.mode != "hybrid":
                 helper.release()  # hybrid keeps its teacher between cycles; other modes do not
             return gate
-        except TeacherError as exc:
-            engine.record_teacher_failure("judge_" + _failure_kind(exc), exc)
+        except (TeacherError, DocumentError, ConfigurationError) as exc:  # no usable teacher: BM25 judges
+            kind = _failure_kind(exc) if isinstance(exc, TeacherError) else type(exc).__name__
+            engine.record_teacher_failure("judge_" + kind, exc)
     return JudgeGate.build(bm25_judge(engine, doc_ids), texts, vectors, doc_ids, **kwargs)
 
 

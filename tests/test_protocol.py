@@ -308,3 +308,13 @@ def test_exact_row_scoring_equals_the_engines_served_search(tmp_path):
         e.activate(a, a, version=1)
     assert e.served_version.version == 1
     e.close()
+
+
+def test_teacher_judge_without_a_teacher_falls_back_to_bm25_and_counts_it(tmp_path):
+    e = _engine(tmp_path, gate__judge="teacher", teacher__name=None)
+    rng = np.random.default_rng(1)
+    e.search_batch([" ".join(rng.choice(WORDS, size=3)) for _ in range(200)])
+    rep = e.run_sedimentation_cycle()
+    assert rep.gate == "judge_bm25_ndcg@10", rep.reason
+    assert any(k.startswith("judge_") for k in e.stats()["teacher_failures"])
+    e.close()

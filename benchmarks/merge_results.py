@@ -1,0 +1,44 @@
+"""Merge benchmark result JSONs of one configuration run corpus by corpus (e.g. one process
+per corpus) into one result: corpora side by side per label setting, Holm correction and the
+cross-corpus summary recomputed over the merged run.
+
+    python benchmarks/merge_results.py results/protocol/suite_L3_L6.json results/protocol/parts/*.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from antigravity.benchmark import apply_holm, summarise
+
+
+def merge(parts: list[dict]) -> dict:
+    """Merge results that share student, teacher, seeds, cycles and pseudo-queries.
+
+    Raises:
+        ValueError: the parts were run with different settings.
+    """
+    keys = ("student", "teacher", "seeds", "cycles", "pseudo_queries")
+    first = parts[0]
+    for p in parts[1:]:
+        diff = [k for k in keys if p.get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"cannot merge results that differ in {diff}")
+    out = {k: v for k, v in first.items() if k != "runs"}
+    out["modes"] = list(dict.fromkeys(m for p in parts for m in p["modes"]))
+    out["runs"] = {}
+    for p in parts:
+        for lb, run in p["runs"].items():
+            out["runs"].setdefault(lb, {"corpora": {}})["corpora"].update(run["corpora"])
+    for run in out["runs"].values():
+        apply_holm(run["corpora"])
+        run["summary"] = summarise(run["corpora"])
+    return out
+
+
+if __name__ == "__main__":
+    merged = merge([json.load(open(f)) for f in sys.argv[2:]])
+    with open(sys.argv[1], "w") as fh:
+        json.dump(merged, fh, indent=2)
+    print(f"wrote {sys.argv[1]} ({sum(len(r['corpora']) for r in merged['runs'].values())} corpus runs)")
