@@ -251,7 +251,7 @@ def test_hybrid_teacher_targets_use_raw_vectors(tmp_path):
         def release(self):
             pass
 
-    e = _engine(tmp_path, teacher__name=None)
+    e = _engine(tmp_path, teacher__name="none")
     e._teacher_source = T()
     doc_ids, D = e.raw_matrix()
     raw_q = HashEncoder(32).encode(["fever aspirin", "cat dog", "gene tumor"])
@@ -311,7 +311,7 @@ def test_exact_row_scoring_equals_the_engines_served_search(tmp_path):
 
 
 def test_teacher_judge_without_a_teacher_falls_back_to_bm25_and_counts_it(tmp_path):
-    e = _engine(tmp_path, gate__judge="teacher", teacher__name=None)
+    e = _engine(tmp_path, gate__judge="teacher", teacher__name="none")
     rng = np.random.default_rng(1)
     e.search_batch([" ".join(rng.choice(WORDS, size=3)) for _ in range(200)])
     rep = e.run_sedimentation_cycle()
