@@ -264,7 +264,7 @@ def test_hybrid_teacher_targets_use_raw_vectors(tmp_path):
 
 
 def test_benchmark_end_to_end_label_free_on_a_test_only_corpus(tmp_path):
-    s = Settings.load(data_dir=str(tmp_path / "state"), adaptation__rank=8, adaptation__epochs=3, teacher__name=None)
+    s = Settings.load(data_dir=str(tmp_path / "state"), adaptation__rank=8, adaptation__epochs=3, teacher__name="none")
     r = run_benchmark(s, task=None, data_dir=[str(_beir(tmp_path))], split="test", modes=["baseline"], seeds=[0, 1], cycles=2, labels=["none", "dev"], pseudo_queries=40, encoder=HashEncoder(32))
     for lb in ("none", "dev"):
         corpus = r["runs"][lb]["corpora"]["corpus"]
