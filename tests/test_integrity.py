@@ -505,3 +505,21 @@ def test_cli_error_lines_mask_urls(tmp_path):  # case: secret-in-cli-error
     r = _cli("search", "fever", "--data-dir", str(tmp_path), env={"ANTIGRAVITY_STORE__URL": f"http://u:{SECRET}@127.0.0.1:9", "ANTIGRAVITY_STORE__TIMEOUT_S": "1"})
     _one_line_error(r, r"cannot open Qdrant store at 'http://\*\*\*@127.0.0.1:9'")
     assert SECRET not in r.stderr
+
+
+@pytest.mark.models
+def test_two_real_students_of_the_same_dimension(tmp_path):  # case: store-other-student-same-dim (real models)
+    """The issue's probe: index with paraphrase-MiniLM-L3-v2, open with all-MiniLM-L6-v2 (both
+    384-d): refused at open, one line naming both students; the store is unchanged."""
+    from antigravity.settings import Settings
+
+    cache = str(Settings.load().resolved_cache_dir)
+    docs = [{"_id": f"d{i}", "title": f"Title {i}", "text": t} for i, t in enumerate(["Aspirin reduces fever.", "Cats sleep a lot.", "Vaccines train immunity."])]
+    with AntigravityEngine(data_dir=str(tmp_path), cache_dir=cache, student__name="paraphrase-MiniLM-L3-v2") as e:
+        e.ingest(docs)
+    before = _digest(_storage(tmp_path))
+    with pytest.raises(ManifestError, match=r"built by student 'paraphrase-MiniLM-L3-v2' \(384-d, revision [0-9a-f]{12}.*running student is 'all-MiniLM-L6-v2' \(384-d.*differs in name, revision"):
+        AntigravityEngine(data_dir=str(tmp_path), cache_dir=cache, student__name="all-MiniLM-L6-v2")
+    assert _digest(_storage(tmp_path)) == before
+    with AntigravityEngine(data_dir=str(tmp_path), cache_dir=cache, student__name="paraphrase-MiniLM-L3-v2") as e:
+        assert e.count() == 3 and e.search("does aspirin lower fever", k=1, record=False)[0].doc_id == "d0"
