@@ -281,9 +281,9 @@ class AntigravityEngine:
             diffs = identity_differences(manifest["student"], self.student_identity)
             if diffs:
                 stored, running = manifest["student"], self.student_identity
-                dims = f"holds {stored.get('dim')}-d vectors; the student makes {running.get('dim')}-d: " if "dim" in diffs else ""
+                dims = f"holds {stored.get('dim')}-d vectors; the student makes {running.get('dim')}-d: it " if "dim" in diffs else ""
                 raise ManifestError(
-                    f"collection {coll!r} {dims}it was built by student {describe_student(stored)} ({self.manifest.path}); the running student is "
+                    f"collection {coll!r} {dims}was built by student {describe_student(stored)} ({self.manifest.path}); the running student is "
                     f"{describe_student(running)} (differs in {', '.join(diffs)}). Use the same student, or re-index deliberately with {self._recovery()}"
                 )
             if not exists and (manifest["documents"] > 0 or versions):
