@@ -44,7 +44,6 @@ means nothing of that call or file is stored.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -223,10 +222,3 @@ def read_jsonl_documents(path: Any) -> list[tuple[str, str, dict[str, Any], bool
         out.append(item)
     return out
 
-
-def json_safe(payload: dict[str, Any]) -> bool:
-    """True if ``payload`` survives a JSON round trip unchanged (used by tests)."""
-    try:
-        return json.loads(json.dumps(payload, allow_nan=False)) == payload
-    except (TypeError, ValueError):
-        return False
