@@ -295,6 +295,10 @@ def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: 
     from .gates import ranked_run
 
     doc_ids, D = engine.raw_matrix()
+    empty = {d for d, t in zip(data.doc_ids, data.doc_texts) if not t}
+    if empty:  # empty documents are stored but never served (antigravity.documents)
+        keep = [i for i, d in enumerate(doc_ids) if d not in empty]
+        doc_ids, D = [doc_ids[i] for i in keep], D[keep]
     return evaluate_per_query(data.eval_qrels, ranked_run(list(data.eval_queries), qvecs, doc_ids, D, *adapters))
 
 

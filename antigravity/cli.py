@@ -1,4 +1,4 @@
-"""Command line: ``antigravity benchmark | index | search | config | adapters`` (typer + rich).
+"""Command line: ``antigravity benchmark | index | search | get | adopt | config | adapters`` (typer + rich).
 
 Errors from the package print one line (``error: ...``) and exit with status 2; ``--debug``
 shows the traceback instead.
@@ -153,22 +153,88 @@ def _print_table(result: dict[str, Any]) -> None:
             console_out.print(table)
 
 
+def _require_persistent(settings, command: str) -> None:
+    if not settings.store.url and settings.resolved_store_location == ":memory:":
+        raise ConfigurationError(
+            f"`antigravity {command}` needs a persistent store, but store.location = ':memory:' "
+            "(from ANTIGRAVITY_STORE__LOCATION or the config file): nothing would be kept; unset it or give a folder"
+        )
+
+
+def _open_existing(settings, command: str, **kw: Any):
+    """An engine on an existing store: read-only commands never create one."""
+    from .engine import AntigravityEngine
+    from .errors import StoreError
+
+    _require_persistent(settings, command)
+    engine = AntigravityEngine(settings, create=False, **kw)
+    if engine.store.dim is None:
+        where = engine.store.describe() if engine.store.remote else engine.store.location
+        engine.close()
+        raise StoreError(
+            f"collection {settings.store.collection!r} does not exist in the store at {where!r} (wrong --data-dir or --collection?); "
+            f"create it with `antigravity index CORPUS --data-dir {settings.data_dir}`"
+        )
+    return engine
+
+
 @app.command()
 def index(
-    corpus: Path = typer.Argument(..., help="JSONL corpus: one {'_id','title','text'} object per line"),
+    corpus: Path = typer.Argument(..., help="JSONL corpus: one {'_id','title','text', ...payload} object per line"),
     data_dir: Optional[Path] = typer.Option(None, help="engine data dir (persistent embedded store)"),
     collection: Optional[str] = typer.Option(None),
     config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    reindex: bool = typer.Option(False, "--reindex", help="drop the collection (and move its adapters aside) first: a deliberate re-index, e.g. with another student"),
 ) -> None:
-    """Add a JSONL corpus to the persistent embedded store."""
-    from .datasets import load_corpus
+    """Add a JSONL corpus to the persistent store. The whole file is validated before anything
+    is written (the same rules as the Python API, see antigravity.documents); a bad record
+    stops the command with file:line and id, and nothing of the file is stored."""
+    from .documents import read_jsonl_documents
     from .engine import AntigravityEngine
 
-    docs = load_corpus(corpus)
     settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
-    with AntigravityEngine(settings) as engine:
-        n = engine.ingest(({"_id": d, **v} for d, v in docs.items()), show_progress=True)
-        console.print(f"indexed {n} documents; collection {settings.store.collection!r} now holds {engine.count()}")
+    _require_persistent(settings, "index")
+    items = read_jsonl_documents(corpus)
+    if not items:
+        from .errors import EmptyCorpusError
+
+        raise EmptyCorpusError(f"{corpus}: no documents")
+    with AntigravityEngine(settings, reindex=reindex) as engine:
+        n = engine._ingest_validated(items, settings.store.upsert_batch_size, show_progress=True)
+        empty = sum(1 for it in items if it[3])
+        note = f" ({empty} empty: stored, never returned by search)" if empty else ""
+        console.print(f"indexed {n} documents{note}; collection {settings.store.collection!r} now holds {engine.count()}")
+
+
+@app.command()
+def adopt(
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+) -> None:
+    """Write the manifest of a collection made before manifests existed, for the configured
+    student. Only when you know this student built the collection."""
+    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    with _open_existing(settings, "adopt", adopt=True) as engine:
+        console.print(f"collection {settings.store.collection!r} ({engine.count()} documents): manifest {engine.manifest.path} records student {engine.encoder.name!r}")
+
+
+@app.command()
+def get(
+    doc_id: str = typer.Argument(..., help="document id"),
+    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
+    collection: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+) -> None:
+    """Print one stored document (JSON); exit 2 if it is not stored. Never creates a store."""
+    from .errors import DocumentError
+
+    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    with _open_existing(settings, "get") as engine:
+        payload = engine.get(doc_id)
+    if payload is None:
+        raise DocumentError(f"document {doc_id!r} is not stored in collection {settings.store.collection!r}")
+    print(json.dumps({"doc_id": doc_id, **payload}, ensure_ascii=False))
 
 
 @app.command()
@@ -180,11 +246,10 @@ def search(
     config: Optional[Path] = typer.Option(None, help="TOML config file"),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
 ) -> None:
-    """Search the persistent embedded store."""
-    from .engine import AntigravityEngine
-
+    """Search the persistent store. Never creates a store: a missing data folder or
+    collection is an error."""
     settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
-    with AntigravityEngine(settings) as engine:
+    with _open_existing(settings, "search") as engine:
         hits = engine.search(query, k=k, record=False)
     if as_json:
         for h in hits:
@@ -241,9 +306,15 @@ app.add_typer(adapters_app, name="adapters")
 
 
 def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Optional[str]):
+    """Settings and adapter registry for the read-only ``adapters`` commands: they only read
+    files, and a missing data folder is an error (never an empty listing)."""
     from .checkpoints import registry_for
+    from .errors import StoreError
 
     s = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    root = Path(s.data_dir).expanduser()
+    if not root.is_dir():
+        raise StoreError(f"data folder {str(root)!r} does not exist (mistyped --data-dir?)")
     return s, registry_for(s)
 
 
@@ -305,10 +376,9 @@ def adapters_rollback(
 ) -> None:
     """Serve an earlier version: re-materialises the served vectors and updates active.json.
     Needs the store to itself (stop engines using an embedded store first)."""
-    from .engine import AntigravityEngine
 
     settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
-    with AntigravityEngine(settings) as engine:
+    with _open_existing(settings, "adapters rollback") as engine:
         before = engine.served_version.version
         state = engine.rollback(version)
         console.print(f"collection {settings.store.collection!r}: now serving adapter version {state.version} (was {before})")
@@ -323,7 +393,9 @@ def main() -> None:
     except AntigravityError as exc:
         if _state["debug"]:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        from .settings import mask_url
+
+        print("error: " + mask_url(" ".join(str(exc).split())), file=sys.stderr)  # one line, no credentials
         sys.exit(2)
     except Exception as exc:  # click usage errors and the like
         import click
@@ -335,7 +407,9 @@ def main() -> None:
             sys.exit(130)
         if _state["debug"]:
             raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from .settings import mask_url
+
+        print(f"error: {type(exc).__name__}: " + mask_url(" ".join(str(exc).split())), file=sys.stderr)
         sys.exit(1)
 
 

@@ -69,20 +69,34 @@ def _open_text(path: Path) -> io.TextIOBase:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
 
 
+def _open_binary(path: Path):
+    try:
+        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as fh:
+    """``(line number, object)`` for each non-blank line; every error names ``file:line``."""
+    with _open_binary(path) as fh:
         try:
-            for lineno, line in enumerate(fh, 1):
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DatasetError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})") from None
                 if not line.strip():
                     continue
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+                except RecursionError:
+                    raise DatasetError(f"{path}:{lineno}: JSON nested too deeply") from None
                 if not isinstance(obj, dict):
                     raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
                 yield lineno, obj
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+        except (EOFError, gzip.BadGzipFile, OSError) as exc:
             raise DatasetError(f"{path}: unreadable ({exc})") from exc
 
 
@@ -97,7 +111,12 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
             raise DatasetError(f"{path}:{lineno}: document needs '_id' and 'text'")
         if not isinstance(text, str) or not isinstance(title or "", str):
             raise DatasetError(f"{path}:{lineno}: 'text' and 'title' must be strings")
-        did = str(did)
+        from .documents import validate_id  # the API's id rule: 1.5/true/null are refused, 7 -> "7"
+
+        try:
+            did = validate_id(did, where=f"{path}:{lineno}")
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from None
         if did in corpus:
             raise DatasetError(f"{path}:{lineno}: duplicate document id {did!r}")
         corpus[did] = {"title": title or "", "text": text}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from .adapter import ResidualAdapter
-from .errors import AdaptationError, ConfigurationError, TeacherError
+from .errors import AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherDimensionError, TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError
 from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge
 from .teacher import Alignment, TeacherSource, resolve_teacher
 from .training import ListwiseTargets, fit_listwise
@@ -87,7 +87,10 @@ class TeacherDistillationHelper:
     def teacher(self) -> TeacherSource:
         """The resolved teacher (resolved on first access)."""
         if self._teacher is None:
-            self._teacher = resolve_teacher(self._source, cache_dir=self.cache_dir, settings=self.settings)
+            try:
+                self._teacher = resolve_teacher(self._source, cache_dir=self.cache_dir, settings=self.settings)
+            except (ModelNotFoundError, ModelLoadError) as exc:  # a missing teacher model is a teacher failure
+                raise TeacherLoadError(f"teacher {self._source!r} could not be loaded: {exc}") from exc
         return self._teacher
 
     @property
@@ -127,9 +130,14 @@ class TeacherDistillationHelper:
             raise
         except Exception as exc:  # noqa: BLE001
             raise TeacherError(f"teacher failed: {exc}") from exc
-        out = np.asarray(out, np.float32)
-        if out.shape[0] != len(texts) or not np.isfinite(out).all():
-            raise TeacherError(f"teacher returned {out.shape} with non-finite values or wrong row count for {len(texts)} texts")
+        try:
+            out = np.asarray(out, np.float32)
+        except (TypeError, ValueError):
+            raise TeacherMalformedError(f"teacher returned something that is not a numeric matrix for {len(texts)} texts") from None
+        if out.ndim != 2 or out.shape[0] != len(texts):
+            raise TeacherMalformedError(f"teacher returned shape {out.shape} for {len(texts)} texts")
+        if not np.isfinite(out).all():
+            raise TeacherNonFiniteError(f"teacher returned non-finite values for {len(texts)} texts")
         self.teacher_latency_ms = 1000 * (time.perf_counter() - t0) / max(1, len(texts))
         return _unit(out)
 
@@ -508,6 +516,12 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
 
 
 def _failure_kind(exc: BaseException) -> str:
+    """Counter key of a teacher failure: the typed ``kind`` of a :class:`TeacherError`
+    subclass (``connection``, ``timeout``, ``http_401``, ``malformed``, ``dimension``,
+    ``non_finite``, ``load``...), else a word from the message, else the type name."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(exc, TeacherError) and kind and kind != TeacherError.kind:
+        return str(kind)
     msg = str(exc).lower()
     for kind in ("timed out", "connection", "http", "malformed", "nan", "partial", "dimension", "-d vectors", "alignment"):
         if kind in msg:
@@ -525,18 +539,24 @@ def hybrid_guidance(engine, traffic, targets, weight: float):
     idx = [i for i, t in enumerate(traffic.texts or []) if t]
     if len(idx) < 2:
         engine.record_teacher_failure("no_query_texts", TeacherError("hybrid needs traffic query texts (use search(), not search_vectors())"))
+        engine._guidance_status = "failed:no_query_texts"
         return targets
     try:
         helper = engine.teacher_helper
         doc_ids, _ = engine.raw_matrix()
         Td = helper.get_teacher_embeddings(engine.document_texts(doc_ids))
         Tq = helper.get_teacher_embeddings([traffic.texts[i] for i in idx])
-    except TeacherError as exc:
-        engine.record_teacher_failure(_failure_kind(exc), exc)
+        if Td.shape[1] != Tq.shape[1]:
+            raise TeacherDimensionError(f"teacher returned {Td.shape[1]}-d document vectors but {Tq.shape[1]}-d query vectors")
+    except (TeacherError, DocumentError, ConfigurationError) as exc:
+        kind = _failure_kind(exc) if isinstance(exc, TeacherError) else type(exc).__name__
+        engine.record_teacher_failure(kind, exc)
+        engine._guidance_status = f"failed:{kind}"
         return targets
     # raw vectors: the candidate adapters (warm-started from the served ones) are applied to raw
     # inputs in training; served-space queries here would apply the query adapter twice
     data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, engine.settings.teacher.temperature, 0)
+    engine._guidance_status = "used"
     return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight)
 
 

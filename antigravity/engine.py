@@ -20,6 +20,7 @@ import collections
 import logging
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -28,10 +29,12 @@ import numpy as np
 from .adapter import ResidualAdapter
 from .datasets import doc_text
 from .checkpoints import AdapterRegistry, registry_for, settings_hash
-from .errors import CheckpointError, DocumentError, EmptyCorpusError, QueryError
+from .documents import RESERVED_PREFIX, validate_document, validate_query_text
+from .errors import CheckpointError, DocumentError, EmptyCorpusError, ManifestError, QueryError, StoreError
+from .manifest import CollectionManifest, describe_student, identity_differences, student_identity
 from .models import Encoder
-from .settings import Settings
-from .store import RAW, SLOTS, QdrantStore
+from .settings import Settings, mask_url
+from .store import RAW, SLOTS, QdrantStore, check_permissions, make_private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -87,30 +90,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _normalise_documents(documents: Iterable[Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for i, doc in enumerate(documents):
-        if isinstance(doc, dict):
-            if "_id" not in doc or "text" not in doc:
-                raise DocumentError(f"document #{i} needs '_id' and 'text' keys, got keys {sorted(doc)}")
-            did, text, title = doc["_id"], doc["text"], doc.get("title", "") or ""
-            extra = {k: v for k, v in doc.items() if k not in ("_id", "text", "title")}
-        elif isinstance(doc, (tuple, list)) and len(doc) in (2, 3):
-            did, text, title = doc[0], doc[1], ""
-            extra = dict(doc[2]) if len(doc) == 3 else {}
-        else:
-            raise DocumentError(f"document #{i} must be a dict with '_id'/'text' or an (id, text) pair, got {type(doc).__name__}")
-        if isinstance(did, bool) or not isinstance(did, (str, int)) or str(did) == "":
-            raise DocumentError(f"document #{i} has an invalid id {did!r} (non-empty str or int expected)")
-        if not isinstance(text, str):
-            raise DocumentError(f"document {did!r}: 'text' must be a string, got {type(text).__name__}")
-        if not isinstance(title, str):
-            raise DocumentError(f"document {did!r}: 'title' must be a string, got {type(title).__name__}")
-        full = doc_text({"title": title, "text": text})
-        if not full:
-            raise DocumentError(f"document {did!r} has empty title and text")
-        yield str(did), full, {"title": title, "text": text, **extra}
-
-
 class AntigravityEngine:
     """Adaptive retrieval engine: a student encoder, a Qdrant store and an adapter.
 
@@ -119,11 +98,39 @@ class AntigravityEngine:
 
         AntigravityEngine(Settings.load("config/fast.toml"), mode="baseline")
 
+    Opening a persistent store checks it (see :mod:`antigravity.manifest`): the collection
+    manifest must name the running student, and store, manifest, adapter registry and
+    active version must agree; anything else is refused with a one-line typed error naming
+    the file and the recovery command — damage is never served as an empty store.
+
+    Args:
+        encoder / teacher: objects to use instead of the configured student / teacher.
+        create: ``False`` for read-only use (``antigravity search``/``get``): a missing data
+            folder or store is an error and nothing is created.
+        reindex: a deliberate re-index (e.g. another student): drop the collection, move its
+            adapters aside (``<dir>.replaced-<time>``), write a new manifest on the first
+            ingest. Never needed otherwise.
+        adopt: write a manifest for the running student for a collection that has none (made
+            before manifests existed). Only when you know this student built it.
+
     Raises:
-        ConfigurationError: invalid settings. StoreError: store unreachable/locked.
+        ConfigurationError: invalid settings. StoreError: store unreachable/locked, or
+        missing with ``create=False``. ManifestError (a StoreError): another student built
+        the collection, or the store is damaged. CheckpointError: the active adapter was
+        trained for another student, or its files are damaged.
     """
 
-    def __init__(self, settings: Settings | None = None, *, encoder: Encoder | None = None, teacher: Any = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        encoder: Encoder | None = None,
+        teacher: Any = None,
+        create: bool = True,
+        reindex: bool = False,
+        adopt: bool = False,
+        **overrides: Any,
+    ) -> None:
         if settings is None:
             settings = Settings.load(**overrides)
         elif overrides:
@@ -147,6 +154,15 @@ class AntigravityEngine:
             bf16=s.student.bf16,
             max_seq_length=s.student.max_seq_length,
         )
+        in_memory = not s.store.url and s.resolved_store_location == ":memory:"
+        data_dir = Path(s.data_dir).expanduser()
+        self.permission_warnings: list[str] = []
+        if not in_memory:
+            if not data_dir.is_dir():
+                if not create:
+                    raise StoreError(f"data folder {str(data_dir)!r} does not exist (mistyped --data-dir?); nothing was created")
+                make_private_dir(data_dir)
+            self.permission_warnings = check_permissions(data_dir)
         self.store = QdrantStore(
             s.resolved_store_location if not s.store.url else None,
             url=s.store.url,
@@ -154,10 +170,13 @@ class AntigravityEngine:
             collection=s.store.collection,
             timeout_s=s.store.timeout_s,
             create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")},
+            create=create,
         )
+        self.permission_warnings += [w for w in self.store.permission_warnings if w not in self.permission_warnings]
         if s.adaptation.rank > self.encoder.dim:
             from .errors import ConfigurationError
 
+            self.store.close()
             raise ConfigurationError(
                 f"adaptation.rank = {s.adaptation.rank}: must be <= the student dimension {self.encoder.dim} ({self.encoder.name})"
             )
@@ -183,25 +202,128 @@ class AntigravityEngine:
         self._teacher_helper = None
         self._fusion_lock = threading.Lock()
         self._teacher_doc_vectors: dict[str, np.ndarray] = {}  # serving fusion: doc id -> teacher vector
-        in_memory = not s.store.url and s.resolved_store_location == ":memory:"
+        self._failure_lock = threading.Lock()
+        self._guidance_status: str | None = None  # hybrid cycle: "used" or "failed:<kind>"
+        self._auto_thread: threading.Thread | None = None
+        self._identity: dict[str, Any] | None = None
+        self.in_memory = in_memory
+        # the registry folder of this store and collection also holds the collection manifest
+        self._registry_view: AdapterRegistry | None = None if in_memory else registry_for(s)
+        self.manifest: CollectionManifest | None = None if in_memory else CollectionManifest(self._registry_view.dir)
         self.adapters: AdapterRegistry | None = registry_for(s) if s.adaptation.persist and not in_memory else None
-        if self.adapters is not None:
-            try:
-                self._restore()
-            except BaseException:
-                self.store.close()
-                raise
+        try:
+            if reindex and not in_memory:
+                self._drop_for_reindex()
+            if not in_memory:
+                self._open_checks(adopt=adopt)
+        except BaseException:
+            self.store.close()
+            raise
 
-    def _restore(self) -> None:
-        """Serve the version ``active.json`` names (checked against the running student)."""
+    # -- opening: manifest and integrity ------------------------------------------------
+    @property
+    def student_identity(self) -> dict[str, Any]:
+        """The running student's identity (see :func:`antigravity.manifest.student_identity`)."""
+        if self._identity is None:
+            self._identity = student_identity(self.encoder)
+        return self._identity
+
+    def _store_where(self) -> str:
+        return mask_url(self.settings.store.url) if self.settings.store.url else str(self.store.location)
+
+    def _recovery(self) -> str:
+        return f"`antigravity index CORPUS --data-dir {self.settings.data_dir} --reindex` (API: reindex=True)"
+
+    def _drop_for_reindex(self) -> None:
+        """``reindex=True``: drop the collection, move its adapters and manifest aside."""
+        import datetime as _dt
+
+        view = self._registry_view
+        assert view is not None
+        self.store.drop_collection()
+        if view.dir.exists():
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            aside = view.dir.with_name(f"{view.dir.name}.replaced-{stamp}")
+            view.dir.rename(aside)
+            logger.warning("re-index: collection %r dropped; its adapters and manifest were moved to %s", self.store.collection, aside)
+        self._stats["reindexed"] += 1
+
+    def _open_checks(self, adopt: bool = False) -> None:
+        """Cross-check manifest, store, adapter registry and active version; restore the
+        active adapter. Raises ManifestError / CheckpointError (nothing is changed)."""
+        assert self.manifest is not None and self._registry_view is not None
+        view = self._registry_view
+        versions = view.versions()
+        active = view.active()  # CheckpointError if active.json is malformed
+        ckpt = self._load_active(active) if self.adapters is not None else None  # student check of the served adapter
+        manifest = self.manifest.read()
+        exists = self.store.dim is not None
+        n = self.store.count() if exists else 0
+        where = self.store.describe()
+        coll = self.store.collection
+        if manifest is None:
+            if exists and adopt:
+                self.manifest.create(coll, self._store_where(), self.student_identity, n)
+                logger.warning("adopted collection %r (%d documents) for student %s", coll, n, describe_student(self.student_identity))
+                self._stats["manifest_adopted"] += 1
+            elif exists:
+                raise ManifestError(
+                    f"collection {coll!r} ({where}, {n} documents) has no manifest {self.manifest.path}: nothing records which student built it "
+                    f"(made before manifests, or the file was deleted). If {describe_student(self.student_identity)} built it, adopt it with "
+                    f"`antigravity adopt --data-dir {self.settings.data_dir}` (API: adopt=True); otherwise rebuild with {self._recovery()}"
+                )
+            elif versions or active["version"]:
+                raise ManifestError(
+                    f"adapter checkpoints {versions} exist in {view.dir} but there is no collection {coll!r} ({where}) and no manifest: "
+                    f"the store was deleted or replaced. Restore the store folder from a backup, or rebuild with {self._recovery()}"
+                )
+        else:
+            diffs = identity_differences(manifest["student"], self.student_identity)
+            if diffs:
+                stored, running = manifest["student"], self.student_identity
+                dims = f"holds {stored.get('dim')}-d vectors; the student makes {running.get('dim')}-d: it " if "dim" in diffs else ""
+                raise ManifestError(
+                    f"collection {coll!r} {dims}was built by student {describe_student(stored)} ({self.manifest.path}); the running student is "
+                    f"{describe_student(running)} (differs in {', '.join(diffs)}). Use the same student, or re-index deliberately with {self._recovery()}"
+                )
+            if not exists and (manifest["documents"] > 0 or versions):
+                files = f"the store's {self.store.meta_file} or {self.store.collection_dir}" if self.store.meta_file else "the collection"
+                raise ManifestError(
+                    f"{self.manifest.path} records {manifest['documents']} documents in collection {coll!r} but the store has no such collection: "
+                    f"{files} was deleted or replaced. Restore it from a backup, or rebuild with {self._recovery()}"
+                )
+            if exists and n < manifest["documents"]:
+                raise ManifestError(
+                    f"{where} holds {n} documents but {self.manifest.path} records at least {manifest['documents']}: the storage file was "
+                    f"truncated, replaced or partly deleted. Restore it from a backup, or rebuild with {self._recovery()}"
+                )
+        if exists and n == 0 and versions:
+            raise ManifestError(
+                f"{where} holds no documents but adapter checkpoints {versions} exist in {view.dir}: the storage was emptied or replaced. "
+                f"Restore it from a backup, or rebuild with {self._recovery()}"
+            )
+        if ckpt is not None:
+            self._serve_restored(active, ckpt)
+
+    def _load_active(self, active: dict[str, Any]):
+        """Load (and check against the running student) the checkpoint ``active.json`` names."""
         assert self.adapters is not None
-        active = self.adapters.active()
         self._version_counter = self.adapters.max_version()
         self._history = [int(v) for v in active["history"]] or [0]
         version = active["version"]
         if version == 0:
-            return
-        ckpt = self.adapters.load(version, student=self.encoder.name, dim=self.encoder.dim)
+            return None
+        if version not in self.adapters.versions():
+            raise CheckpointError(
+                f"{self.adapters.active_path} names adapter version {version}, but {self.adapters.meta_path(version).name} is missing from "
+                f"{self.adapters.dir} (on disk: {self.adapters.versions()}); restore it from a backup, or delete active.json to serve the frozen student"
+            )
+        return self.adapters.load(version, student=self.encoder.name, dim=self.encoder.dim)
+
+    def _serve_restored(self, active: dict[str, Any], ckpt: Any) -> None:
+        """Serve the version ``active.json`` names (its checkpoint already loaded and checked)."""
+        assert self.adapters is not None
+        version = active["version"]
         slot = active["slot"] if ckpt.doc_adapter is not None else RAW
         if ckpt.doc_adapter is not None and slot not in SLOTS:
             raise CheckpointError(f"{self.adapters.active_path}: slot {slot!r} is not one of {SLOTS}")
@@ -252,59 +374,121 @@ class AntigravityEngine:
 
         Args:
             documents: iterable of BEIR dicts ``{"_id", "title"?, "text", ...extra payload}``
-                or ``(id, text)`` / ``(id, text, payload)`` tuples. Text longer than the
-                student's ``max_seq_length`` tokens is truncated by the model (the full
-                text is still stored in the payload).
-            batch_size: documents per embedding + upsert batch (default ``store.upsert_batch_size``).
+                or ``(id, text)`` / ``(id, text, payload)`` tuples; the accepted ids, texts
+                and payload values are documented once in :mod:`antigravity.documents`.
+                Text longer than the student's ``max_seq_length`` tokens is truncated by the
+                model (the full text is still stored in the payload). Empty documents (blank
+                title and text) are stored and counted but never returned by a search.
+            batch_size: documents per upsert batch (default ``store.upsert_batch_size``).
 
-        An id already stored is replaced (upsert: never duplicated). A duplicate id *within
-        one call* raises :class:`DocumentError` before the batch holding it is written;
-        earlier batches of the call stay stored.
+        One call is all or nothing for everything the engine can check: every document is
+        validated and embedded before the first is written, so a malformed document, a
+        duplicate id within the call or a non-finite student vector anywhere stores nothing
+        of the call (memory: the call's texts and ``(n, d) float32`` vectors; pass a very
+        large corpus in several calls). An id already stored is replaced (upsert: never
+        duplicated). A store failure or a crash mid-write leaves the batches already
+        acknowledged by Qdrant stored; re-running the call is safe (upserts).
 
         Raises:
-            DocumentError: malformed document (names it). EmptyCorpusError: nothing given.
+            DocumentError: malformed document (names it, and the key). EmptyCorpusError:
+                nothing given. ManifestError: the collection was built by another student,
+                or its manifest vanished. StoreError: the store refused the write.
         """
         bs = self.settings.store.upsert_batch_size if batch_size is None else batch_size
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise DocumentError(f"batch_size must be >= 1, got {bs}")
+        items: list[tuple[str, str, dict[str, Any], bool]] = []
         seen: set[str] = set()
-        written = 0
-        batch: list[tuple[str, str, dict[str, Any]]] = []
+        for i, doc in enumerate(documents):
+            item = validate_document(doc, index=i)
+            if item[0] in seen:
+                raise DocumentError(f"duplicate document id {item[0]!r} in one ingest call")
+            seen.add(item[0])
+            items.append(item)
+        if not items:
+            raise EmptyCorpusError("ingest was given no documents")
+        return self._ingest_validated(items, bs, show_progress)
+
+    def _ingest_validated(self, items: list[tuple[str, str, dict[str, Any], bool]], bs: int, show_progress: bool = False) -> int:
+        """Embed all of ``items`` (validated ``(id, text, payload, is_empty)``), then write
+        them in batches of ``bs``. Used by :meth:`ingest` and ``antigravity index``."""
+        self._check_manifest_for_write()
+        ids = [it[0] for it in items]
         progress = None
         if show_progress:
             from rich.progress import Progress
 
             progress = Progress()
             progress.start()
-            task = progress.add_task("ingest", total=None)
+            task = progress.add_task("embed + write", total=2 * len(items))
         try:
-            for item in _normalise_documents(documents):
-                if item[0] in seen:
-                    raise DocumentError(f"duplicate document id {item[0]!r} in one ingest call")
-                seen.add(item[0])
-                batch.append(item)
-                if len(batch) >= bs:
-                    written += self._write_batch(batch)
-                    batch = []
-                    if progress:
-                        progress.update(task, completed=written)
-            if batch:
-                written += self._write_batch(batch)
+            parts = []
+            for i in range(0, len(items), max(bs, 512)):
+                parts.append(np.asarray(self.encoder.encode([it[1] for it in items[i : i + max(bs, 512)]]), dtype=np.float32))
+                if progress:
+                    progress.update(task, advance=len(parts[-1]))
+            raw = np.concatenate(parts)
+            if raw.shape != (len(items), self.encoder.dim):
+                raise DocumentError(f"the student returned shape {raw.shape} for {len(items)} documents")
+            if not np.isfinite(raw).all():
+                bad = [ids[i] for i in np.where(~np.isfinite(raw).all(axis=1))[0]]
+                raise DocumentError(f"the student produced non-finite vectors for documents {bad[:5]}; nothing of this call was written")
+            written = 0
+            n_empty = sum(1 for it in items if it[3])
+            for start in range(0, len(items), bs):
+                written += self._write_batch(items[start : start + bs], raw[start : start + bs])
+                if progress:
+                    progress.update(task, advance=min(bs, len(items) - start))
         finally:
             if progress:
                 progress.stop()
-        if not seen:
-            raise EmptyCorpusError("ingest was given no documents")
+            self._after_write(recount_empty=True)
+        if n_empty:
+            self._stats["empty_documents_ingested"] += n_empty
+            logger.info("ingest: %d empty documents stored (never returned by search)", n_empty)
         return written
 
-    def _write_batch(self, batch: list[tuple[str, str, dict[str, Any]]]) -> int:
+    def _check_manifest_for_write(self) -> None:
+        """Ingest refuses to mix students: re-read the manifest and compare (cheap)."""
+        if self.manifest is None:
+            return
+        m = self.manifest.read()
+        if m is None:
+            if self.store.dim is not None:
+                raise ManifestError(f"the manifest {self.manifest.path} of collection {self.store.collection!r} vanished while the engine ran; nothing was written")
+            return
+        diffs = identity_differences(m["student"], self.student_identity)
+        if diffs:
+            raise ManifestError(
+                f"collection {self.store.collection!r} was built by student {describe_student(m['student'])}; this engine's student is "
+                f"{describe_student(self.student_identity)} (differs in {', '.join(diffs)}); nothing was written"
+            )
+
+    def _after_write(self, recount_empty: bool = False) -> None:
+        """After an ingest call: raise the manifest's document lower bound; recount empties."""
+        if self.store.dim is None:
+            return
+        try:
+            if recount_empty:
+                self.store.n_empty = self.store.count_empty()
+            if self.manifest is not None:
+                m = self.manifest.read()
+                n = self.store.count()
+                if m is not None and n > m["documents"]:
+                    m["documents"] = n
+                    self.manifest.write(m)
+        except Exception as exc:  # noqa: BLE001 - the documents are stored; the bound only lags
+            logger.warning("could not update the collection manifest after ingest: %s", exc)
+
+    def _write_batch(self, batch: list[tuple[str, str, dict[str, Any], bool]], raw: np.ndarray) -> int:
         ids = [b[0] for b in batch]
-        raw = self.encoder.encode([b[1] for b in batch])
-        if not np.isfinite(raw).all():
-            bad = [ids[i] for i in np.where(~np.isfinite(raw).all(axis=1))[0]]
-            raise DocumentError(f"the student produced non-finite vectors for documents {bad[:5]}")
-        payloads = [b[2] if self.settings.store.store_text else {k: v for k, v in b[2].items() if k not in ("title", "text")} for b in batch]
+        keep_text = self.settings.store.store_text
+        payloads = [b[2] if keep_text else {k: v for k, v in b[2].items() if k not in ("title", "text")} for b in batch]
         with self._write_lock:
+            if self.store.dim is None and self.manifest is not None and not self.manifest.exists():
+                # the manifest is written before the collection: a crash between the two
+                # leaves a manifest with 0 documents and no collection, which opens fine
+                self.manifest.create(self.store.collection, self._store_where(), self.student_identity, 0)
             self.store.ensure_collection(self.encoder.dim)
             # write every slot (an upsert replaces the whole point): a search still running on
             # the previously served slot must find these documents under *its* version
@@ -312,6 +496,7 @@ class AntigravityEngine:
             for slot in SLOTS:
                 content = self._slot_content.get(slot)
                 served[slot] = content.doc_adapter.transform(raw) if content is not None and content.doc_adapter is not None else raw
+            self.store.n_empty += sum(1 for b in batch if b[3])  # over-fetch until recounted
             self.store.upsert(ids, raw, payloads, served)
             self._raw_cache = None
             self._payload_cache = None
@@ -321,17 +506,28 @@ class AntigravityEngine:
         return len(ids)
 
     def count(self) -> int:
-        """Number of stored documents."""
+        """Number of stored documents (empty documents included)."""
         return self.store.count()
+
+    def get(self, doc_id: Any) -> dict[str, Any] | None:
+        """The stored payload (``title``, ``text``, extra keys) of ``doc_id``, or ``None``.
+
+        Raises:
+            DocumentError: ``doc_id`` is not a valid id (see :mod:`antigravity.documents`).
+        """
+        from .documents import validate_id
+
+        sid = validate_id(doc_id)
+        payload = self.store.retrieve([sid]).get(sid)
+        if payload is None:
+            return None
+        return {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
 
     # -- search -----------------------------------------------------------------------
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Raw student vectors of ``queries``: ``(m, d) float32`` (not cached: traffic is unbounded)."""
         for i, q in enumerate(queries):
-            if not isinstance(q, str):
-                raise QueryError(f"query #{i} must be a string, got {type(q).__name__}")
-            if not q.strip():
-                raise QueryError(f"query #{i} is empty")
+            validate_query_text(q, index=i)
         return self.encoder._forward(list(queries), False) if queries else np.zeros((0, self.encoder.dim), np.float32)
 
     def search(self, query: str, k: int = 10, *, record: bool = True) -> list[SearchHit]:
@@ -342,7 +538,7 @@ class AntigravityEngine:
             record: keep the query for label-free adaptation signals (bounded buffer).
 
         Raises:
-            QueryError: empty/non-string query or ``k <= 0``.
+            QueryError: empty/non-string query, text that is not valid Unicode, or ``k <= 0``.
         """
         return self.search_batch([query], k=k, record=record)[0]
 
@@ -532,13 +728,17 @@ class AntigravityEngine:
         """Metadata saved with a new checkpoint (see :meth:`AdapterRegistry.save`)."""
         teacher = None
         helper = self._teacher_helper
-        if metrics.get("teacher") or (self.settings.mode == "hybrid" and helper is not None and helper.loaded):
-            loaded = helper is not None and helper.loaded
-            teacher = {
-                "name": metrics.get("teacher") or (helper.teacher.name if loaded else None),
-                "dim": metrics.get("teacher_dim") or (int(helper.teacher.dim) if loaded else None),
-            }
-        return {
+        fallback = None
+        status = self._guidance_status
+        if status and status.startswith("failed:") and not metrics.get("teacher"):
+            fallback = status.split(":", 1)[1]  # this hybrid cycle fell back to baseline targets
+        elif metrics.get("teacher") or (self.settings.mode == "hybrid" and helper is not None and helper.loaded):
+            src = helper._teacher if helper is not None else None  # never resolve or probe a teacher here
+            dim = metrics.get("teacher_dim")
+            if not dim and src is not None:
+                dim = getattr(src, "known_dim", None)  # metadata never asks a (possibly dead) endpoint
+            teacher = {"name": metrics.get("teacher") or (getattr(src, "name", None) if src is not None else None), "dim": int(dim) if dim else None}
+        out = {
             "parent": self._served.version,
             "mode": self.settings.mode,
             "source": metrics.get("source", "sedimentation"),
@@ -547,6 +747,9 @@ class AntigravityEngine:
             "settings_hash": settings_hash(self.settings),
             "metrics": metrics,
         }
+        if fallback is not None:
+            out["teacher_fallback"] = fallback
+        return out
 
     # -- adaptation -------------------------------------------------------------------
     def set_validation(self, query_ids: Sequence[str], query_vectors: np.ndarray | None, qrels: dict[str, dict[str, int]], *, queries: Sequence[str] | None = None) -> None:
@@ -581,16 +784,33 @@ class AntigravityEngine:
 
         with self._cycle_lock:
             self._signals_at_last_cycle = self._stats.get("signals_recorded", 0)
-            return run_cycle(self, teacher_guidance=self._teacher_guidance())
+            self._guidance_status = None
+            try:
+                return run_cycle(self, teacher_guidance=self._teacher_guidance())
+            finally:
+                self._guidance_status = None
 
     def _teacher_guidance(self):
-        """Hybrid mode: a callable blending teacher rankings into a cycle's targets, or None."""
+        """Hybrid mode: a callable blending teacher rankings into a cycle's targets, or None.
+        Whatever goes wrong in it (teacher or not) leaves the homeostatic targets, is counted
+        in ``stats()["teacher_failures"]`` and never fails the cycle."""
         w = self.settings.teacher.weight
         if self.settings.mode != "hybrid" or w == 0.0:
             return None
-        from .distillation import hybrid_guidance
+        from .distillation import _failure_kind, hybrid_guidance
+        from .errors import TeacherError
 
-        return lambda traffic, targets: hybrid_guidance(self, traffic, targets, w)
+        def guide(traffic, targets):
+            try:
+                out = hybrid_guidance(self, traffic, targets, w)
+            except Exception as exc:  # noqa: BLE001 - the fallback chain: hybrid -> baseline
+                err = exc if isinstance(exc, TeacherError) else TeacherError(f"hybrid guidance failed: {type(exc).__name__}: {exc}", kind=f"guidance_{type(exc).__name__}")
+                self.record_teacher_failure(_failure_kind(err), err)
+                self._guidance_status = f"failed:{_failure_kind(err)}"
+                return targets
+            return out
+
+        return guide
 
     @property
     def teacher_helper(self):
@@ -610,11 +830,16 @@ class AntigravityEngine:
         return self._teacher_helper
 
     def record_teacher_failure(self, kind: str, exc: BaseException) -> None:
-        """Count a teacher failure by kind (visible in :meth:`stats`); log each kind once."""
-        failures = self._stats.setdefault("teacher_failures", {})
-        if kind not in failures:
-            logger.warning("teacher failure (%s): %s — falling back to homeostatic (baseline) targets", kind, exc)
-        failures[kind] = failures.get(kind, 0) + 1
+        """Count a teacher failure by ``kind`` (``stats()["teacher_failures"]``, and the
+        total in ``stats()["teacher_failures_total"]``); log each kind once (URL credentials
+        masked). Thread-safe: serving fusion and background cycles report here too."""
+        with self._failure_lock:
+            failures = self._stats.setdefault("teacher_failures", {})
+            first = kind not in failures
+            failures[kind] = failures.get(kind, 0) + 1
+            self._stats["teacher_failures_total"] += 1
+        if first:
+            logger.warning("teacher failure (%s): %s — falling back (hybrid/offline -> baseline, fusion -> student ranking)", kind, mask_url(str(exc)))
 
     # settings that shape the encoder or the store: changing them needs a new engine
     _RESTART_KEYS = ("data_dir", "cache_dir", "student", "store")
@@ -717,10 +942,30 @@ class AntigravityEngine:
         s = self.settings.adaptation
         if not s.auto_cycle or self._stats.get("signals_recorded", 0) - self._signals_at_last_cycle < s.min_signals:
             return
-        if self._cycle_lock.locked():
+        if self._cycle_lock.locked() or (self._auto_thread is not None and self._auto_thread.is_alive()):
             return
         self._signals_at_last_cycle = self._stats.get("signals_recorded", 0)
-        threading.Thread(target=self.run_sedimentation_cycle, name="antigravity-sedimentation", daemon=True).start()
+        self._auto_thread = threading.Thread(target=self._auto_cycle_worker, name="antigravity-sedimentation", daemon=True)
+        self._auto_thread.start()
+
+    def _auto_cycle_worker(self) -> None:
+        """Background cycle (``adaptation.auto_cycle``): never lets an exception kill the
+        thread silently — it is logged and counted in ``stats()["auto_cycle_errors"]``; the
+        served version stays."""
+        try:
+            self.run_sedimentation_cycle()
+            self._stats["auto_cycles_run"] += 1
+        except Exception as exc:  # noqa: BLE001 - a background thread has no caller to raise to
+            self._stats["auto_cycle_errors"] += 1
+            logger.error("automatic sedimentation cycle failed (%s: %s); still serving version %d", type(exc).__name__, mask_url(str(exc)), self._served.version)
+
+    def wait_for_auto_cycle(self, timeout: float | None = None) -> bool:
+        """Wait for a running automatic cycle; True if none is running afterwards."""
+        t = self._auto_thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
 
     def _next_version(self) -> int:
         self._version_counter = max(self._version_counter, max(self._versions)) + 1
@@ -781,4 +1026,6 @@ class AntigravityEngine:
             "adapters_dir": str(self.adapters.dir) if self.adapters is not None else None,
             "student": self.encoder.name,
             "teacher_loaded": bool(self._teacher_helper is not None and self._teacher_helper.loaded),
+            "empty_documents": self.store.n_empty,
+            "permission_warnings": len(self.permission_warnings),
         }

@@ -53,12 +53,76 @@ class StoreError(AntigravityError, RuntimeError):
     """The vector store is unreachable, locked by another process, or returned an inconsistent state."""
 
 
+class ManifestError(StoreError):
+    """The collection's manifest (which student built it, in which store format) does not match
+    the running engine, or the store, manifest and adapter registry disagree (damage). The
+    message names the file and the recovery command; nothing is changed."""
+
+
 class AdaptationError(AntigravityError, RuntimeError):
     """An adaptation step (cycle, distillation) failed; the previous adapter version stays active."""
 
 
 class TeacherError(AntigravityError, RuntimeError):
-    """The teacher model or endpoint failed (load error, timeout, bad dimension, non-finite output)."""
+    """The teacher model or endpoint failed (load error, timeout, bad dimension, non-finite output).
+
+    ``kind`` names the class of failure for counters (``stats()["teacher_failures"]``); the
+    subclasses below set it, a plain ``TeacherError`` is ``"teacher"``.
+    """
+
+    kind = "teacher"
+
+    def __init__(self, message: str = "", *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class TeacherLoadError(TeacherError):
+    """The teacher model could not be found or loaded."""
+
+    kind = "load"
+
+
+class TeacherConnectionError(TeacherError):
+    """The teacher endpoint refused or dropped the connection (after retries)."""
+
+    kind = "connection"
+
+
+class TeacherTimeoutError(TeacherError):
+    """The teacher endpoint did not answer within ``teacher.timeout_s`` (after retries)."""
+
+    kind = "timeout"
+
+
+class TeacherHTTPError(TeacherError):
+    """The teacher endpoint answered with an HTTP error status (``status``: 401, 429, 500...)."""
+
+    kind = "http"
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message, kind=f"http_{status}" if status is not None else None)
+        self.status = status
+
+
+class TeacherMalformedError(TeacherError):
+    """The teacher returned something that is not the documented response (bad JSON, missing,
+    duplicate or out-of-range indices, a partial batch, wrong row count)."""
+
+    kind = "malformed"
+
+
+class TeacherDimensionError(TeacherError):
+    """The teacher returned vectors of another dimension than before (or than configured)."""
+
+    kind = "dimension"
+
+
+class TeacherNonFiniteError(TeacherError):
+    """The teacher returned NaN or inf values."""
+
+    kind = "non_finite"
 
 
 class CheckpointError(AntigravityError, ValueError):

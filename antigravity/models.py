@@ -237,6 +237,27 @@ class Encoder:
         """Cache identity: name, sequence length and dtype."""
         return f"{self.name}|seq={self.max_seq_length or 'default'}|{'bf16' if self.bf16 else 'fp32'}"
 
+    def identity(self) -> dict:
+        """What a collection manifest records about this student (see
+        :mod:`antigravity.manifest`): ``name``, ``revision`` (sha256 of the weight files,
+        cached; ``None`` for a hub id not on disk), ``dim``, ``max_seq_length`` (or
+        ``"default"``), ``dtype`` (``"bf16"``/``"fp32"``) and ``normalized`` (always true:
+        outputs are L2-normalised).
+
+        Raises:
+            ModelNotFoundError / ModelLoadError: the model's files cannot be located.
+        """
+        path = Path(resolve_model_path(self.name, self.cache_dir))
+        revision = weights_fingerprint(path, self.cache_dir) if path.is_dir() else None
+        return {
+            "name": self.name,
+            "revision": revision,
+            "dim": int(self.dim),
+            "max_seq_length": self.max_seq_length or "default",
+            "dtype": "bf16" if self.bf16 else "fp32",
+            "normalized": True,
+        }
+
     @property
     def cache(self) -> EmbeddingCache:
         if self._cache is None:
@@ -299,6 +320,56 @@ class Encoder:
 
         gc.collect()
         trim_heap()
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".h5", ".msgpack")
+
+
+def weights_fingerprint(model_dir: str | Path, cache_dir: str | Path | None = None) -> str:
+    """sha256 (hex) over the weight files of a model folder (``*.safetensors``, ``*.bin``,
+    ``*.onnx``... at any depth, sorted by relative path; name and content of each), or over
+    every file's name and size when it holds no weight file. Digests are cached in
+    ``<cache_dir>/models/fingerprints.json`` keyed by folder, file sizes and mtimes, so a
+    model is hashed once (~0.3 s per 100 MB) until its files change.
+    """
+    import hashlib
+    import json
+
+    root = Path(model_dir)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    key = hashlib.sha256(json.dumps([str(root.resolve()), stats]).encode()).hexdigest()
+    cache_file = Path(cache_dir) / "models" / "fingerprints.json" if cache_dir is not None else None
+    cached: dict = {}
+    if cache_file is not None and cache_file.exists():
+        try:
+            cached = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        if isinstance(cached, dict) and isinstance(cached.get(key), str):
+            return cached[key]
+    h = hashlib.sha256()
+    if files:
+        for p in files:
+            h.update(str(p.relative_to(root)).encode() + b"\0")
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    else:
+        for p in sorted(q for q in root.rglob("*") if q.is_file()):
+            h.update(f"{p.relative_to(root)}\0{p.stat().st_size}\0".encode())
+    digest = h.hexdigest()
+    if cache_file is not None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cached = cached if isinstance(cached, dict) else {}
+            cached[key] = digest
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cached))
+            os.replace(tmp, cache_file)
+        except OSError:  # a read-only cache only costs a re-hash next time
+            pass
+    return digest
 
 
 def trim_heap() -> None:

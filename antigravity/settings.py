@@ -13,6 +13,7 @@ naming the field path, the value and what is allowed.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +25,33 @@ from .errors import ConfigurationError
 
 Mode = Literal["baseline", "offline", "hybrid"]
 
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:api[_-]?key|apikey|key|token|access_token|secret|password|passwd|pwd|auth)=)(?P<value>[^&;#\s'\"]+)", re.IGNORECASE)
+_SECRET_NAMES = ("api_key", "apikey", "password", "passwd", "secret", "token")
+
+
+def mask_url(text: Any) -> Any:
+    """``text`` with credentials masked wherever a URL appears in it: the user-info part
+    (``https://user:pass@host`` → ``https://***@host``) and the values of secret-looking
+    query parameters (``?api_key=...`` → ``?api_key=***``). Non-strings are returned unchanged.
+    Used for every URL the package prints: errors, logs, ``repr(settings)``, ``config show``."""
+    if not isinstance(text, str):
+        return text
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", text)
+
+
+def _is_secret_name(name: str) -> bool:
+    n = name.lower()
+    return any(k in n for k in _SECRET_NAMES) and not n.endswith("_env")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __repr_args__(self):  # repr/str never show credentials embedded in URLs
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value)
 
 
 class StudentSettings(_Section):
@@ -133,6 +158,10 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
 
+    def __repr_args__(self):  # nested sections mask themselves; top-level strings too
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value)
+
     @model_validator(mode="after")
     def _check_combinations(self) -> "Settings":
         if self.mode in ("offline", "hybrid") and not (self.teacher.name or self.teacher.base_url):
@@ -225,7 +254,11 @@ def format_validation_error(exc: ValidationError, source: str | None = None) -> 
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         value = err.get("input")
-        msg = err["msg"]
+        if any(_is_secret_name(str(p)) for p in err["loc"]):
+            value = "**********"
+        elif isinstance(value, str):
+            value = mask_url(value)
+        msg = mask_url(err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
         lines.append(f"{loc} = {value!r}: {msg}")
@@ -290,8 +323,10 @@ def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> 
                 continue
             env = "ANTIGRAVITY_" + key.replace(".", "__").upper()
             source = "argument" if name in over else "env" if env in os.environ or (prefix == "" and env in os.environ) else "file" if name in filed else "default"
-            if isinstance(value, SecretStr):
+            if isinstance(value, SecretStr) or (_is_secret_name(name) and isinstance(value, str)):
                 value = "**********"
+            else:
+                value = mask_url(value)
             out.append((key, value, source))
 
     walk(settings, "", nested_over, file_data)

@@ -15,11 +15,23 @@ upserts the same point); the original id is kept in the payload as ``doc_id``.
 Local mode (``location=":memory:"`` or a folder) is the embedded default; local mode allows
 one client per folder, so this class serialises its calls with a lock. With ``url`` the same
 calls go to a Qdrant server.
+
+Security: qdrant-client's local mode stores every point *pickled* in SQLite
+(``<folder>/collection/<name>/storage.sqlite``) and unpickles it on open, so whoever can
+write the folder can run code as the engine's user. A folder this class creates is made
+private (mode 0700); opening one that is group- or world-writable logs a warning and is
+counted (:attr:`QdrantStore.permission_warnings`).
+
+Empty documents (payload flag ``_ag_empty``, see :mod:`antigravity.documents`) are stored
+and counted but never returned by :meth:`QdrantStore.search`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import stat
 import threading
 import uuid
 from pathlib import Path
@@ -27,7 +39,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .documents import EMPTY_FLAG
 from .errors import StoreError
+from .settings import mask_url
+
+logger = logging.getLogger(__name__)
 
 RAW = "raw"
 SLOTS = ("served_a", "served_b")
@@ -37,6 +53,49 @@ _NAMESPACE = uuid.UUID("6f1d7c52-3c1a-4d7e-9a55-2b8a3c0e9f11")
 def point_id(doc_id: str) -> str:
     """Deterministic Qdrant point id (uuid5 string) for a document id."""
     return str(uuid.uuid5(_NAMESPACE, doc_id))
+
+
+def make_private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700; an existing folder is left as
+    it is (see :func:`check_permissions`). Returns the path.
+
+    Raises:
+        StoreError: the folder cannot be created (names it and the OS error).
+    """
+    p = Path(path).expanduser()
+    missing = []
+    q = p
+    while not q.exists() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    try:
+        for d in reversed(missing):
+            d.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(d, 0o700)  # mkdir's mode is reduced by the umask; be explicit
+    except OSError as exc:
+        raise StoreError(f"cannot create data folder {str(p)!r}: {exc.strerror or exc}") from None
+    return p
+
+
+def check_permissions(path: str | Path) -> list[str]:
+    """Warnings for ``path`` (a folder) being writable by group or others — whoever can
+    write the embedded store folder can run code as the engine's user (pickled points).
+    Each warning is logged and returned (empty list: fine or not a folder)."""
+    p = Path(path).expanduser()
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return []
+    out = []
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit)
+        out.append(
+            f"{p} is writable by {who} (mode {stat.S_IMODE(mode):04o}): anyone who can write it can run code as this "
+            f"process (the embedded store unpickles its points); run: chmod go-w {p}"
+        )
+    for msg in out:
+        logger.warning(msg)
+    return out
 
 
 class QdrantStore:
@@ -62,23 +121,31 @@ class QdrantStore:
         collection: str = "antigravity",
         timeout_s: float = 30.0,
         create_options: dict[str, Any] | None = None,
+        create: bool = True,
     ) -> None:
         from qdrant_client import QdrantClient
 
         self.collection = collection
         self.remote = bool(url)
+        self.location = None if url else location
         self.create_options = {k: v for k, v in (create_options or {}).items() if v is not None}
+        self.permission_warnings: list[str] = []
+        self.n_empty = 0
+        where = mask_url(url) if url else location
+        if not url and location != ":memory:":
+            if not Path(location).expanduser().is_dir():
+                if not create:
+                    raise StoreError(f"no store at {str(location)!r}: the folder does not exist (mistyped --data-dir?); nothing was created")
+                make_private_dir(location)
+            self.permission_warnings = check_permissions(location)
         try:
             if url:
                 self.client = QdrantClient(url=url, api_key=api_key, timeout=max(1, int(timeout_s)), check_compatibility=False)
                 self.client.get_collections()  # fail fast when unreachable
             else:
-                if location != ":memory:":
-                    Path(location).mkdir(parents=True, exist_ok=True)
                 self.client = QdrantClient(location=location, force_disable_check_same_thread=True) if location == ":memory:" else QdrantClient(path=location, force_disable_check_same_thread=True)
         except Exception as exc:  # noqa: BLE001 - qdrant raises many types
-            where = url or location
-            raise StoreError(f"cannot open Qdrant store at {where!r}: {exc}") from exc
+            raise StoreError(mask_url(f"cannot open Qdrant store at {where!r}: {type(exc).__name__}: {exc}").replace("\n", " ")) from exc
         self._lock: contextlib.AbstractContextManager = threading.RLock() if not url else contextlib.nullcontext()
         self.dim: int | None = None
         if self.client.collection_exists(collection):
@@ -87,6 +154,54 @@ class QdrantStore:
             if not isinstance(vectors, dict) or RAW not in vectors:
                 raise StoreError(f"collection {collection!r} exists but was not created by Antigravity (no 'raw' vector)")
             self.dim = int(vectors[RAW].size)
+            self.n_empty = self.count_empty()
+
+    # -- files of the embedded store (for error messages) -----------------------------
+    @property
+    def meta_file(self) -> Path | None:
+        """Local mode: the store's ``meta.json`` (lists the collections); else ``None``."""
+        return None if self.remote or self.location in (None, ":memory:") else Path(self.location) / "meta.json"
+
+    @property
+    def collection_dir(self) -> Path | None:
+        """Local mode: the folder holding the collection's ``storage.sqlite``; else ``None``."""
+        return None if self.remote or self.location in (None, ":memory:") else Path(self.location) / "collection" / self.collection
+
+    def describe(self) -> str:
+        """Where the collection lives, for messages (URL credentials masked)."""
+        if self.collection_dir is not None:
+            return str(self.collection_dir / "storage.sqlite")
+        return f"collection {self.collection!r} on {'a Qdrant server' if self.remote else 'an in-memory store'}"
+
+    def drop_collection(self) -> None:
+        """Delete the collection and every point in it (a deliberate re-index)."""
+        with self._lock:
+            if self.client.collection_exists(self.collection):
+                self.client.delete_collection(self.collection)
+        self.dim = None
+        self.n_empty = 0
+
+    def count_empty(self) -> int:
+        """Number of stored empty documents (payload flag ``_ag_empty``)."""
+        from qdrant_client import models
+
+        if self.dim is None:
+            return 0
+        flt = models.Filter(must=[models.FieldCondition(key=EMPTY_FLAG, match=models.MatchValue(value=True))])
+        with self._lock:
+            return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def retrieve(self, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{doc_id: payload}`` of the stored documents among ``doc_ids`` (missing ones absent)."""
+        if self.dim is None or not doc_ids:
+            return {}
+        with self._lock:
+            pts = self.client.retrieve(self.collection, ids=[point_id(d) for d in doc_ids], with_payload=True)
+        out = {}
+        for p in pts:
+            payload = dict(p.payload or {})
+            out[str(payload.pop("doc_id"))] = payload
+        return out
 
     def ensure_collection(self, dim: int) -> None:
         """Create the collection for ``dim``-dimensional vectors if missing.
@@ -142,8 +257,9 @@ class QdrantStore:
 
         if self.dim is None:
             return [[] for _ in range(len(vectors))]
+        hidden = self.n_empty  # empty documents are never results: ask for that many more, drop them
         reqs = [
-            models.QueryRequest(query=v.tolist(), using=using, limit=int(k), with_payload=True) for v in vectors
+            models.QueryRequest(query=v.tolist(), using=using, limit=int(k) + hidden, with_payload=True) for v in vectors
         ]
         with self._lock:
             responses = self.client.query_batch_points(self.collection, requests=reqs)
@@ -152,8 +268,10 @@ class QdrantStore:
             hits = []
             for p in resp.points:
                 payload = dict(p.payload or {})
+                if payload.get(EMPTY_FLAG):
+                    continue
                 hits.append((str(payload.pop("doc_id", p.id)), float(p.score), payload))
-            out.append(hits)
+            out.append(hits[: int(k)])
         return out
 
     def count(self) -> int:

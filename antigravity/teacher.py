@@ -28,7 +28,18 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from .cache import EmbeddingCache
-from .errors import ConfigurationError, TeacherError
+from .errors import (
+    ConfigurationError,
+    TeacherConnectionError,
+    TeacherDimensionError,
+    TeacherError,
+    TeacherHTTPError,
+    TeacherLoadError,
+    TeacherMalformedError,
+    TeacherNonFiniteError,
+    TeacherTimeoutError,
+)
+from .settings import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +61,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _validate(out: Any, n: int, dim: int | None, who: str) -> np.ndarray:
-    arr = np.asarray(out, dtype=np.float32)
+    try:
+        arr = np.asarray(out, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TeacherMalformedError(f"{who} returned something that is not a numeric matrix ({type(exc).__name__})") from None
     if arr.ndim != 2 or arr.shape[0] != n:
-        raise TeacherError(f"{who} returned shape {arr.shape} for {n} texts")
+        raise TeacherMalformedError(f"{who} returned shape {arr.shape} for {n} texts")
     if dim is not None and arr.shape[1] != dim:
-        raise TeacherError(f"{who} returned {arr.shape[1]}-d vectors, expected {dim}-d")
+        raise TeacherDimensionError(f"{who} returned {arr.shape[1]}-d vectors, expected {dim}-d")
     if not np.isfinite(arr).all():
-        raise TeacherError(f"{who} returned NaN or inf values")
+        raise TeacherNonFiniteError(f"{who} returned NaN or inf values")
     return _unit(arr)
 
 
@@ -72,9 +86,19 @@ class ObjectTeacher:
 
     @property
     def dim(self) -> int:
+        """Output dimension; probes ``encode`` once when the object has no ``dim``.
+
+        Raises:
+            TeacherError: the probe failed or returned no ``(1, d)`` matrix.
+        """
         if self._dim is None:
-            self._dim = int(np.asarray(self.obj.encode(["dimension probe"])).shape[1])
+            self._dim = int(self.encode(["dimension probe"]).shape[1])
         return int(self._dim)
+
+    @property
+    def known_dim(self) -> int | None:
+        """The dimension if known without calling the teacher, else ``None``."""
+        return None if self._dim is None else int(self._dim)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         try:
@@ -82,8 +106,11 @@ class ObjectTeacher:
         except TeacherError:
             raise
         except Exception as exc:  # noqa: BLE001 - any user object failure is a teacher failure
-            raise TeacherError(f"teacher {self.name!r} failed: {exc}") from exc
-        return _validate(out, len(texts), self._dim, f"teacher {self.name!r}")
+            raise TeacherError(f"teacher {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        arr = _validate(out, len(texts), self._dim, f"teacher {self.name!r}")
+        if self._dim is None:
+            self._dim = int(arr.shape[1])  # later calls must keep this dimension
+        return arr
 
     def release(self) -> None:
         """Call the wrapped object's ``release()`` if it has one (the object stays the caller's)."""
@@ -104,7 +131,20 @@ class ModelTeacher:
 
     @property
     def dim(self) -> int:
-        return self.encoder.dim
+        """Output dimension (registered models: without loading; others load the model).
+
+        Raises:
+            TeacherLoadError: the model cannot be loaded.
+        """
+        try:
+            return self.encoder.dim
+        except Exception as exc:  # noqa: BLE001 - ModelLoadError, OSError...
+            raise TeacherLoadError(f"teacher model {self.name!r} could not be loaded: {exc}") from exc
+
+    @property
+    def known_dim(self) -> int | None:
+        """The dimension if known without loading the model, else ``None``."""
+        return self.encoder._dim
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         try:
@@ -162,7 +202,7 @@ class EndpointTeacher:
         cache_dir: str | Path | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"teacher.base_url = {base_url!r}: must start with http:// or https://")
+            raise ConfigurationError(f"teacher.base_url = {mask_url(base_url)!r}: must start with http:// or https://")
         self.base_url = base_url.rstrip("/")
         self.name = model
         self.api_key_env = api_key_env
@@ -175,9 +215,22 @@ class EndpointTeacher:
 
     @property
     def dim(self) -> int:
+        """Output dimension: probes the endpoint once (one request) unless given or known.
+
+        Raises:
+            TeacherError: the probe failed (typed subclasses, see the class doc).
+        """
         if self._dim is None:
             self._dim = int(self._post(["dimension probe"]).shape[1])
         return self._dim
+
+    @property
+    def known_dim(self) -> int | None:
+        """The dimension if known without a request, else ``None``."""
+        return self._dim
+
+    def __repr__(self) -> str:
+        return f"EndpointTeacher({mask_url(self.base_url)!r}, {self.name!r})"
 
     def _http(self):
         if self._client is None:
@@ -194,7 +247,9 @@ class EndpointTeacher:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         url = f"{self.base_url}/embeddings"
+        shown = mask_url(url)  # credentials in the URL are never printed
         last: str = ""
+        last_cls: type[TeacherError] = TeacherError
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
@@ -202,18 +257,23 @@ class EndpointTeacher:
                 self.requests_made += 1
                 resp = self._http().post(url, json={"model": self.name, "input": texts}, headers=headers)
             except httpx.TimeoutException:
-                last = f"timed out after {self.timeout_s} s"
+                last, last_cls, status = f"timed out after {self.timeout_s} s", TeacherTimeoutError, None
                 continue
             except httpx.TransportError as exc:
-                last = f"connection failed ({type(exc).__name__})"
+                last, last_cls, status = f"connection failed ({type(exc).__name__})", TeacherConnectionError, None
                 continue
+            except httpx.HTTPError as exc:  # any other client-side failure (invalid URL, ...)
+                raise TeacherConnectionError(f"teacher endpoint {shown} failed: {type(exc).__name__}") from None
             if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}"
+                last, last_cls, status = f"HTTP {resp.status_code}", TeacherHTTPError, resp.status_code
                 continue
             if resp.status_code != 200:
-                raise TeacherError(f"teacher endpoint {url} answered HTTP {resp.status_code}")
-            return self._parse(resp.content, len(texts), url)
-        raise TeacherError(f"teacher endpoint {url} failed after {self.max_retries + 1} attempts: {last}")
+                raise TeacherHTTPError(f"teacher endpoint {shown} answered HTTP {resp.status_code}", status=resp.status_code)
+            return self._parse(resp.content, len(texts), shown)
+        msg = f"teacher endpoint {shown} failed after {self.max_retries + 1} attempts: {last}"
+        if last_cls is TeacherHTTPError:
+            raise TeacherHTTPError(msg, status=status)
+        raise last_cls(msg)
 
     def _parse(self, content: bytes, n: int, url: str) -> np.ndarray:
         try:
@@ -223,19 +283,24 @@ class EndpointTeacher:
             for item in data:
                 idx = int(item["index"])
                 if idx in rows or not 0 <= idx < n:
-                    raise TeacherError(f"teacher endpoint {url} returned a bad or duplicate index {idx}")
+                    raise TeacherMalformedError(f"teacher endpoint {url} returned a bad or duplicate index {idx}")
                 rows[idx] = item["embedding"]
         except TeacherError:
             raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TeacherError(f"teacher endpoint {url} returned malformed JSON ({type(exc).__name__}: {exc})") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise TeacherMalformedError(f"teacher endpoint {url} returned malformed JSON ({type(exc).__name__})") from None
         if len(rows) != n:
-            raise TeacherError(f"teacher endpoint {url} returned {len(rows)} embeddings for {n} inputs (partial batch)")
+            raise TeacherMalformedError(f"teacher endpoint {url} returned {len(rows)} embeddings for {n} inputs (partial batch)")
         try:
             mat = np.array([rows[i] for i in range(n)], dtype=np.float32)
-        except ValueError:
-            raise TeacherError(f"teacher endpoint {url} returned embeddings of unequal length") from None
-        return _validate(mat, n, self._dim, f"teacher endpoint {url}")
+        except (ValueError, TypeError):
+            raise TeacherMalformedError(f"teacher endpoint {url} returned embeddings of unequal length or non-numbers") from None
+        if mat.ndim != 2:
+            raise TeacherMalformedError(f"teacher endpoint {url} returned embeddings that are not flat lists of numbers")
+        arr = _validate(mat, n, self._dim, f"teacher endpoint {url}")
+        if self._dim is None:
+            self._dim = int(arr.shape[1])  # every later answer must keep this dimension
+        return arr
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         texts = list(texts)

@@ -1,0 +1,134 @@
+"""The collection manifest: which student built a collection, in which store format.
+
+Written beside the collection's adapters (``<adapters dir>/manifest.json``, the folder
+:func:`antigravity.checkpoints.registry_for` names, so one manifest per store location and
+collection) when the collection is created, before its first point::
+
+    {"format": "antigravity-collection-manifest", "store_format_version": 1,
+     "collection": "antigravity", "store": "<where>", "created_at": "...",
+     "student": {"name", "revision", "dim", "max_seq_length", "dtype", "normalized"},
+     "documents": 120}
+
+``revision`` is the sha256 of the student's weight files (computed once per model folder
+and cached, see :func:`antigravity.models.weights_fingerprint`); ``documents`` is a lower
+bound on the stored documents (updated after each ingest call; documents are never deleted
+by the engine), so a store holding fewer points than its manifest is damaged, not empty.
+
+Every engine open compares the running student with the manifest field by field and
+refuses a difference (:class:`ManifestError`, one line naming both sides). A deliberate
+re-index with another student is ``AntigravityEngine(..., reindex=True)`` /
+``antigravity index CORPUS --reindex``: the collection is dropped, the old adapters are
+moved aside, and a new manifest is written. A collection made before manifests existed is
+adopted for the running student with ``AntigravityEngine(..., adopt=True)`` /
+``antigravity adopt``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ManifestError
+
+STORE_FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+_FORMAT = "antigravity-collection-manifest"
+IDENTITY_FIELDS = ("name", "revision", "dim", "max_seq_length", "dtype", "normalized")
+
+
+def student_identity(encoder: Any) -> dict[str, Any]:
+    """The identity of a student encoder: ``{"name", "revision", "dim", "max_seq_length",
+    "dtype", "normalized"}``. Uses ``encoder.identity()`` when the encoder has one
+    (:class:`antigravity.models.Encoder`); otherwise (test stubs, custom encoders) its
+    ``name``, ``dim`` and optional ``revision``/``max_seq_length``/``bf16`` attributes.
+
+    Raises:
+        ModelNotFoundError / ModelLoadError: the model's files cannot be found to hash.
+    """
+    ident = getattr(encoder, "identity", None)
+    if callable(ident):
+        return dict(ident())
+    return {
+        "name": str(encoder.name),
+        "revision": getattr(encoder, "revision", None),
+        "dim": int(encoder.dim),
+        "max_seq_length": getattr(encoder, "max_seq_length", None) or "default",
+        "dtype": "bf16" if getattr(encoder, "bf16", False) else "fp32",
+        "normalized": bool(getattr(encoder, "normalized", True)),
+    }
+
+
+def describe_student(ident: dict[str, Any]) -> str:
+    """``name (384-d, revision 1a2b3c4d5e6f, seq default, fp32)`` for messages."""
+    rev = ident.get("revision")
+    rev_s = f"revision {str(rev)[:12]}" if rev else "no revision"
+    norm = "" if ident.get("normalized", True) else ", not normalised"
+    return f"{ident.get('name')!r} ({ident.get('dim')}-d, {rev_s}, seq {ident.get('max_seq_length')}, {ident.get('dtype')}{norm})"
+
+
+def identity_differences(stored: dict[str, Any], running: dict[str, Any]) -> list[str]:
+    """Names of the identity fields that differ between ``stored`` and ``running``."""
+    return [f for f in IDENTITY_FIELDS if stored.get(f) != running.get(f)]
+
+
+class CollectionManifest:
+    """The manifest file of one collection (``path``); all writes are atomic."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / MANIFEST_FILE
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def read(self) -> dict[str, Any] | None:
+        """The manifest, or ``None`` when there is no file.
+
+        Raises:
+            ManifestError: the file is unreadable, not JSON, or not a manifest of a known
+                store format version (names the file).
+        """
+        if not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ManifestError(
+                f"collection manifest {self.path} is unreadable or not JSON ({type(exc).__name__}); restore it from a backup, "
+                "or rebuild the collection with `antigravity index CORPUS --reindex`"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("student"), dict):
+            raise ManifestError(f"{self.path} is not an Antigravity collection manifest; restore it or rebuild with `antigravity index CORPUS --reindex`")
+        version = data.get("store_format_version")
+        if version != STORE_FORMAT_VERSION:
+            raise ManifestError(
+                f"{self.path}: store format version {version!r}, this Antigravity reads version {STORE_FORMAT_VERSION}; "
+                "use the Antigravity version that wrote it, or rebuild with `antigravity index CORPUS --reindex`"
+            )
+        try:
+            data["documents"] = int(data.get("documents", 0))
+        except (TypeError, ValueError):
+            raise ManifestError(f"{self.path}: 'documents' is not an integer") from None
+        return data
+
+    def create(self, collection: str, where: str, student: dict[str, Any], documents: int = 0) -> dict[str, Any]:
+        """Write a new manifest for ``student`` (identity dict); returns it."""
+        data = {
+            "format": _FORMAT,
+            "store_format_version": STORE_FORMAT_VERSION,
+            "collection": collection,
+            "store": where,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "student": dict(student),
+            "documents": int(documents),
+        }
+        self.write(data)
+        return data
+
+    def write(self, data: dict[str, Any]) -> None:
+        """Replace the file atomically (temp file, fsync, rename)."""
+        from .checkpoints import atomic_write_bytes
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
