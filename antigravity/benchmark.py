@@ -32,7 +32,6 @@ Cycle 0 is always the frozen student; every mode starts from an identically buil
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,41 +54,18 @@ NEAR_DUP_JACCARD = 0.8
 #: the development suite (``../shared/data``): folder names, SciFact first
 DEV_SUITE = ("scifact", "med", "cacm", "npl", "lisa", "time")
 
-_TOKEN = re.compile(r"\w+")
-
-
 def normalise(text: str) -> str:
     """Case- and whitespace-normalised text (the exact-duplicate test of the protocol)."""
     return " ".join(text.lower().split())
 
 
-def tokens(text: str) -> frozenset[str]:
-    """Lower-cased ``\\w+`` tokens (the near-duplicate test of the protocol)."""
-    return frozenset(_TOKEN.findall(text.lower()))
-
-
 def near_duplicates(eval_texts: dict[str, str], adapt_texts: list[str], threshold: float = NEAR_DUP_JACCARD) -> set[str]:
-    """Ids of evaluation queries with an adaptation text of token Jaccard ``>= threshold``
-    (inverted index over tokens; exact, not sampled)."""
-    sets = [tokens(t) for t in adapt_texts]
-    postings: dict[str, list[int]] = {}
-    for i, s in enumerate(sets):
-        for t in s:
-            postings.setdefault(t, []).append(i)
-    out = set()
-    for qid, text in eval_texts.items():
-        a = tokens(text)
-        if not a:
-            continue
-        inter: dict[int, int] = {}
-        for t in a:
-            for i in postings.get(t, ()):
-                inter[i] = inter.get(i, 0) + 1
-        for i, n in inter.items():
-            if n / (len(a) + len(sets[i]) - n) >= threshold:
-                out.add(qid)
-                break
-    return out
+    """Ids of evaluation queries with an adaptation text of token Jaccard ``>= threshold``."""
+    from .gates import near_duplicate_mask
+
+    ids = list(eval_texts)
+    mask = near_duplicate_mask([eval_texts[q] for q in ids], adapt_texts, threshold)
+    return {q for q, m in zip(ids, mask) if m}
 
 
 @dataclass
@@ -204,13 +180,18 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
     for i, qid in enumerate(pool_ids):
         if normalise(pool[qid]) in eval_norm:
             dropped += 1
-            continue
-        if i in dev_idx:
+        elif i in dev_idx:
             dev_q[qid], dev_r[qid] = pool[qid], pool_qrels[qid]
-        else:
-            traffic.append((qid, pool[qid]))
+    dev_norm = {normalise(t) for t in dev_q.values()}  # a dev text is never also traffic
+    for i, qid in enumerate(pool_ids):
+        n = normalise(pool[qid])
+        if i not in dev_idx and n not in eval_norm:
+            if n in dev_norm:
+                dropped += 1
+            else:
+                traffic.append((qid, pool[qid]))
     for qid, t in extra.items():
-        if normalise(t) in eval_norm:
+        if normalise(t) in eval_norm or normalise(t) in dev_norm:
             dropped += 1
         else:
             traffic.append((qid, t))
@@ -305,7 +286,7 @@ def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: 
 def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str) -> dict[str, Any] | None:
     """Score a gate decision: the candidate and the version it would replace, on the
     evaluation queries, per stratum (NDCG@10 deltas candidate − current)."""
-    if report is None or getattr(report, "candidate", None) is None:
+    if report is None or getattr(report, "candidate", None) is None or "gate disabled" in report.reason:
         return None
     cur = evaluate_adapters(engine, data, qvecs, report.current)
     cand = evaluate_adapters(engine, data, qvecs, report.candidate)
@@ -380,6 +361,7 @@ def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], data
     the frozen row of the same seed, and a paired t-test of per-query NDCG@10 deltas (each
     query's delta averaged over the seeds that evaluate it)."""
     per_seed: list[dict[str, float]] = []
+    seeds: list[int] = []
     deltas: dict[str, list[float]] = {}
     for row, base, data in zip(rows, bases, datas):
         ids = data.stratum(stratum)
@@ -387,13 +369,14 @@ def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], data
             continue
         pq, bq = row["_per_query"], base["_per_query"]
         per_seed.append({m: float(np.mean([pq[q][m] for q in ids])) for m in METRICS} | {"delta": float(np.mean([pq[q]["ndcg@10"] - bq[q]["ndcg@10"] for q in ids])), "n": len(ids)})
+        seeds.append(data.protocol["seed"])
         for q in ids:
             deltas.setdefault(q, []).append(pq[q]["ndcg@10"] - bq[q]["ndcg@10"])
     if not per_seed:
         return {"n_queries": 0}
     out: dict[str, Any] = {m: float(np.mean([p[m] for p in per_seed])) for m in METRICS}
     out["delta"] = float(np.mean([p["delta"] for p in per_seed]))
-    out["delta_per_seed"] = [p["delta"] for p in per_seed]
+    out["delta_per_seed"] = {str(sd): p["delta"] for sd, p in zip(seeds, per_seed)}
     out["n_queries"] = int(np.mean([p["n"] for p in per_seed]))
     if len(per_seed) > 1:
         out["std"] = {m: float(np.std([p[m] for p in per_seed], ddof=1)) for m in (*METRICS, "delta")}
@@ -488,7 +471,7 @@ def summarise(corpora: dict[str, dict[str, Any]], tol: float = 0.005) -> dict[st
                 continue
             last[name] = rows[-1]["strata"][HEADLINE].get("delta")
             for row in rows:
-                for sd, d in zip(res["seeds"], row["strata"][HEADLINE].get("delta_per_seed", [])):
+                for sd, d in row["strata"][HEADLINE].get("delta_per_seed", {}).items():
                     if worst is None or d < worst:
                         worst, worst_at = d, f"{name} {row['cycle']} seed {sd}"
             decisions += m["decisions"]
@@ -649,7 +632,7 @@ def table_rows(corpus: dict[str, Any]) -> list[list[str]]:
                 mode, label, _fmt(row["ndcg@10"], std.get("ndcg@10")), _fmt(head.get("ndcg@10"), head.get("std", {}).get("ndcg@10")) + f" (n {head.get('n_queries', 0)})",
                 "" if row is base else _fmt(head.get("delta"), sign=True), "" if row is base or not pt else f"{pt.get('p_holm', pt['p']):.3g}",
                 "" if row is base or not near.get("n_queries") else _fmt(near.get("delta"), sign=True),
-                "" if row is base else " / ".join(f"{d:+.4f}" for d in head.get("delta_per_seed", [])),
+                "" if row is base else " / ".join(f"{d:+.4f}" for d in head.get("delta_per_seed", {}).values()),
                 _fmt(row["recall@100"]), _fmt(row["mrr@10"]), gate,
             ])
     return out

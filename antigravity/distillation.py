@@ -30,7 +30,7 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .errors import AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherDimensionError, TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError
-from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge
+from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, is_stopping_half, split_held_out
 from .teacher import Alignment, TeacherSource, resolve_teacher
 from .training import ListwiseTargets, fit_listwise
 
@@ -328,9 +328,9 @@ def run_offline_distillation(
         q_texts = [q_texts[i] for i in order]
         gate = engine._validation  # labelled dev split, if the caller gave one
         held: list[str] = []
-        if gate is None and engine.settings.gate.enabled:  # label-free: judge held-out texts
-            n_hold = int(round(len(q_texts) * engine.settings.gate.holdout_fraction))
-            held, q_texts = q_texts[:n_hold], q_texts[n_hold:]
+        if gate is None and engine.settings.gate.enabled:  # label-free: judge held-out texts never trained on
+            train, hold = split_held_out(q_texts, engine.settings.gate.holdout_fraction)  # the same texts cycles hold out
+            held, q_texts = [q_texts[i] for i in hold], [q_texts[i] for i in train]
             if len(q_texts) < 2:
                 raise AdaptationError(f"need at least 2 distillation texts besides the {len(held)} held out for the gate, got {len(q_texts)}; nothing changed")
         emit("build_set", {"n_texts": len(q_texts), "n_held_out": len(held), "n_tokens": int(sum(len(t.split()) for t in q_texts))})
@@ -345,11 +345,14 @@ def run_offline_distillation(
         emit("teacher_inference", {"teacher_encode_time_s": metrics["teacher_encode_time_s"]})
         helper.fit_alignment(Td, D)
         metrics["alignment"] = helper.compute_alignment_metric(Sq, D, Tq, Td)
+        stop_gate = gate
         if gate is None and engine.settings.gate.enabled:
-            gate = _label_free_distillation_gate(engine, helper, held, doc_ids, Td)
-        # 4. train (early stopping on the gate's score: dev NDCG@10, or the judge's on held-out texts)
+            # half of the held-out texts pick the epoch, the other half judge the result
+            stop_gate = _label_free_distillation_gate(engine, helper, [t for t in held if is_stopping_half(t)], doc_ids, Td)
+            gate = _label_free_distillation_gate(engine, helper, [t for t in held if not is_stopping_half(t)], doc_ids, Td)
+        # 4. train (early stopping on dev NDCG@10, or on the judge's score of the stopping half)
         t1 = time.perf_counter()
-        q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit, gate=gate)
+        q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit, gate=stop_gate)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
         if getattr(res, "extra", None):
             metrics.update(lr=res.extra["lr"], best_epoch=res.extra["best_epoch"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})

@@ -26,6 +26,7 @@ All gates read raw student vectors and the adapters; none reads evaluation queri
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -62,6 +63,79 @@ def top_rows(q: np.ndarray, D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
 def serve(q_adapter, d_adapter, Q: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Queries and documents in the served space of ``(q_adapter, d_adapter)`` (None = identity)."""
     return (q_adapter.transform(Q) if q_adapter is not None else Q, d_adapter.transform(D) if d_adapter is not None else D)
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def token_set(text: str) -> frozenset[str]:
+    """Lower-cased ``\\w+`` tokens of ``text`` (the near-duplicate test of the protocol)."""
+    return frozenset(_WORDS.findall(text.lower()))
+
+
+def _bucket(text: str) -> float:
+    """A stable number in [0, 1) for ``text``: blake2b of its sorted token set, so case,
+    punctuation and word-order variants of one text share a bucket."""
+    key = " ".join(sorted(token_set(text))).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64
+
+
+def is_held_out(text: str | None, fraction: float) -> bool:
+    """Whether a traffic/distillation text belongs to the label-free gate's held-out set. The
+    assignment is a fixed function of the text, so a text held out once is held out in every
+    cycle and in offline distillation: no served or candidate adapter ever trains on it.
+    Texts without text (vector-only searches) are never held out (they cannot be judged)."""
+    return bool(text) and _bucket(text) < fraction
+
+
+def is_stopping_half(text: str) -> bool:
+    """Held-out texts split in two by a second stable hash: one half for early stopping, the
+    other for the gate's decision (so the epoch picked is not also the one tested)."""
+    key = ("stop:" + " ".join(sorted(token_set(text)))).encode()
+    return hashlib.blake2b(key, digest_size=1).digest()[0] < 128
+
+
+def near_duplicate_mask(texts: Sequence[str | None], others: Sequence[str], threshold: float = 0.8) -> np.ndarray:
+    """``(len(texts),) bool``: which ``texts`` have a text in ``others`` with token Jaccard
+    ``>= threshold`` (inverted index over tokens; exact)."""
+    sets = [token_set(t) for t in others]
+    postings: dict[str, list[int]] = {}
+    for i, st in enumerate(sets):
+        for tok in st:
+            postings.setdefault(tok, []).append(i)
+    out = np.zeros(len(texts), bool)
+    for j, text in enumerate(texts):
+        a = token_set(text) if text else frozenset()
+        if not a:
+            continue
+        inter: dict[int, int] = {}
+        for tok in a:
+            for i in postings.get(tok, ()):
+                inter[i] = inter.get(i, 0) + 1
+        out[j] = any(n / (len(a) + len(sets[i]) - n) >= threshold for i, n in inter.items())
+    return out
+
+
+def split_held_out(texts: Sequence[str | None], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, held)`` of ``texts`` for the label-free gate: held = :func:`is_held_out`;
+    train = the rest minus near-duplicates (Jaccard ≥ 0.8) of a held-out text, so paraphrases
+    of a judged text are never trained on."""
+    held = np.array([i for i, t in enumerate(texts) if is_held_out(t, fraction)], np.int64)
+    rest = np.array([i for i in range(len(texts)) if not is_held_out(texts[i], fraction)], np.int64)
+    if len(held) and len(rest):
+        near = near_duplicate_mask([texts[i] for i in rest], [texts[i] for i in held])
+        rest = rest[~near]
+    return rest, held
+
+
+class UnavailableGate:
+    """A gate that cannot judge (no usable judge): every candidate is rejected, with the reason."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name, self.why = name, why
+
+    def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, **context: Any) -> GateDecision:
+        return GateDecision(False, f"{self.name}: {self.why}; kept the current version")
 
 
 def ranked_run(qids: Sequence[str], Q: np.ndarray, doc_ids: Sequence[str], D: np.ndarray, q_adapter=None, d_adapter=None, k: int = 100) -> dict[str, dict[str, float]]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
-from .gates import BM25Judge, DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, serve as _serve, top_rows as _top_rows
+from .gates import BM25Judge, DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, serve as _serve, split_held_out, top_rows as _top_rows
 from .signals import Traffic, get_signal
 from .training import fit_blend
 
@@ -170,10 +170,14 @@ def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vector
             if engine.settings.mode != "hybrid":
                 helper.release()  # hybrid keeps its teacher between cycles; other modes do not
             return gate
-        except (TeacherError, DocumentError, ConfigurationError) as exc:  # no usable teacher: BM25 judges
+        except (TeacherError, DocumentError, ConfigurationError, ValueError) as exc:  # no usable teacher: BM25 judges
             kind = _failure_kind(exc) if isinstance(exc, TeacherError) else type(exc).__name__
             engine.record_teacher_failure("judge_" + kind, exc)
-    return JudgeGate.build(bm25_judge(engine, doc_ids), texts, vectors, doc_ids, **kwargs)
+    try:
+        judge = bm25_judge(engine, doc_ids)
+    except DocumentError as exc:  # no stored text to judge with
+        return UnavailableGate("judge_bm25_ndcg@10", f"no judge available ({exc})")
+    return JudgeGate.build(judge, texts, vectors, doc_ids, **kwargs)
 
 
 def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport:
@@ -197,17 +201,15 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
         return CycleReport(None, False, "no documents stored (no-op)", signal=signal.name, n_signals=n_signals)
     cur = engine.served_version
     traffic = traffic_arrays(engine, doc_ids, D, cur)
-    rng = np.random.Generator(np.random.PCG64(s.seed))
     gate = engine._validation
     held_texts: list[str] = []
     held_vecs = np.zeros((0, D.shape[1]), np.float32)
-    if gate is None:  # label-free: hold out traffic the candidate never trains on, and judge it
-        perm = rng.permutation(len(traffic.queries))
-        n_hold = int(round(len(perm) * engine.settings.gate.holdout_fraction))
-        hold = np.sort(perm[:n_hold])
+    if gate is None:  # label-free: judge held-out traffic that no adapter of this engine trains on
+        texts = traffic.texts if traffic.texts is not None else [None] * len(traffic.queries)
+        train, hold = split_held_out(texts, engine.settings.gate.holdout_fraction)
         held_vecs = traffic.raw_queries[hold]
-        held_texts = [traffic.texts[i] if traffic.texts is not None else None for i in hold]
-        traffic = _subset(traffic, np.sort(perm[n_hold:]))
+        held_texts = [texts[i] for i in hold]
+        traffic = _subset(traffic, train)
     report = CycleReport(None, False, "", signal=signal.name, n_signals=n_signals, gate=getattr(gate, "name", ""))
     try:
         if not np.isfinite(D).all() or not np.isfinite(traffic.raw_queries).all():
@@ -236,12 +238,16 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
         if not engine.settings.gate.enabled:
             decision = GateDecision(True, "gate disabled")
         else:
-            if gate is None:
-                gate = label_free_gate(engine, held_texts, held_vecs, doc_ids)
-            if isinstance(gate, DevSetGate):
-                gate.tolerance = engine.settings.gate.tolerance
-            decision = gate.decide(report.current, report.candidate, doc_ids, D, loss_before=res.loss_before, loss_after=res.loss_after)
-            report.gate = gate.name
+            try:
+                if gate is None:
+                    gate = label_free_gate(engine, held_texts, held_vecs, doc_ids)
+                if isinstance(gate, DevSetGate):
+                    gate.tolerance = engine.settings.gate.tolerance
+                decision = gate.decide(report.current, report.candidate, doc_ids, D, loss_before=res.loss_before, loss_after=res.loss_after)
+            except Exception as exc:  # noqa: BLE001 - a gate that cannot judge rejects; a cycle never raises
+                logger.warning("gate failed (%s: %s); the candidate is rejected", type(exc).__name__, exc)
+                decision = GateDecision(False, f"gate failed ({type(exc).__name__}: {exc}); kept the current version")
+            report.gate = getattr(gate, "name", "unavailable")
         report.gate_current, report.gate_candidate = decision.current, decision.candidate
         report.extra["gate_metrics"] = decision.metrics
         ok, why = decision.ok, decision.reason

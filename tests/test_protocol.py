@@ -276,7 +276,7 @@ def test_benchmark_end_to_end_label_free_on_a_test_only_corpus(tmp_path):
             assert set(row["strata"]) == {"all", "no_near_dup", "near_dup"}
         for row in mode["cycles"][1:]:
             assert "p_holm" in row["strata"]["all"]["paired"] and row["strata"]["all"]["paired"]["p_holm"] >= row["strata"]["all"]["paired"]["p"]
-            assert len(row["strata"]["all"]["delta_per_seed"]) == 2
+            assert set(row["strata"]["all"]["delta_per_seed"]) == {"0", "1"}
         assert len(mode["decisions"]) == 4 and all(d["stage"].startswith("cycle") for d in mode["decisions"])
         assert r["runs"][lb]["summary"]["modes"]["baseline"]["decision_accuracy"]["n"] == 4
         gates = " ".join(d["reason"] for d in mode["decisions"])
@@ -317,4 +317,64 @@ def test_teacher_judge_without_a_teacher_falls_back_to_bm25_and_counts_it(tmp_pa
     rep = e.run_sedimentation_cycle()
     assert rep.gate == "judge_bm25_ndcg@10", rep.reason
     assert any(k.startswith("judge_") for k in e.stats()["teacher_failures"])
+    e.close()
+
+
+def test_held_out_assignment_is_stable_and_keeps_paraphrases_out_of_training():
+    """The review's leak: a fresh random hold-out each cycle let an adapter train on texts a
+    later gate judged. The assignment is now a fixed function of the text."""
+    from antigravity.gates import is_held_out, is_stopping_half, split_held_out
+    from antigravity.gates import token_set as token_set_of
+
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=5)) + f" t{i}" for i in range(400)]
+    first = {texts[i] for i in split_held_out(texts[:200], 0.2)[1]}
+    train2, held2 = split_held_out(texts, 0.2)  # more traffic later: earlier held-out texts stay held out
+    assert first <= {texts[i] for i in held2}
+    assert not first & {texts[i] for i in train2}
+    assert is_held_out("Aspirin lowers FEVER", 0.5) == is_held_out("fever, aspirin lowers", 0.5)  # same token set
+    assert not is_held_out(None, 0.99)
+    held = [texts[i] for i in held2]
+    assert 0 < sum(is_stopping_half(t) for t in held) < len(held)
+    # a paraphrase (Jaccard >= 0.8: 6 of 7 tokens shared) of a held-out text is not trained on
+    h = next(t for t in held if len(token_set_of(t)) == 6)
+    para = next(p for p in (h + f" extra{j}" for j in range(100)) if not is_held_out(p, 0.2))
+    unrelated = next(u for u in (f"completely other words {j}" for j in range(100)) if not is_held_out(u, 0.2))
+    tr, hd = split_held_out([h, para, unrelated], 0.2)
+    assert hd.tolist() == [0] and tr.tolist() == [2]
+
+
+def test_a_gate_that_cannot_judge_rejects_and_never_raises(tmp_path):
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8, adaptation__epochs=3, store__store_text=False, teacher__name="none")
+    rng = np.random.default_rng(0)
+    e.ingest([(f"d{i}", " ".join(rng.choice(WORDS, size=6))) for i in range(60)])
+    e.search_batch([" ".join(rng.choice(WORDS, size=3)) for _ in range(200)])
+    rep = e.run_sedimentation_cycle()  # BM25 needs stored text: no judge, so reject
+    assert not rep.promoted and "no judge available" in rep.reason
+    assert e.served_version.version == 0
+    e.close()
+
+
+def test_offline_distillation_gates_on_texts_it_never_trained_on(tmp_path):
+    from antigravity.distillation import DistillationConfig
+    from antigravity.gates import is_held_out, is_stopping_half
+
+    class T:
+        name, dim = "t", 32
+
+        def encode(self, texts):
+            return HashEncoder(32, name="t").encode(list(texts))
+
+        def release(self):
+            pass
+
+    e = _engine(tmp_path, teacher__name="none")
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(WORDS, size=4)) + f" q{i}" for i in range(300)]
+    events = {}
+    rep = e.run_offline_distillation(texts, teacher=T(), config=DistillationConfig(rank=8, epochs=3, patience=2), callback=lambda ev, d: events.setdefault(ev, d))
+    held = [t for t in texts if is_held_out(t, 0.2)]
+    assert rep.metrics["n_held_out"] == len(held) and rep.metrics["n_texts"] <= len(texts) - len(held)
+    assert rep.metrics["gate_metrics"]["n"] <= sum(not is_stopping_half(t) for t in held)
+    assert rep.metrics["gate"].startswith("judge_teacher")
     e.close()
