@@ -186,6 +186,7 @@ class AntigravityEngine:
         self._readers: collections.Counter[str] = collections.Counter()
         self._traffic: collections.deque[TrafficRecord] = collections.deque(maxlen=s.adaptation.max_signals)
         self._stats: dict[str, Any] = collections.defaultdict(int)
+        self._stats_lock = threading.Lock()  # every counter update goes through _count (searches run in many threads)
         self._closed = False
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
         self._slot_content: dict[str, ServedVersion] = {}  # which version each served slot holds
@@ -202,7 +203,6 @@ class AntigravityEngine:
         self._teacher_helper = None
         self._fusion_lock = threading.Lock()
         self._teacher_doc_vectors: dict[str, np.ndarray] = {}  # serving fusion: doc id -> teacher vector
-        self._failure_lock = threading.Lock()
         self._guidance_status: str | None = None  # hybrid cycle: "used" or "failed:<kind>"
         self._auto_thread: threading.Thread | None = None
         self._identity: dict[str, Any] | None = None
@@ -246,7 +246,7 @@ class AntigravityEngine:
             aside = view.dir.with_name(f"{view.dir.name}.replaced-{stamp}")
             view.dir.rename(aside)
             logger.warning("re-index: collection %r dropped; its adapters and manifest were moved to %s", self.store.collection, aside)
-        self._stats["reindexed"] += 1
+        self._count("reindexed")
 
     def _open_checks(self, adopt: bool = False) -> None:
         """Cross-check manifest, store, adapter registry and active version; restore the
@@ -265,7 +265,7 @@ class AntigravityEngine:
             if exists and adopt:
                 self.manifest.create(coll, self._store_where(), self.student_identity, n)
                 logger.warning("adopted collection %r (%d documents) for student %s", coll, n, describe_student(self.student_identity))
-                self._stats["manifest_adopted"] += 1
+                self._count("manifest_adopted")
             elif exists:
                 raise ManifestError(
                     f"collection {coll!r} ({where}, {n} documents) has no manifest {self.manifest.path}: nothing records which student built it "
@@ -350,7 +350,7 @@ class AntigravityEngine:
             served = state.doc_adapter.transform(raw)
             for i in range(0, len(ids), 4096):
                 self.store.set_served(ids[i : i + 4096], state.slot, served[i : i + 4096])
-            self._stats["slots_rematerialised"] += 1
+            self._count("slots_rematerialised")
 
     # -- context manager / lifecycle --------------------------------------------------
     def __enter__(self) -> "AntigravityEngine":
@@ -363,6 +363,8 @@ class AntigravityEngine:
         """Close the store client and release the models. Idempotent."""
         if not self._closed:
             self._closed = True
+            with self._readers_cv:  # a promotion waiting for searches gives up (AdaptationError)
+                self._readers_cv.notify_all()
             self.store.close()
             self.encoder.release()
             if self._teacher_helper is not None:
@@ -444,7 +446,7 @@ class AntigravityEngine:
                 progress.stop()
             self._after_write(recount_empty=True)
         if n_empty:
-            self._stats["empty_documents_ingested"] += n_empty
+            self._count("empty_documents_ingested", n_empty)
             logger.info("ingest: %d empty documents stored (never returned by search)", n_empty)
         return written
 
@@ -502,7 +504,7 @@ class AntigravityEngine:
             self._payload_cache = None
             for d in ids:
                 self._teacher_doc_vectors.pop(d, None)
-            self._stats["documents_ingested"] += len(ids)
+            self._count("documents_ingested", len(ids))
         return len(ids)
 
     def count(self) -> int:
@@ -571,13 +573,13 @@ class AntigravityEngine:
             self._release(state.slot)
         if fusion > 0:
             results = self._fuse_teacher_scores(list(texts), results, k, fusion)
-        self._stats["queries_served"] += len(raw)
+        self._count("queries_served", len(raw))
         if record:
             top = self.settings.adaptation.signal_top_k
             for i, (vec, hits) in enumerate(zip(raw, results)):
                 text = texts[i] if texts is not None else None
                 self._traffic.append(TrafficRecord(vec.copy(), [h[0] for h in hits[:top]], np.array([h[1] for h in hits[:top]], np.float32), text))
-            self._stats["signals_recorded"] += len(raw)
+            self._count("signals_recorded", len(raw))
             self._maybe_auto_cycle()
         return [[SearchHit(d, s, p) for d, s, p in hits] for hits in results]
 
@@ -606,7 +608,7 @@ class AntigravityEngine:
                 scores = [(1.0 - weight) * s + weight * float(t) for (_, s, _), t in zip(hits, tv)]
                 order = np.argsort(-np.asarray(scores), kind="stable")[:k]
                 fused.append([(hits[i][0], scores[i], hits[i][2]) for i in order])
-            self._stats["fused_searches"] += len(texts)
+            self._count("fused_searches", len(texts))
             return fused
         except Exception as exc:  # noqa: BLE001 - fusion must never make search fail
             from .distillation import _failure_kind
@@ -620,6 +622,25 @@ class AntigravityEngine:
             raise DocumentError("serving fusion needs document text in the payload (store.store_text = true)")
         found = {d: p for hits in results for d, _, p in hits}
         return [found[d] for d in doc_ids]
+
+    #: seconds between "still waiting" warnings while a promotion waits for searches on a slot
+    _slot_wait_warn_s: float = 60.0
+
+    def _wait_for_readers(self, slot: str, version: int) -> None:
+        """Block until no search reads ``slot`` (no timeout: a slot is never rewritten under
+        a search, however slow); log a warning every ``_slot_wait_warn_s`` seconds meanwhile.
+        Cannot deadlock: a search holds no engine lock while it counts as a reader.
+
+        Raises:
+            AdaptationError: :meth:`close` was called while waiting (nothing was changed).
+        """
+        from .errors import AdaptationError
+
+        with self._readers_cv:
+            while not self._readers_cv.wait_for(lambda: self._closed or self._readers[slot] == 0, timeout=self._slot_wait_warn_s):
+                logger.warning("promotion to version %d waits for %d search(es) still reading slot %s", version, self._readers[slot], slot)
+            if self._closed:
+                raise AdaptationError(f"engine closed while version {version} waited for searches on slot {slot}; version {self._served.version} is still the served one")
 
     def _acquire(self) -> ServedVersion:
         with self._readers_cv:
@@ -689,10 +710,19 @@ class AntigravityEngine:
         searches to it in one step. ``None`` adapters mean identity; with no doc adapter the
         raw vectors are served directly. Ingest waits while this runs; searches do not.
 
+        Searches still reading the idle slot (started two versions ago) are waited for
+        without a timeout before the slot is rewritten, so a search, however slow, only ever
+        sees one version; a warning is logged every minute meanwhile.
+
         With persistence on (``adaptation.persist``, a store on disk or a server), a version
         not yet on disk is first saved as a checkpoint (:mod:`antigravity.checkpoints`), and
         ``active.json`` is updated after the slot is fully written and before searches
         switch, so a crash at any point leaves a consistent served version to restore.
+
+        Raises:
+            AdaptationError: :meth:`close` was called while waiting for those searches; the
+                slot was not touched, ``active.json`` not updated, and the current version keeps
+                serving (a checkpoint saved just before stays on disk, unserved).
         """
         with self._write_lock:
             meta = dict(meta or {})
@@ -705,8 +735,7 @@ class AntigravityEngine:
             else:
                 current = self._served.slot
                 target = SLOTS[1] if current == SLOTS[0] else SLOTS[0]
-                with self._readers_cv:  # a search that started on `target` two versions ago must finish
-                    self._readers_cv.wait_for(lambda: self._readers[target] == 0, timeout=60)
+                self._wait_for_readers(target, version)
                 self._slot_content.pop(target, None)  # half-written until the loop ends
                 ids, mat = raw if raw is not None else self.raw_matrix()
                 served = doc_adapter.transform(mat)
@@ -833,7 +862,7 @@ class AntigravityEngine:
         """Count a teacher failure by ``kind`` (``stats()["teacher_failures"]``, and the
         total in ``stats()["teacher_failures_total"]``); log each kind once (URL credentials
         masked). Thread-safe: serving fusion and background cycles report here too."""
-        with self._failure_lock:
+        with self._stats_lock:
             failures = self._stats.setdefault("teacher_failures", {})
             first = kind not in failures
             failures[kind] = failures.get(kind, 0) + 1
@@ -916,8 +945,8 @@ class AntigravityEngine:
             if "adaptation.max_signals" in changed:
                 self._traffic = collections.deque(self._traffic, maxlen=new.adaptation.max_signals)
             if old_mode != new.mode:
-                self._stats["mode_switches"] += 1
-            self._stats["settings_applied"] += 1
+                self._count("mode_switches")
+            self._count("settings_applied")
         if changed:
             logger.info("settings applied: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items() if "api_key" not in k))
         if old_mode != new.mode:
@@ -954,9 +983,9 @@ class AntigravityEngine:
         served version stays."""
         try:
             self.run_sedimentation_cycle()
-            self._stats["auto_cycles_run"] += 1
+            self._count("auto_cycles_run")
         except Exception as exc:  # noqa: BLE001 - a background thread has no caller to raise to
-            self._stats["auto_cycle_errors"] += 1
+            self._count("auto_cycle_errors")
             logger.error("automatic sedimentation cycle failed (%s: %s); still serving version %d", type(exc).__name__, mask_url(str(exc)), self._served.version)
 
     def wait_for_auto_cycle(self, timeout: float | None = None) -> bool:
@@ -973,8 +1002,8 @@ class AntigravityEngine:
 
     def _record_cycle(self, report: Any) -> None:
         self._cycles.append(report)
-        self._stats["cycles_run"] += 1
-        self._stats["cycles_promoted" if report.promoted else "cycles_rejected"] += 1
+        self._count("cycles_run")
+        self._count("cycles_promoted" if report.promoted else "cycles_rejected")
 
     @property
     def cycle_reports(self) -> list[Any]:
@@ -1013,10 +1042,18 @@ class AntigravityEngine:
         on_disk = set(self.adapters.versions()) if self.adapters is not None else set()
         return sorted(set(self._versions) | on_disk)
 
+    def _count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``key`` atomically (``+=`` on a dict is a read then a
+        write: two search threads could both read the old value and lose a count)."""
+        with self._stats_lock:
+            self._stats[key] += n
+
     def stats(self) -> dict[str, Any]:
         """Counters and the served state: documents, queries, version, mode, traffic size."""
+        with self._stats_lock:
+            counters = {k: dict(v) if isinstance(v, dict) else v for k, v in self._stats.items()}
         return {
-            **dict(self._stats),
+            **counters,
             "mode": self.settings.mode,
             "documents": self.count(),
             "adapter_version": self._served.version,
