@@ -189,7 +189,7 @@ def index(
     """Add a JSONL corpus to the persistent store. The whole file is validated before anything
     is written (the same rules as the Python API, see antigravity.documents); a bad record
     stops the command with file:line and id, and nothing of the file is stored."""
-    from .documents import read_jsonl_documents
+    from .datasets import read_jsonl_documents
     from .engine import AntigravityEngine
 
     settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)

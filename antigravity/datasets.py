@@ -19,9 +19,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from .errors import DatasetError, TaskNotFoundError
+from .documents import doc_text, validate_document, validate_id
+from .errors import DatasetError, DocumentError, TaskNotFoundError
 
 RESOURCES = Path(__file__).parent / "resources"
 
@@ -46,11 +47,6 @@ class BeirDataset:
         """``{query_id: text}`` of the queries judged in ``split`` (file order of queries.jsonl)."""
         judged = self.qrels[split]
         return {qid: t for qid, t in self.queries.items() if qid in judged}
-
-
-def doc_text(doc: dict[str, str]) -> str:
-    """Text embedded for a document: ``title + " " + text`` stripped, as BEIR and mteb do."""
-    return (str(doc.get("title") or "") + " " + str(doc.get("text") or "")).strip()
 
 
 def _find(dir_: Path, rel: str) -> Path:
@@ -111,7 +107,6 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
             raise DatasetError(f"{path}:{lineno}: document needs '_id' and 'text'")
         if not isinstance(text, str) or not isinstance(title or "", str):
             raise DatasetError(f"{path}:{lineno}: 'text' and 'title' must be strings")
-        from .documents import validate_id  # the API's id rule: 1.5/true/null are refused, 7 -> "7"
 
         try:
             did = validate_id(did, where=f"{path}:{lineno}")
@@ -262,3 +257,24 @@ def load_task(task: str, data_dir: str | Path | None = None, splits: tuple[str, 
     spec = get_task(task)
     splits = splits or (spec.adapt_split, spec.eval_split)
     return load_beir(resolve_task_dir(task, data_dir), splits=splits, name=spec.name)
+
+
+def read_jsonl_documents(path: Any) -> list[tuple[str, str, dict[str, Any], bool]]:
+    """Read and validate a whole JSONL corpus file (``.gz`` allowed) before anything is
+    written: one validated ``(id, text, payload, is_empty)`` per document, file order.
+
+    Raises:
+        DatasetError: unreadable file, invalid JSON, a line that is not an object (file:line).
+        DocumentError: a record the API would refuse, or a duplicate id (file:line and id).
+    """
+    path = Path(path)
+    out: list[tuple[str, str, dict[str, Any], bool]] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in _iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        item = validate_document(obj, index=len(out), where=where)
+        if item[0] in seen:
+            raise DocumentError(f"{where}: duplicate document id {item[0]!r} (first on line {seen[item[0]]})")
+        seen[item[0]] = lineno
+        out.append(item)
+    return out

@@ -30,7 +30,7 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .errors import AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherDimensionError, TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError
-from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, is_stopping_half, split_held_out
+from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out
 from .teacher import Alignment, TeacherSource, resolve_teacher
 from .training import ListwiseTargets, fit_listwise
 
@@ -406,8 +406,6 @@ def _label_free_distillation_gate(engine, helper: TeacherDistillationHelper, hel
     """Offline distillation's label-free gate on the ``held`` texts: the teacher itself judges
     (its top-10 over the corpus as graded pseudo-relevance), or BM25 / the proxy when
     ``gate.judge`` says so. See :mod:`antigravity.gates`."""
-    from .sedimentation import bm25_judge, resolve_judge
-
     g = engine.settings.gate
     name = resolve_judge(engine)
     if engine.settings.gate.judge == "auto":

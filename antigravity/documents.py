@@ -136,6 +136,11 @@ def validate_payload(extra: Any, did: str, *, where: str | None = None, tuple_fo
     return dict(extra)
 
 
+def doc_text(doc: dict[str, str]) -> str:
+    """Text embedded for a document: ``title + " " + text`` stripped, as BEIR and mteb do."""
+    return (str(doc.get("title") or "") + " " + str(doc.get("text") or "")).strip()
+
+
 def validate_document(doc: Any, *, index: int = 0, where: str | None = None) -> tuple[str, str, dict[str, Any], bool]:
     """Validate one document; returns ``(id, embedded text, payload, is_empty)``.
 
@@ -148,8 +153,6 @@ def validate_document(doc: Any, *, index: int = 0, where: str | None = None) -> 
         DocumentError: anything the module doc refuses; the message names the id (or
             ``#index``), the key and ``where``.
     """
-    from .datasets import doc_text
-
     tuple_form = False
     if isinstance(doc, dict):
         if "_id" not in doc or "text" not in doc:
@@ -196,29 +199,3 @@ def validate_query_text(query: Any, *, index: int = 0) -> str:
     if bad:
         raise QueryError(f"query #{index} {bad}")
     return query
-
-
-def read_jsonl_documents(path: Any) -> list[tuple[str, str, dict[str, Any], bool]]:
-    """Read and validate a whole JSONL corpus file (``.gz`` allowed) before anything is
-    written: one validated ``(id, text, payload, is_empty)`` per document, file order.
-
-    Raises:
-        DatasetError: unreadable file, invalid JSON, a line that is not an object (file:line).
-        DocumentError: a record the API would refuse, or a duplicate id (file:line and id).
-    """
-    from pathlib import Path
-
-    from .datasets import _iter_jsonl
-
-    path = Path(path)
-    out: list[tuple[str, str, dict[str, Any], bool]] = []
-    seen: dict[str, int] = {}
-    for lineno, obj in _iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        item = validate_document(obj, index=len(out), where=where)
-        if item[0] in seen:
-            raise DocumentError(f"{where}: duplicate document id {item[0]!r} (first on line {seen[item[0]]})")
-        seen[item[0]] = lineno
-        out.append(item)
-    return out
-

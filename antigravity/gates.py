@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -338,3 +339,24 @@ class JudgeGate:
         ok = delta > self.min_gain and p < self.alpha
         why = f"{self.name} {a.mean():.4f} -> {b.mean():.4f} (Δ {delta:+.4f}, one-sided p {p:.3g}, n {n}; promote if Δ > {self.min_gain} and p < {self.alpha})"
         return GateDecision(ok, why, float(a.mean()), float(b.mean()), {"n": n, "delta": delta, "p": p})
+
+
+_BM25: "weakref.WeakKeyDictionary[Any, tuple[list[str], BM25Judge]]" = weakref.WeakKeyDictionary()
+
+
+def bm25_judge(engine, doc_ids: list[str]) -> BM25Judge:
+    """The engine's BM25 judge over its stored document texts, rebuilt when the corpus
+    changes (``doc_ids`` is the list object of :meth:`raw_matrix`, replaced on every ingest)."""
+    cached = _BM25.get(engine)
+    if cached is None or cached[0] is not doc_ids:
+        cached = (doc_ids, BM25Judge(engine.document_texts(doc_ids)))
+        _BM25[engine] = cached
+    return cached[1]
+
+
+def resolve_judge(engine) -> str:
+    """``gate.judge`` with ``auto`` resolved: the teacher in offline/hybrid mode, BM25 otherwise."""
+    judge = engine.settings.gate.judge
+    if judge == "auto":
+        return "teacher" if engine.settings.mode in ("offline", "hybrid") else "bm25"
+    return judge

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from .adapter import ResidualAdapter
 from .errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
-from .gates import BM25Judge, DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, serve as _serve, split_held_out, top_rows as _top_rows
+from .gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, resolve_judge, serve as _serve, split_held_out, top_rows as _top_rows
 from .signals import Traffic, get_signal
 from .training import fit_blend
 
@@ -121,27 +120,6 @@ def candidate_adapters(current, side: str, dim: int, rank: int, seed: int):
     q = (cur_q.clone() if cur_q is not None else ResidualAdapter(dim, rank)) if moves_q else cur_q
     d = (cur_d.clone() if cur_d is not None else ResidualAdapter(dim, rank)) if moves_d else cur_d
     return q, d
-
-
-_BM25: "weakref.WeakKeyDictionary[Any, tuple[list[str], BM25Judge]]" = weakref.WeakKeyDictionary()
-
-
-def bm25_judge(engine: "AntigravityEngine", doc_ids: list[str]) -> BM25Judge:
-    """The engine's BM25 judge over its stored document texts, rebuilt when the corpus
-    changes (``doc_ids`` is the list object of :meth:`raw_matrix`, replaced on every ingest)."""
-    cached = _BM25.get(engine)
-    if cached is None or cached[0] is not doc_ids:
-        cached = (doc_ids, BM25Judge(engine.document_texts(doc_ids)))
-        _BM25[engine] = cached
-    return cached[1]
-
-
-def resolve_judge(engine: "AntigravityEngine") -> str:
-    """``gate.judge`` with ``auto`` resolved: the teacher in offline/hybrid mode, BM25 otherwise."""
-    judge = engine.settings.gate.judge
-    if judge == "auto":
-        return "teacher" if engine.settings.mode in ("offline", "hybrid") else "bm25"
-    return judge
 
 
 def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vectors: np.ndarray, doc_ids: list[str], *, teacher_docs: np.ndarray | None = None):
