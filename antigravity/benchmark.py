@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .datasets import BeirDataset, doc_text, load_beir, load_task, get_task
+from .datasets import doc_text, load_beir, load_task, get_task
 from .errors import ConfigurationError
 from .evaluation import METRICS, evaluate_per_query, holm, paired_test
 from .settings import Settings

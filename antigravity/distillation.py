@@ -559,15 +559,3 @@ def hybrid_guidance(engine, traffic, targets, weight: float):
     data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, engine.settings.teacher.temperature, 0)
     engine._guidance_status = "used"
     return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight)
-
-
-def benchmark_offline(engine, data) -> float:
-    """Benchmark hook: offline distillation on the adaptation (TRAIN) query texts, early-
-    stopped on the dev slice; returns ``pretraining_time_s``."""
-    if data.dev_queries:
-        dev_ids = list(data.dev_queries)
-        engine.set_validation(dev_ids, None, data.dev_qrels, queries=[data.dev_queries[q] for q in dev_ids])
-    rep = run_offline_distillation(engine, list(data.adapt_queries.values()))
-    logger.info("offline distillation: %s", rep.reason)
-    engine._last_distillation = rep
-    return rep.metrics.get("pretraining_time_s")

@@ -243,24 +243,3 @@ def run_cycle(engine: "AntigravityEngine", teacher_guidance=None) -> CycleReport
     logger.info("sedimentation cycle: %s", report.reason)
     engine._record_cycle(report)
     return report
-
-
-def benchmark_cycles(engine: "AntigravityEngine", data, qvecs: np.ndarray, cycles: int, seed: int) -> list[dict[str, Any]]:
-    """The benchmark's cycles: for cycle c, search the c-th slice of the adaptation (TRAIN)
-    query texts through the engine (recording signals), run a cycle gated on the dev slice
-    of TRAIN qrels, then evaluate the frozen test queries."""
-    from .benchmark import evaluate_engine
-
-    adapt_texts = list(data.adapt_queries.values())
-    adapt_vecs = engine.encoder.encode(adapt_texts)
-    if data.dev_queries:
-        dev_ids = list(data.dev_queries)
-        engine.set_validation(dev_ids, engine.encoder.encode([data.dev_queries[q] for q in dev_ids]), data.dev_qrels)
-    rows = []
-    chunks = np.array_split(np.arange(len(adapt_texts)), cycles) if len(adapt_texts) else [np.arange(0)] * cycles
-    for c, chunk in enumerate(chunks, 1):
-        if len(chunk):
-            engine.search_vectors(adapt_vecs[chunk], k=engine.settings.adaptation.signal_top_k, record=True, texts=[adapt_texts[i] for i in chunk])
-        rep = engine.run_sedimentation_cycle()
-        rows.append(evaluate_engine(engine, data, qvecs, c, {"sediment_time_s": rep.time_s, "gate": rep.reason, "promoted": rep.promoted, "adapter_version": engine.served_version.version}))
-    return rows
