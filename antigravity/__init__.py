@@ -5,9 +5,9 @@ queries; a lightweight residual *adapter* on the embeddings is improved by label
 homeostatic correction and by distillation from a stronger *teacher*.
 """
 
-from .engine import AntigravityEngine, SearchHit
-from .errors import AntigravityError
-from .settings import Settings
+from antigravity.engine import AntigravityEngine, SearchHit
+from antigravity.core.errors import AntigravityError
+from antigravity.settings import Settings
 
 __version__ = "0.1.0"
 __all__ = ["AntigravityEngine", "SearchHit", "Settings", "AntigravityError", "__version__"]

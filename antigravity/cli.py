@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import AntigravityError, ConfigurationError
+from antigravity.core.errors import AntigravityError, ConfigurationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Antigravity adaptive retrieval engine.")
 console = Console(stderr=True)
@@ -44,7 +44,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _settings(config: Optional[Path], **overrides: Any):
-    from .settings import Settings
+    from antigravity.settings import Settings
 
     return Settings.load(config, **overrides)
 
@@ -69,7 +69,7 @@ def benchmark(
 ) -> None:
     """Index BEIR corpora into fresh Qdrant stores, adapt as deployed, and score held-out
     queries per mode, cycle, seed and stratum (docs/protocol.md)."""
-    from .benchmark import ALL_MODES, LABELS, resolve_data_dirs, run_benchmark, strip_private
+    from antigravity.harness.benchmark import ALL_MODES, LABELS, resolve_data_dirs, run_benchmark, strip_private
 
     mode_list = list(ALL_MODES) if modes.strip() == "all" else list(dict.fromkeys(m.strip() for m in modes.split(",") if m.strip()))
     bad = [m for m in mode_list if m not in ALL_MODES]
@@ -92,7 +92,7 @@ def benchmark(
             weights = [float(w) for w in teacher_weight.split(",") if w.strip()]
         except ValueError:
             raise ConfigurationError(f"--teacher-weight must be comma-separated numbers, got {teacher_weight!r}") from None
-        from .distillation import validate_teacher_weight
+        from antigravity.adaptation.distillation import validate_teacher_weight
 
         for w in weights:
             validate_teacher_weight(w)
@@ -121,14 +121,14 @@ def benchmark(
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2))
-        from .benchmark import plot_ndcg
+        from antigravity.harness.benchmark import plot_ndcg
 
         plot_ndcg(result, output.with_suffix(".png"))
         console.print(f"wrote {output} and {output.with_suffix('.png')}")
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    from .benchmark import SUMMARY_COLUMNS, TABLE_COLUMNS, summary_rows, table_rows
+    from antigravity.harness.benchmark import SUMMARY_COLUMNS, TABLE_COLUMNS, summary_rows, table_rows
 
     console_out = Console(width=200)
     for lb, run in result["runs"].items():
@@ -163,8 +163,8 @@ def _require_persistent(settings, command: str) -> None:
 
 def _open_existing(settings, command: str, **kw: Any):
     """An engine on an existing store: read-only commands never create one."""
-    from .engine import AntigravityEngine
-    from .errors import StoreError
+    from antigravity.engine import AntigravityEngine
+    from antigravity.core.errors import StoreError
 
     _require_persistent(settings, command)
     engine = AntigravityEngine(settings, create=False, **kw)
@@ -187,16 +187,16 @@ def index(
     reindex: bool = typer.Option(False, "--reindex", help="drop the collection (and move its adapters aside) first: a deliberate re-index, e.g. with another student"),
 ) -> None:
     """Add a JSONL corpus to the persistent store. The whole file is validated before anything
-    is written (the same rules as the Python API, see antigravity.documents); a bad record
+    is written (the same rules as the Python API, see antigravity.core.documents); a bad record
     stops the command with file:line and id, and nothing of the file is stored."""
-    from .datasets import read_jsonl_documents
-    from .engine import AntigravityEngine
+    from antigravity.datasets import read_jsonl_documents
+    from antigravity.engine import AntigravityEngine
 
     settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
     _require_persistent(settings, "index")
     items = read_jsonl_documents(corpus)
     if not items:
-        from .errors import EmptyCorpusError
+        from antigravity.core.errors import EmptyCorpusError
 
         raise EmptyCorpusError(f"{corpus}: no documents")
     with AntigravityEngine(settings, reindex=reindex) as engine:
@@ -227,7 +227,7 @@ def get(
     config: Optional[Path] = typer.Option(None, help="TOML config file"),
 ) -> None:
     """Print one stored document (JSON); exit 2 if it is not stored. Never creates a store."""
-    from .errors import DocumentError
+    from antigravity.core.errors import DocumentError
 
     settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
     with _open_existing(settings, "get") as engine:
@@ -270,7 +270,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def config_show(config: Optional[Path] = typer.Option(None, help="TOML config file")) -> None:
     """Print the effective settings and where each value came from (secrets masked)."""
-    from .settings import explain_sources
+    from antigravity.settings import explain_sources
 
     table = Table()
     for col in ("key", "value", "source"):
@@ -283,7 +283,7 @@ def config_show(config: Optional[Path] = typer.Option(None, help="TOML config fi
 @config_app.command("validate")
 def config_validate(file: Path = typer.Argument(..., help="TOML config file to check")) -> None:
     """Check a config file; exit 0 when valid, 2 with the offending field otherwise."""
-    from .settings import Settings
+    from antigravity.settings import Settings
 
     s = Settings.load(file)
     print(f"{file}: valid (mode={s.mode}, student={s.student.name}, teacher={s.teacher.name})")
@@ -292,7 +292,7 @@ def config_validate(file: Path = typer.Argument(..., help="TOML config file to c
 @config_app.command("docs")
 def config_docs(output: Optional[Path] = typer.Option(None, help="write here instead of stdout")) -> None:
     """Generate the configuration reference (docs/configuration.md) from the Settings model."""
-    from .settings import settings_reference_markdown
+    from antigravity.settings import settings_reference_markdown
 
     text = settings_reference_markdown()
     if output:
@@ -308,8 +308,8 @@ app.add_typer(adapters_app, name="adapters")
 def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Optional[str]):
     """Settings and adapter registry for the read-only ``adapters`` commands: they only read
     files, and a missing data folder is an error (never an empty listing)."""
-    from .checkpoints import registry_for
-    from .errors import StoreError
+    from antigravity.serving.checkpoints import registry_for
+    from antigravity.core.errors import StoreError
 
     s = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
     root = Path(s.data_dir).expanduser()
@@ -393,7 +393,7 @@ def main() -> None:
     except AntigravityError as exc:
         if _state["debug"]:
             raise
-        from .settings import mask_url
+        from antigravity.settings import mask_url
 
         print("error: " + mask_url(" ".join(str(exc).split())), file=sys.stderr)  # one line, no credentials
         sys.exit(2)
@@ -407,7 +407,7 @@ def main() -> None:
             sys.exit(130)
         if _state["debug"]:
             raise
-        from .settings import mask_url
+        from antigravity.settings import mask_url
 
         print(f"error: {type(exc).__name__}: " + mask_url(" ".join(str(exc).split())), file=sys.stderr)
         sys.exit(1)

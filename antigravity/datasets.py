@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .documents import doc_text, validate_document, validate_id
-from .errors import DatasetError, DocumentError, TaskNotFoundError
+from antigravity.core.documents import doc_text, validate_document, validate_id
+from antigravity.core.errors import DatasetError, DocumentError, TaskNotFoundError
 
 RESOURCES = Path(__file__).parent / "resources"
 

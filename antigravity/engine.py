@@ -11,7 +11,7 @@ Typical use in a search backend::
 
 Thread safety: ``search``/``search_batch`` may run from many threads at once, alongside one
 ``ingest`` and an adaptation step; each search is answered by exactly one adapter version
-(see :mod:`antigravity.store` for the double-buffered served vectors).
+(see :mod:`antigravity.stores.qdrant` for the double-buffered served vectors).
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .adapter import ResidualAdapter
-from .datasets import doc_text
-from .checkpoints import AdapterRegistry, registry_for, settings_hash
-from .documents import RESERVED_PREFIX, validate_document, validate_query_text
-from .errors import CheckpointError, DocumentError, EmptyCorpusError, ManifestError, QueryError, StoreError
-from .manifest import CollectionManifest, describe_student, identity_differences, student_identity
-from .models import Encoder
-from .settings import Settings, mask_url
-from .store import RAW, SLOTS, QdrantStore, check_permissions, make_private_dir
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.datasets import doc_text
+from antigravity.serving.checkpoints import AdapterRegistry, registry_for, settings_hash
+from antigravity.core.documents import RESERVED_PREFIX, validate_document, validate_query_text
+from antigravity.core.errors import CheckpointError, DocumentError, EmptyCorpusError, ManifestError, QueryError, StoreError
+from antigravity.stores.manifest import CollectionManifest, describe_student, identity_differences, student_identity
+from antigravity.encoders.model import Encoder
+from antigravity.settings import Settings, mask_url
+from antigravity.core.files import check_permissions, make_private_dir
+from antigravity.stores.qdrant import RAW, SLOTS, QdrantStore
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class AntigravityEngine:
 
         AntigravityEngine(Settings.load("config/fast.toml"), mode="baseline")
 
-    Opening a persistent store checks it (see :mod:`antigravity.manifest`): the collection
+    Opening a persistent store checks it (see :mod:`antigravity.stores.manifest`): the collection
     manifest must name the running student, and store, manifest, adapter registry and
     active version must agree; anything else is refused with a one-line typed error naming
     the file and the recovery command — damage is never served as an empty store.
@@ -174,7 +175,7 @@ class AntigravityEngine:
         )
         self.permission_warnings += [w for w in self.store.permission_warnings if w not in self.permission_warnings]
         if s.adaptation.rank > self.encoder.dim:
-            from .errors import ConfigurationError
+            from antigravity.core.errors import ConfigurationError
 
             self.store.close()
             raise ConfigurationError(
@@ -223,7 +224,7 @@ class AntigravityEngine:
     # -- opening: manifest and integrity ------------------------------------------------
     @property
     def student_identity(self) -> dict[str, Any]:
-        """The running student's identity (see :func:`antigravity.manifest.student_identity`)."""
+        """The running student's identity (see :func:`antigravity.stores.manifest.student_identity`)."""
         if self._identity is None:
             self._identity = student_identity(self.encoder)
         return self._identity
@@ -377,7 +378,7 @@ class AntigravityEngine:
         Args:
             documents: iterable of BEIR dicts ``{"_id", "title"?, "text", ...extra payload}``
                 or ``(id, text)`` / ``(id, text, payload)`` tuples; the accepted ids, texts
-                and payload values are documented once in :mod:`antigravity.documents`.
+                and payload values are documented once in :mod:`antigravity.core.documents`.
                 Text longer than the student's ``max_seq_length`` tokens is truncated by the
                 model (the full text is still stored in the payload). Empty documents (blank
                 title and text) are stored and counted but never returned by a search.
@@ -515,9 +516,9 @@ class AntigravityEngine:
         """The stored payload (``title``, ``text``, extra keys) of ``doc_id``, or ``None``.
 
         Raises:
-            DocumentError: ``doc_id`` is not a valid id (see :mod:`antigravity.documents`).
+            DocumentError: ``doc_id`` is not a valid id (see :mod:`antigravity.core.documents`).
         """
-        from .documents import validate_id
+        from antigravity.core.documents import validate_id
 
         sid = validate_id(doc_id)
         payload = self.store.retrieve([sid]).get(sid)
@@ -589,7 +590,7 @@ class AntigravityEngine:
         Teacher document vectors are computed once per document and kept in memory; the
         query is encoded by the teacher on every search. Any teacher failure returns the
         student's ranking (counted in ``stats()["teacher_failures"]``), never an error."""
-        from .errors import TeacherError
+        from antigravity.core.errors import TeacherError
 
         try:
             with self._fusion_lock:
@@ -611,10 +612,10 @@ class AntigravityEngine:
             self._count("fused_searches", len(texts))
             return fused
         except Exception as exc:  # noqa: BLE001 - fusion must never make search fail
-            from .distillation import _failure_kind
+            from antigravity.core.errors import failure_kind
 
             err = exc if isinstance(exc, TeacherError) else TeacherError(f"serving fusion failed: {exc}")
-            self.record_teacher_failure("fusion_" + _failure_kind(err), err)
+            self.record_teacher_failure("fusion_" + failure_kind(err), err)
             return [hits[:k] for hits in results]
 
     def _payloads_of(self, results: list, doc_ids: list[str]) -> list[dict]:
@@ -634,7 +635,7 @@ class AntigravityEngine:
         Raises:
             AdaptationError: :meth:`close` was called while waiting (nothing was changed).
         """
-        from .errors import AdaptationError
+        from antigravity.core.errors import AdaptationError
 
         with self._readers_cv:
             while not self._readers_cv.wait_for(lambda: self._closed or self._readers[slot] == 0, timeout=self._slot_wait_warn_s):
@@ -715,7 +716,7 @@ class AntigravityEngine:
         sees one version; a warning is logged every minute meanwhile.
 
         With persistence on (``adaptation.persist``, a store on disk or a server), a version
-        not yet on disk is first saved as a checkpoint (:mod:`antigravity.checkpoints`), and
+        not yet on disk is first saved as a checkpoint (:mod:`antigravity.serving.checkpoints`), and
         ``active.json`` is updated after the slot is fully written and before searches
         switch, so a crash at any point leaves a consistent served version to restore.
 
@@ -788,7 +789,7 @@ class AntigravityEngine:
         Texts given via ``queries=`` are also used, without their labels, by the refit step of
         offline distillation (``DistillationConfig.refit``).
         """
-        from .sedimentation import DevSetGate
+        from antigravity.adaptation.sedimentation import DevSetGate
 
         if query_vectors is None:
             if queries is None:
@@ -804,12 +805,12 @@ class AntigravityEngine:
 
     def run_sedimentation_cycle(self):
         """Train a new adapter version on the buffered traffic signals, gate it, and switch
-        to it atomically if it passes. Returns a :class:`~antigravity.sedimentation.CycleReport`
+        to it atomically if it passes. Returns a :class:`~antigravity.adaptation.sedimentation.CycleReport`
         (``promoted``, ``reason``, ``n_signals``, ``n_targets``, losses, ``drift``, times).
         A cycle with no signals is a no-op with a clear ``reason``; a failing cycle keeps
         the current version. Only one cycle runs at a time.
         """
-        from .sedimentation import run_cycle
+        from antigravity.adaptation.sedimentation import run_cycle
 
         with self._cycle_lock:
             self._signals_at_last_cycle = self._stats.get("signals_recorded", 0)
@@ -826,16 +827,17 @@ class AntigravityEngine:
         w = self.settings.teacher.weight
         if self.settings.mode != "hybrid" or w == 0.0:
             return None
-        from .distillation import _failure_kind, hybrid_guidance
-        from .errors import TeacherError
+        from antigravity.adaptation.distillation import hybrid_guidance
+        from antigravity.core.errors import failure_kind
+        from antigravity.core.errors import TeacherError
 
         def guide(traffic, targets):
             try:
                 out = hybrid_guidance(self, traffic, targets, w)
             except Exception as exc:  # noqa: BLE001 - the fallback chain: hybrid -> baseline
                 err = exc if isinstance(exc, TeacherError) else TeacherError(f"hybrid guidance failed: {type(exc).__name__}: {exc}", kind=f"guidance_{type(exc).__name__}")
-                self.record_teacher_failure(_failure_kind(err), err)
-                self._guidance_status = f"failed:{_failure_kind(err)}"
+                self.record_teacher_failure(failure_kind(err), err)
+                self._guidance_status = f"failed:{failure_kind(err)}"
                 return targets
             return out
 
@@ -843,13 +845,13 @@ class AntigravityEngine:
 
     @property
     def teacher_helper(self):
-        """The engine's lazy :class:`~antigravity.distillation.TeacherDistillationHelper`
+        """The engine's lazy :class:`~antigravity.adaptation.distillation.TeacherDistillationHelper`
         (nothing is loaded until a hybrid cycle or offline distillation needs the teacher)."""
         if self._teacher_helper is None:
-            from .distillation import TeacherDistillationHelper
+            from antigravity.adaptation.distillation import TeacherDistillationHelper
 
             if self._teacher_source is None and not (self.settings.teacher.name or self.settings.teacher.base_url):
-                from .errors import ConfigurationError
+                from antigravity.core.errors import ConfigurationError
 
                 raise ConfigurationError("no teacher configured: set teacher.name or teacher.base_url")
 
@@ -910,8 +912,8 @@ class AntigravityEngine:
         return self._apply_settings(new)
 
     def _validated(self, data: dict[str, Any]) -> Settings:
-        from .errors import ConfigurationError
-        from .settings import format_validation_error
+        from antigravity.core.errors import ConfigurationError
+        from antigravity.settings import format_validation_error
 
         try:
             validated = Settings(**data)
@@ -922,7 +924,7 @@ class AntigravityEngine:
         return validated
 
     def _apply_settings(self, new: Settings) -> dict[str, tuple[Any, Any]]:
-        from .errors import ConfigurationError
+        from antigravity.core.errors import ConfigurationError
 
         old_d, new_d = _flatten(_settings_dict(self.settings)), _flatten(_settings_dict(new))
         changed = {k: (old_d.get(k), new_d.get(k)) for k in sorted(set(old_d) | set(new_d)) if old_d.get(k) != new_d.get(k)}
@@ -955,16 +957,17 @@ class AntigravityEngine:
 
     def run_offline_distillation(self, queries: Sequence[str] = (), **kwargs: Any):
         """Pre-train the adapter on the teacher's rankings (offline mode); see
-        :func:`antigravity.distillation.run_offline_distillation`. A teacher failure returns
+        :func:`antigravity.adaptation.distillation.run_offline_distillation`. A teacher failure returns
         an unpromoted report (counted in ``stats()["teacher_failures"]``) instead of raising."""
-        from .distillation import DistillationReport, _failure_kind, run_offline_distillation
-        from .errors import TeacherError
+        from antigravity.adaptation.distillation import DistillationReport, run_offline_distillation
+        from antigravity.core.errors import failure_kind
+        from antigravity.core.errors import TeacherError
 
         with self._cycle_lock:
             try:
                 return run_offline_distillation(self, queries, **kwargs)
             except TeacherError as exc:  # fallback chain: offline -> baseline, never a crash
-                self.record_teacher_failure(_failure_kind(exc), exc)
+                self.record_teacher_failure(failure_kind(exc), exc)
                 return DistillationReport(None, False, f"teacher failed ({exc}); kept the current version (baseline)")
 
     def _maybe_auto_cycle(self) -> None:
@@ -1019,7 +1022,7 @@ class AntigravityEngine:
             AdaptationError: unknown version, or nothing to roll back to.
             CheckpointError: the version's checkpoint is corrupt or made for another student.
         """
-        from .errors import AdaptationError
+        from antigravity.core.errors import AdaptationError
 
         with self._cycle_lock:
             if version is None:

@@ -6,7 +6,7 @@
 3. a TOML config file (``Settings.from_file(path)`` or ``$ANTIGRAVITY_CONFIG``),
 4. the defaults below.
 
-Unknown keys and invalid values raise :class:`antigravity.errors.ConfigurationError`
+Unknown keys and invalid values raise :class:`antigravity.core.errors.ConfigurationError`
 naming the field path, the value and what is allowed.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigurationError
+from antigravity.core.errors import ConfigurationError
 
 Mode = Literal["baseline", "offline", "hybrid"]
 
@@ -105,7 +105,7 @@ class StoreSettings(_Section):
 class AdaptationSettings(_Section):
     """The adapter and the sedimentation cycles that train it."""
 
-    signal: str = Field("modality_gap", description="homeostatic signal definition (see antigravity.signals)")
+    signal: str = Field("modality_gap", description="homeostatic signal definition (see antigravity.adaptation.signals)")
     rank: int = Field(32, ge=1, le=4096, description="low-rank dimension r of the residual adapter")
     lr: float | None = Field(None, gt=0.0, le=10.0, description="None: the signal's recipe")
     epochs: int | None = Field(None, ge=1, le=10000, description="None: the signal's recipe")

@@ -12,7 +12,7 @@ One resolution rule (:func:`resolve_teacher`), validated in this order:
 Teacher and student spaces are unrelated coordinate systems, even at equal dimension, so
 every use of teacher *vectors* in student space goes through a learned alignment
 (:class:`Alignment`, ridge or orthogonal Procrustes, any dimensions). Quality comes from
-distilling teacher *rankings* (:mod:`antigravity.distillation`), not coordinates.
+distilling teacher *rankings* (:mod:`antigravity.adaptation.distillation`), not coordinates.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from .cache import EmbeddingCache
-from .errors import (
+from antigravity.encoders.cache import EmbeddingCache
+from antigravity.core.errors import (
+    TeacherAlignmentError,
+    TeacherRuntimeError,
     ConfigurationError,
     TeacherConnectionError,
     TeacherDimensionError,
@@ -39,7 +41,7 @@ from .errors import (
     TeacherNonFiniteError,
     TeacherTimeoutError,
 )
-from .settings import mask_url
+from antigravity.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class ObjectTeacher:
         except TeacherError:
             raise
         except Exception as exc:  # noqa: BLE001 - any user object failure is a teacher failure
-            raise TeacherError(f"teacher {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TeacherRuntimeError(f"teacher {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
         arr = _validate(out, len(texts), self._dim, f"teacher {self.name!r}")
         if self._dim is None:
             self._dim = int(arr.shape[1])  # later calls must keep this dimension
@@ -120,11 +122,11 @@ class ObjectTeacher:
 
 
 class ModelTeacher:
-    """A registered/local sentence-transformers model via :class:`antigravity.models.Encoder`
+    """A registered/local sentence-transformers model via :class:`antigravity.encoders.model.Encoder`
     (lazy load, on-disk embedding cache keyed by model id and text)."""
 
     def __init__(self, name: str, *, cache_dir: str | Path, batch_size: int = 16, bf16: bool = False) -> None:
-        from .models import Encoder
+        from antigravity.encoders.model import Encoder
 
         self.encoder = Encoder(name, cache_dir=cache_dir, batch_size=batch_size, bf16=bf16)
         self.name = self.encoder.name
@@ -152,7 +154,7 @@ class ModelTeacher:
         except TeacherError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise TeacherError(f"teacher model {self.name!r} failed: {exc}") from exc
+            raise TeacherRuntimeError(f"teacher model {self.name!r} failed: {exc}") from exc
         return _validate(out, len(texts), None, f"teacher {self.name!r}")
 
     def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
@@ -160,7 +162,7 @@ class ModelTeacher:
         try:
             out = self.encoder._forward(list(texts), False)
         except Exception as exc:  # noqa: BLE001
-            raise TeacherError(f"teacher model {self.name!r} failed: {exc}") from exc
+            raise TeacherRuntimeError(f"teacher model {self.name!r} failed: {exc}") from exc
         return _validate(out, len(texts), None, f"teacher {self.name!r}")
 
     @property
@@ -369,7 +371,7 @@ class Alignment:
     def fit(cls, teacher: np.ndarray, student: np.ndarray, method: str = "ridge", lam: float = 1.0) -> "Alignment":
         T, S = np.asarray(teacher, np.float64), np.asarray(student, np.float64)
         if len(T) != len(S) or len(T) < 2:
-            raise TeacherError(f"alignment needs >= 2 paired rows, got {len(T)} teacher and {len(S)} student rows")
+            raise TeacherAlignmentError(f"alignment needs >= 2 paired rows, got {len(T)} teacher and {len(S)} student rows")
         if method == "ridge":
             W = np.linalg.solve(T.T @ T + lam * np.eye(T.shape[1]), T.T @ S)
         elif method == "procrustes":
@@ -379,7 +381,7 @@ class Alignment:
             raise ConfigurationError(f"alignment method {method!r}: choose 'ridge' or 'procrustes'")
         W = W.astype(np.float32)
         if not np.isfinite(W).all():
-            raise TeacherError("alignment produced non-finite weights")
+            raise TeacherAlignmentError("alignment produced non-finite weights")
         fit_cos = float(np.mean(np.sum(_unit(T.astype(np.float32) @ W) * _unit(S.astype(np.float32)), axis=1)))
         return cls(W, method, fit_cos)
 

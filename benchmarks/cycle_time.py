@@ -23,7 +23,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from antigravity import AntigravityEngine
-    from antigravity.benchmark import latency_ms, prepare_data
+    from antigravity.harness.benchmark import latency_ms, prepare_data
 
     data = prepare_data("SciFact", None)
     out: dict = {"student": args.student, "signal": args.signal}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from antigravity.benchmark import apply_holm, summarise
+from antigravity.harness.benchmark import apply_holm, summarise
 
 
 def merge(parts: list[dict]) -> dict:

@@ -31,7 +31,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from antigravity.datasets import load_task
-    from antigravity.models import resolve_model_path
+    from antigravity.encoders.model import resolve_model_path
 
     ds = load_task("SciFact", splits=("test",))
     qrels = ds.qrels["test"]

@@ -1,5 +1,5 @@
 """Render a benchmark result JSON as the markdown tables used in docs/ (the same rows as the
-CLI table: ``antigravity.benchmark.table_rows`` / ``summary_rows``).
+CLI table: ``antigravity.harness.benchmark.table_rows`` / ``summary_rows``).
 
     python benchmarks/report.py results/suite_L3_L6.json
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from antigravity.benchmark import SUMMARY_COLUMNS, TABLE_COLUMNS, summary_rows, table_rows
+from antigravity.harness.benchmark import SUMMARY_COLUMNS, TABLE_COLUMNS, summary_rows, table_rows
 
 
 def _md(columns, rows) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.errors import (
+from antigravity.core.errors import (
     AdaptationError,
     CheckpointError,
     ConfigurationError,
@@ -98,7 +98,7 @@ API_CASES = [
 
 
 def _cfg(**kw):
-    from antigravity.distillation import DistillationConfig
+    from antigravity.adaptation.distillation import DistillationConfig
 
     return DistillationConfig(**kw)
 
@@ -128,7 +128,7 @@ def test_enormous_document_is_stored_and_truncated_by_the_model(live):  # case: 
 
 @pytest.mark.models
 def test_enormous_document_truncated_to_max_seq_length(tmp_path):  # case: doc-enormous (real model)
-    from antigravity.models import Encoder
+    from antigravity.encoders.model import Encoder
     from antigravity.settings import Settings
 
     enc = Encoder("paraphrase-MiniLM-L3-v2", cache_dir=Settings.load().resolved_cache_dir)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from antigravity.cache import EmbeddingCache, normalise_text, text_key
+from antigravity.encoders.cache import EmbeddingCache, normalise_text, text_key
 
 
 def test_roundtrip_and_missing(tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.checkpoints import AdapterRegistry
-from antigravity.errors import AdaptationError, CheckpointError, ConfigurationError
-from antigravity.store import RAW, SLOTS
+from antigravity.serving.checkpoints import AdapterRegistry
+from antigravity.core.errors import AdaptationError, CheckpointError, ConfigurationError
+from antigravity.stores.qdrant import RAW, SLOTS
 from tests.conftest import HashEncoder
 from tests.test_distillation import SpyTeacher
 from tests.test_sedimentation import _corpus, _queries

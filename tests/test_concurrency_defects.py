@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from antigravity.adapter import ResidualAdapter
-from antigravity.errors import AdaptationError
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import AdaptationError
 from tests.conftest import TOY_DOCS
 
 QUERIES = ["aspirin fever", "cats sleep", "dogs walks", "pain relief", "sleep"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from antigravity.checkpoints import AdapterRegistry
-from antigravity.store import RAW, SLOTS
+from antigravity.serving.checkpoints import AdapterRegistry
+from antigravity.stores.qdrant import RAW, SLOTS
 from tests.crash_worker import open_engine
 from tests.test_sedimentation import _corpus, _queries
 

@@ -15,7 +15,7 @@ from antigravity.datasets import (
     resolve_task_dir,
     verify_shipped,
 )
-from antigravity.errors import AntigravityError, DatasetError, TaskNotFoundError
+from antigravity.core.errors import AntigravityError, DatasetError, TaskNotFoundError
 
 
 def test_load_toy(toy_beir):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.distillation import DistillationConfig, TeacherDistillationHelper, pseudo_queries, teacher_targets
-from antigravity.errors import AdaptationError, ConfigurationError, TeacherError
+from antigravity.adaptation.distillation import DistillationConfig, TeacherDistillationHelper, pseudo_queries, teacher_targets
+from antigravity.core.errors import AdaptationError, ConfigurationError, TeacherError
 from antigravity.settings import Settings
 from tests.conftest import HashEncoder
 from tests.test_sedimentation import _corpus, _queries

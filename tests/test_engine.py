@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.errors import AntigravityError, DocumentError, EmptyCorpusError, QueryError
-from antigravity.adapter import ResidualAdapter
+from antigravity.core.errors import AntigravityError, DocumentError, EmptyCorpusError, QueryError
+from antigravity.adaptation.adapter import ResidualAdapter
 from tests.conftest import TOY_DOCS
 
 
@@ -131,7 +131,7 @@ def test_persistent_engine_reopens(tmp_path, hash_encoder):
 
 
 def test_keyword_overrides_validated(tmp_path):
-    from antigravity.errors import ConfigurationError
+    from antigravity.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="student.batch_size"):
         AntigravityEngine(data_dir=str(tmp_path), student__batch_size=0)

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.checkpoints import AdapterRegistry
+from antigravity.serving.checkpoints import AdapterRegistry
 from tests.conftest import HashEncoder
 from tests.test_sedimentation import _corpus, _queries
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.errors import CheckpointError, DatasetError, DocumentError, ManifestError, QueryError, StoreError
+from antigravity.core.errors import CheckpointError, DatasetError, DocumentError, ManifestError, QueryError, StoreError
 from tests.conftest import HashEncoder
 from tests.test_sedimentation import _corpus, _queries
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from antigravity.errors import ModelNotFoundError
-from antigravity.models import REGISTRY, Encoder, canonical_name, resolve_model_path
+from antigravity.core.errors import ModelNotFoundError
+from antigravity.encoders.model import REGISTRY, Encoder, canonical_name, resolve_model_path
 
 
 def test_unknown_model_name(tmp_path):

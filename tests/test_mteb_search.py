@@ -1,4 +1,4 @@
-"""The engine as an mteb search model (``antigravity.mteb_search``).
+"""The engine as an mteb search model (``antigravity.harness.mteb_search``).
 
 Fast tests use the ``HashEncoder`` stub on a small generated BEIR folder; the slow one checks
 mteb's NDCG@10 for the frozen all-MiniLM-L6-v2 engine on the shipped SciFact against
@@ -17,12 +17,12 @@ import torch
 mteb = pytest.importorskip("mteb")
 
 from antigravity import AntigravityEngine  # noqa: E402
-from antigravity.adapter import ResidualAdapter  # noqa: E402
-from antigravity.benchmark import run_for  # noqa: E402
+from antigravity.adaptation.adapter import ResidualAdapter  # noqa: E402
+from antigravity.harness.benchmark import run_for  # noqa: E402
 from antigravity.datasets import doc_text, load_beir  # noqa: E402
-from antigravity.errors import ConfigurationError, QueryError  # noqa: E402
+from antigravity.core.errors import ConfigurationError, QueryError  # noqa: E402
 from antigravity.evaluation import evaluate  # noqa: E402
-from antigravity.mteb_search import AntigravitySearchModel, beir_task, ndcg_at_10  # noqa: E402
+from antigravity.harness.mteb_search import AntigravitySearchModel, beir_task, ndcg_at_10  # noqa: E402
 
 from tests.conftest import HashEncoder  # noqa: E402
 
@@ -196,7 +196,7 @@ def test_mteb_is_optional_and_nothing_imports_this_module():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    code = "import sys, antigravity.mteb_search, antigravity.cli, antigravity.benchmark; print('mteb' in sys.modules)"
+    code = "import sys, antigravity.harness.mteb_search, antigravity.cli, antigravity.harness.benchmark; print('mteb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # mteb is imported only when a task or a model meta is built
     users = [p.name for p in (root / "antigravity").glob("*.py") if p.name != "mteb_search.py" and "mteb_search" in p.read_text()]
@@ -212,7 +212,7 @@ def test_scifact_frozen_engine_mteb_equals_benchmark():
     """mteb's NDCG@10 for the frozen all-MiniLM-L6-v2 engine on the shipped SciFact test split
     equals ``antigravity benchmark``'s. Both go through the engine's Encoder and its embedding
     cache under ~/.antigravity/cache, so only the first run encodes the corpus."""
-    from antigravity.benchmark import run_benchmark
+    from antigravity.harness.benchmark import run_benchmark
     from antigravity.settings import Settings
 
     s = Settings.load(student__name="all-MiniLM-L6-v2")

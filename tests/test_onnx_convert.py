@@ -1,4 +1,4 @@
-"""Tests of antigravity.onnx_convert: ONNX paraphrase-MiniLM-L3-v2 -> trainable sentence-transformers folder."""
+"""Tests of antigravity.encoders.onnx: ONNX paraphrase-MiniLM-L3-v2 -> trainable sentence-transformers folder."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from antigravity import onnx_convert
-from antigravity.errors import ModelLoadError, ModelNotFoundError
-from antigravity.onnx_convert import find_paraphrase_l3_onnx, materialise_onnx_bert
+from antigravity.encoders import onnx as onnx_convert
+from antigravity.core.errors import ModelLoadError, ModelNotFoundError
+from antigravity.encoders.onnx import find_paraphrase_l3_onnx, materialise_onnx_bert
 
 LONG_SENTENCE = " ".join(
     f"clause {i} of the retrieval benchmark report describes how dense vectors are compared." for i in range(20)

@@ -1,4 +1,4 @@
-"""The benchmark protocol (docs/protocol.md) and the label-free gate (antigravity.gates):
+"""The benchmark protocol (docs/protocol.md) and the label-free gate (antigravity.adaptation.gates):
 splits, duplicate removal, strata, Holm, gate decisions — with the HashEncoder stub."""
 
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.adapter import ResidualAdapter
-from antigravity.benchmark import (
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.harness.benchmark import (
     decision_accuracy,
     load_source,
     near_duplicates,
@@ -17,7 +17,7 @@ from antigravity.benchmark import (
     split_for_seed,
 )
 from antigravity.evaluation import holm
-from antigravity.gates import BM25Judge, JudgeGate, TeacherJudge, judge_qrels
+from antigravity.adaptation.gates import BM25Judge, JudgeGate, TeacherJudge, judge_qrels
 from antigravity.settings import Settings
 from tests.conftest import HashEncoder
 
@@ -239,8 +239,8 @@ def test_proxy_gate_is_still_selectable(tmp_path):
 def test_hybrid_teacher_targets_use_raw_vectors(tmp_path):
     """The defect: hybrid trained on served-space queries and applied the warm-started query
     adapter again. Teacher targets must hold raw query vectors."""
-    from antigravity.distillation import hybrid_guidance
-    from antigravity.signals import Targets, Traffic
+    from antigravity.adaptation.distillation import hybrid_guidance
+    from antigravity.adaptation.signals import Targets, Traffic
 
     class T:
         name, dim = "t", 32
@@ -288,7 +288,7 @@ def test_exact_row_scoring_equals_the_engines_served_search(tmp_path):
     serve the same ranking (frozen and after a promoted doc+query adapter)."""
     import torch
 
-    from antigravity.benchmark import evaluate_engine, load_source, split_for_seed
+    from antigravity.harness.benchmark import evaluate_engine, load_source, split_for_seed
 
     src = load_source(None, str(_beir(tmp_path)))
     data = split_for_seed(src, 0, labels="none")
@@ -323,8 +323,8 @@ def test_teacher_judge_without_a_teacher_falls_back_to_bm25_and_counts_it(tmp_pa
 def test_held_out_assignment_is_stable_and_keeps_paraphrases_out_of_training():
     """The review's leak: a fresh random hold-out each cycle let an adapter train on texts a
     later gate judged. The assignment is now a fixed function of the text."""
-    from antigravity.gates import is_held_out, is_stopping_half, split_held_out
-    from antigravity.gates import token_set as token_set_of
+    from antigravity.adaptation.gates import is_held_out, is_stopping_half, split_held_out
+    from antigravity.adaptation.gates import token_set as token_set_of
 
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(WORDS, size=5)) + f" t{i}" for i in range(400)]
@@ -356,8 +356,8 @@ def test_a_gate_that_cannot_judge_rejects_and_never_raises(tmp_path):
 
 
 def test_offline_distillation_gates_on_texts_it_never_trained_on(tmp_path):
-    from antigravity.distillation import DistillationConfig
-    from antigravity.gates import is_held_out, is_stopping_half
+    from antigravity.adaptation.distillation import DistillationConfig
+    from antigravity.adaptation.gates import is_held_out, is_stopping_half
 
     class T:
         name, dim = "t", 32

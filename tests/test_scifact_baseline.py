@@ -8,7 +8,7 @@ without a warm embedding cache.
 
 import pytest
 
-from antigravity.benchmark import run_benchmark
+from antigravity.harness.benchmark import run_benchmark
 from antigravity.settings import Settings
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.adapter import ResidualAdapter
-from antigravity.errors import AdaptationError, ConfigurationError
-from antigravity.signals import SIGNALS, Traffic, hubness_skew, k_occurrence
-from antigravity.store import RAW
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import AdaptationError, ConfigurationError
+from antigravity.adaptation.signals import SIGNALS, Traffic, hubness_skew, k_occurrence
+from antigravity.stores.qdrant import RAW
 from tests.conftest import HashEncoder
 
 WORDS = "fever aspirin pain cat dog sleep walk vaccine immune virus heart blood cell gene tumor drug dose trial brain memory".split()
@@ -89,8 +89,8 @@ def test_dev_gate_rejects_harmful_adapter_and_keeps_previous(tmp_path, monkeypat
     # dev split: each query is a document's own text -> the frozen student is perfect on it
     qids = [f"q{i}" for i in range(20)]
     e.set_validation(qids, None, {q: {docs[i][0]: 1} for i, q in enumerate(qids)}, queries=[docs[i][1] for i in range(20)])
-    from antigravity import signals
-    from antigravity.training import VectorTargets
+    from antigravity.adaptation import signals
+    from antigravity.adaptation.training import VectorTargets
 
     class Scramble:
         name = "scramble"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from antigravity.errors import ConfigurationError
+from antigravity.core.errors import ConfigurationError
 from antigravity.settings import Settings, explain_sources, settings_reference_markdown
 
 ROOT = Path(__file__).resolve().parents[1]

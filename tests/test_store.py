@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from antigravity.errors import StoreError
-from antigravity.store import RAW, SLOTS, QdrantStore, point_id
+from antigravity.core.errors import StoreError
+from antigravity.stores.qdrant import RAW, SLOTS, QdrantStore, point_id
 
 
 def _vecs(n, d, seed=0):
@@ -66,7 +66,7 @@ def test_unreachable_server():
 
 
 def test_cluster_create_options_reach_create_collection():
-    from antigravity.store import QdrantStore
+    from antigravity.stores.qdrant import QdrantStore
 
     store = QdrantStore(":memory:", create_options={"shard_number": 3, "replication_factor": 2, "write_consistency_factor": None})
     seen = {}

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from antigravity.errors import ConfigurationError, TeacherError
+from antigravity.core.errors import ConfigurationError, TeacherError
 from antigravity.teacher import Alignment, EndpointTeacher, ObjectTeacher, resolve_teacher
 from tests.conftest import HashEncoder
 
@@ -168,7 +168,7 @@ def test_bad_base_url():
 
 @pytest.mark.models
 def test_endpoint_serving_real_model(tmp_path):
-    from antigravity.models import Encoder
+    from antigravity.encoders.model import Encoder
 
     enc = Encoder("all-MiniLM-L6-v2", cache_dir=tmp_path, use_cache=False)
     srv = EmbeddingServer(enc)

@@ -22,7 +22,7 @@ import numpy as np
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _paths  # noqa: E402
-from antigravity.models import Encoder  # noqa: E402
+from antigravity.encoders.model import Encoder  # noqa: E402
 
 MODELS = (('L6', 'all-MiniLM-L6-v2'), ('L3', 'paraphrase-MiniLM-L3-v2'))
 

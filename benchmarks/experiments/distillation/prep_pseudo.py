@@ -1,6 +1,6 @@
 # Build label-free pseudo-queries from the corpus (sentences + titles) and encode them with L3 and L6.
 # Port: paths via AG_DATA / AG_EMB / AG_OUT (was /work/shared/data/scifact, /tmp/emb, /tmp/exp5), and both
-# models now go through the product Encoder (antigravity.models.Encoder, cache ~/.antigravity/cache).
+# models now go through the product Encoder (antigravity.encoders.model.Encoder, cache ~/.antigravity/cache).
 # Originally L3 ran through onnxruntime (output '461', the pooled embedding, L6 tokenizer, max_length 128)
 # and L6 through SentenceTransformer(normalize_embeddings=True); the registry models give the same vectors
 # (~1e-7). The original also re-encoded L3 queries/corpus into /tmp/exp5 to work around the broken
@@ -23,7 +23,7 @@ for d in corpus:
     for s in ss[:2]: sent_txt.append(s); sent_doc.append(i)
 print(len(sent_txt),len(title_txt),flush=True)
 json.dump({'sent_txt':sent_txt,'sent_doc':sent_doc,'title_txt':title_txt,'title_doc':title_doc},open(f'{OUT}/pseudo.json','w'))
-from antigravity.models import Encoder
+from antigravity.encoders.model import Encoder
 cache=os.path.expanduser('~/.antigravity/cache')
 e3=Encoder('paraphrase-MiniLM-L3-v2',cache_dir=cache)
 e6=Encoder('all-MiniLM-L6-v2',cache_dir=cache)

@@ -24,8 +24,8 @@ def main() -> None:
     ap.add_argument("--teacher", default="all-MiniLM-L6-v2")
     args = ap.parse_args()
     from antigravity import AntigravityEngine
-    from antigravity.benchmark import prepare_data, run_for
-    from antigravity.distillation import DistillationConfig
+    from antigravity.harness.benchmark import prepare_data, run_for
+    from antigravity.adaptation.distillation import DistillationConfig
     from antigravity.evaluation import evaluate_per_query
 
     data = prepare_data("SciFact", None, "test", 0.3)

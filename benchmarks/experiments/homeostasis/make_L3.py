@@ -9,7 +9,7 @@ import json, numpy as np, os, sys, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import _paths
-from antigravity.models import Encoder
+from antigravity.encoders.model import Encoder
 D, E = _paths.data_dir(), _paths.emb_dir()
 ids = json.load(open(f'{E}/ids.json'))
 corpus = {}

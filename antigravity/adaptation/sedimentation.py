@@ -5,11 +5,11 @@ A cycle:
 
 1. snapshots the traffic buffer (raw query vectors + their top-k ids) and the raw document
    vectors (never the served ones: adapters never compound);
-2. asks the configured signal definition (:mod:`antigravity.signals`) for targets;
-   in hybrid mode blends them with teacher guidance (:mod:`antigravity.distillation`);
+2. asks the configured signal definition (:mod:`antigravity.adaptation.signals`) for targets;
+   in hybrid mode blends them with teacher guidance (:mod:`antigravity.adaptation.distillation`);
 3. trains a fresh identity-initialised adapter (seeded);
-4. runs the quality gate (:class:`~antigravity.gates.DevSetGate` when a labelled dev split
-   was given, else the label-free :class:`~antigravity.gates.JudgeGate` on held-out traffic);
+4. runs the quality gate (:class:`~antigravity.adaptation.gates.DevSetGate` when a labelled dev split
+   was given, else the label-free :class:`~antigravity.adaptation.gates.JudgeGate` on held-out traffic);
 5. if promoted, re-materialises ``adapter(raw)`` into the idle slot and flips the served
    version in one step (:meth:`AntigravityEngine.activate`).
 
@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adapter import ResidualAdapter
-from .errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
-from .gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, resolve_judge, serve as _serve, split_held_out, top_rows as _top_rows
-from .signals import Traffic, get_signal
-from .training import fit_blend
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
+from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, resolve_judge, serve as _serve, split_held_out, top_rows as _top_rows
+from antigravity.adaptation.signals import Traffic, get_signal
+from antigravity.adaptation.training import fit_blend
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import AntigravityEngine
+    from antigravity.engine import AntigravityEngine
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 class CycleReport:
     """Outcome of one cycle. Times in seconds; ``drift`` = mean cosine(raw, served) of docs
     under the candidate (1.0 = identity); gate scores are NDCG@10 on the dev split or against
-    the label-free judge (see :mod:`antigravity.gates`)."""
+    the label-free judge (see :mod:`antigravity.adaptation.gates`)."""
 
     version: int | None
     promoted: bool
@@ -123,8 +123,8 @@ def candidate_adapters(current, side: str, dim: int, rank: int, seed: int):
 
 
 def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vectors: np.ndarray, doc_ids: list[str], *, teacher_docs: np.ndarray | None = None):
-    """The gate used without a labelled dev split (:class:`~antigravity.gates.JudgeGate` or,
-    with ``gate.judge = "proxy"``, :class:`~antigravity.gates.ProxyGate`) for held-out traffic
+    """The gate used without a labelled dev split (:class:`~antigravity.adaptation.gates.JudgeGate` or,
+    with ``gate.judge = "proxy"``, :class:`~antigravity.adaptation.gates.ProxyGate`) for held-out traffic
     ``texts`` / raw ``vectors (m, d)``. A teacher judge that fails falls back to BM25 (the
     failure is counted in ``stats()["teacher_failures"]``); held-out queries without text
     cannot be judged and are dropped. ``teacher_docs``: teacher vectors of ``doc_ids`` when
@@ -138,7 +138,7 @@ def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vector
     vectors = vectors[keep]
     kwargs = {"min_queries": g.min_queries, "min_gain": g.min_gain, "alpha": g.alpha}
     if name == "teacher":
-        from .distillation import _failure_kind
+        from antigravity.core.errors import failure_kind
 
         try:
             helper = engine.teacher_helper
@@ -149,7 +149,7 @@ def label_free_gate(engine: "AntigravityEngine", texts: list[str | None], vector
                 helper.release()  # hybrid keeps its teacher between cycles; other modes do not
             return gate
         except (TeacherError, DocumentError, ConfigurationError, ValueError) as exc:  # no usable teacher: BM25 judges
-            kind = _failure_kind(exc) if isinstance(exc, TeacherError) else type(exc).__name__
+            kind = failure_kind(exc) if isinstance(exc, TeacherError) else type(exc).__name__
             engine.record_teacher_failure("judge_" + kind, exc)
     try:
         judge = bm25_judge(engine, doc_ids)

@@ -125,5 +125,28 @@ class TeacherNonFiniteError(TeacherError):
     kind = "non_finite"
 
 
+class TeacherRuntimeError(TeacherError):
+    """The teacher model or user object raised while encoding (its exception is chained)."""
+
+    kind = "runtime"
+
+
+class TeacherAlignmentError(TeacherError):
+    """No usable teacher→student alignment: too few paired rows, non-finite weights, or
+    none fitted yet."""
+
+    kind = "alignment"
+
+
+def failure_kind(exc: BaseException) -> str:
+    """Counter key of a failure (``stats()["teacher_failures"]``): the ``kind`` of a
+    :class:`TeacherError` (set by its subclass: ``connection``, ``timeout``, ``http_401``,
+    ``malformed``, ``dimension``, ``non_finite``, ``load``, ``runtime``, ``alignment``...),
+    else the exception's type name. No message is ever parsed."""
+    if isinstance(exc, TeacherError):
+        return str(exc.kind)
+    return type(exc).__name__
+
+
 class CheckpointError(AntigravityError, ValueError):
     """An adapter checkpoint does not match the running student (id or dimension) or is corrupt."""

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapter import ResidualAdapter
-from .errors import AdaptationError
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import AdaptationError
 
 
 @dataclass

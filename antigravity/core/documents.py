@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import DocumentError, QueryError
+from antigravity.core.errors import DocumentError, QueryError
 
 EMPTY_FLAG = "_ag_empty"
 RESERVED_PREFIX = "_ag_"

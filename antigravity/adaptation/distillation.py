@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .adapter import ResidualAdapter
-from .errors import AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherDimensionError, TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError
-from .gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out
-from .teacher import Alignment, TeacherSource, resolve_teacher
-from .training import ListwiseTargets, fit_listwise
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import AdaptationError, TeacherAlignmentError, TeacherRuntimeError, failure_kind, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherDimensionError, TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError
+from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out
+from antigravity.teacher import Alignment, TeacherSource, resolve_teacher
+from antigravity.adaptation.training import ListwiseTargets, fit_listwise
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import AntigravityEngine
+    from antigravity.engine import AntigravityEngine
 
 logger = logging.getLogger(__name__)
 Callback = Callable[[str, dict[str, Any]], None]
@@ -104,7 +104,7 @@ class TeacherDistillationHelper:
             self._teacher = None
             import gc
 
-            from .models import trim_heap
+            from antigravity.encoders.model import trim_heap
 
             gc.collect()
             trim_heap()
@@ -129,7 +129,7 @@ class TeacherDistillationHelper:
         except TeacherError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise TeacherError(f"teacher failed: {exc}") from exc
+            raise TeacherRuntimeError(f"teacher failed: {exc}") from exc
         try:
             out = np.asarray(out, np.float32)
         except (TypeError, ValueError):
@@ -162,9 +162,9 @@ class TeacherDistillationHelper:
         """
         teacher_dim = self._teacher.dim if self._teacher is not None else None  # do not load it just to check
         if teacher_dim is not None and teacher_vecs.shape[1] != teacher_dim:
-            raise TeacherError(f"teacher vectors are {teacher_vecs.shape[1]}-d, the teacher makes {self.teacher.dim}-d")
+            raise TeacherDimensionError(f"teacher vectors are {teacher_vecs.shape[1]}-d, the teacher makes {self.teacher.dim}-d")
         if student_vecs.shape[1] != self.student_dim:
-            raise TeacherError(f"student vectors are {student_vecs.shape[1]}-d, expected {self.student_dim}-d")
+            raise TeacherDimensionError(f"student vectors are {student_vecs.shape[1]}-d, expected {self.student_dim}-d")
         self.alignment = Alignment.fit(teacher_vecs, student_vecs, method)
         return self.alignment
 
@@ -181,7 +181,7 @@ class TeacherDistillationHelper:
         if w == 0.0:
             return _unit(current)
         if self.alignment is None:
-            raise TeacherError("no teacher→student alignment fitted: call fit_alignment first")
+            raise TeacherAlignmentError("no teacher→student alignment fitted: call fit_alignment first")
         t = self.alignment.map(self.get_teacher_embeddings(texts))
         return _unit((1 - w) * current + w * t)
 
@@ -405,7 +405,7 @@ def run_offline_distillation(
 def _label_free_distillation_gate(engine, helper: TeacherDistillationHelper, held: list[str], doc_ids: list[str], Td: np.ndarray):
     """Offline distillation's label-free gate on the ``held`` texts: the teacher itself judges
     (its top-10 over the corpus as graded pseudo-relevance), or BM25 / the proxy when
-    ``gate.judge`` says so. See :mod:`antigravity.gates`."""
+    ``gate.judge`` says so. See :mod:`antigravity.adaptation.gates`."""
     g = engine.settings.gate
     name = resolve_judge(engine)
     if engine.settings.gate.judge == "auto":
@@ -516,30 +516,17 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
     return q_ad, d_ad, res, best["score"]
 
 
-def _failure_kind(exc: BaseException) -> str:
-    """Counter key of a teacher failure: the typed ``kind`` of a :class:`TeacherError`
-    subclass (``connection``, ``timeout``, ``http_401``, ``malformed``, ``dimension``,
-    ``non_finite``, ``load``...), else a word from the message, else the type name."""
-    kind = getattr(exc, "kind", None)
-    if isinstance(exc, TeacherError) and kind and kind != TeacherError.kind:
-        return str(kind)
-    msg = str(exc).lower()
-    for kind in ("timed out", "connection", "http", "malformed", "nan", "partial", "dimension", "-d vectors", "alignment"):
-        if kind in msg:
-            return kind.strip("-").replace(" ", "_")
-    return type(exc).__name__
-
 
 def hybrid_guidance(engine, traffic, targets, weight: float):
     """Add teacher rankings on the same traffic to a cycle's homeostatic ``targets``
     (``loss = (1 − w)·homeostatic + w·teacher KL``). Any teacher failure leaves ``targets``
     unchanged (baseline), is counted in ``engine.stats()["teacher_failures"]`` and logged
     once per kind."""
-    from .signals import Targets
+    from antigravity.adaptation.signals import Targets
 
     idx = [i for i, t in enumerate(traffic.texts or []) if t]
     if len(idx) < 2:
-        engine.record_teacher_failure("no_query_texts", TeacherError("hybrid needs traffic query texts (use search(), not search_vectors())"))
+        engine.record_teacher_failure("no_query_texts", TeacherError("hybrid needs traffic query texts (use search(), not search_vectors())", kind="no_query_texts"))
         engine._guidance_status = "failed:no_query_texts"
         return targets
     try:
@@ -550,7 +537,7 @@ def hybrid_guidance(engine, traffic, targets, weight: float):
         if Td.shape[1] != Tq.shape[1]:
             raise TeacherDimensionError(f"teacher returned {Td.shape[1]}-d document vectors but {Tq.shape[1]}-d query vectors")
     except (TeacherError, DocumentError, ConfigurationError) as exc:
-        kind = _failure_kind(exc) if isinstance(exc, TeacherError) else type(exc).__name__
+        kind = failure_kind(exc)
         engine.record_teacher_failure(kind, exc)
         engine._guidance_status = f"failed:{kind}"
         return targets

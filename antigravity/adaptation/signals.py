@@ -2,8 +2,8 @@
 
 A signal definition reads only what ``search`` recorded (raw query vectors, their top-k
 document ids and scores) and the stored raw document vectors — never labels. It returns
-:class:`~antigravity.training.VectorTargets` (rows and where they should move) or
-:class:`~antigravity.training.ListwiseTargets` (score distributions to match) plus the side
+:class:`~antigravity.adaptation.training.VectorTargets` (rows and where they should move) or
+:class:`~antigravity.adaptation.training.ListwiseTargets` (score distributions to match) plus the side
 the adapter acts on (``"doc"``, ``"query"`` or ``"both"``).
 
 What "unhealthy" means here, measurably:
@@ -34,7 +34,7 @@ from typing import Callable, Literal, Protocol
 
 import numpy as np
 
-from .training import ListwiseTargets, VectorTargets
+from antigravity.adaptation.training import ListwiseTargets, VectorTargets
 
 Side = Literal["doc", "query", "both"]
 
@@ -199,7 +199,7 @@ SIGNALS: dict[str, Callable[[], SignalDefinition]] = {
 
 def get_signal(name: str) -> SignalDefinition:
     """Instantiate a registered signal definition. Raises :class:`ConfigurationError`."""
-    from .errors import ConfigurationError
+    from antigravity.core.errors import ConfigurationError
 
     if name not in SIGNALS:
         raise ConfigurationError(f"adaptation.signal = {name!r}: unknown signal; choose from {', '.join(SIGNALS)}")

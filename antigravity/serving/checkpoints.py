@@ -31,34 +31,14 @@ from typing import Any
 
 import torch
 
-from .adapter import ResidualAdapter
-from .errors import CheckpointError
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import CheckpointError
+from antigravity.core.files import atomic_write_bytes
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^v(\d{6,})\.json$")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace`` + dir fsync)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def registry_for(settings: Any) -> "AdapterRegistry":

@@ -8,7 +8,7 @@ queries per mode, cycle, seed and stratum. Written up in ``docs/protocol.md``.
   adaptation.
 * **Labels.** ``labels="none"``: no qrels anywhere on the adaptation side — every adaptation
   text is traffic, and every gate and stopping rule is label-free
-  (:mod:`antigravity.gates`). ``labels="dev"``: a seeded ``dev_fraction`` of the adaptation
+  (:mod:`antigravity.adaptation.gates`). ``labels="dev"``: a seeded ``dev_fraction`` of the adaptation
   queries keeps its qrels for the labelled dev gate, the rest is traffic.
 * **No evaluation text in adaptation.** Adaptation texts (traffic, dev, pseudo-queries) whose
   case/whitespace-normalised form equals an evaluation text are dropped and counted.
@@ -39,10 +39,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .datasets import doc_text, load_beir, load_task, get_task
-from .errors import ConfigurationError
-from .evaluation import METRICS, evaluate_per_query, holm, paired_test
-from .settings import Settings
+from antigravity.datasets import doc_text, load_beir, load_task, get_task
+from antigravity.core.errors import ConfigurationError
+from antigravity.evaluation import METRICS, evaluate_per_query, holm, paired_test
+from antigravity.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def normalise(text: str) -> str:
 
 def near_duplicates(eval_texts: dict[str, str], adapt_texts: list[str], threshold: float = NEAR_DUP_JACCARD) -> set[str]:
     """Ids of evaluation queries with an adaptation text of token Jaccard ``>= threshold``."""
-    from .gates import near_duplicate_mask
+    from antigravity.adaptation.gates import near_duplicate_mask
 
     ids = list(eval_texts)
     mask = near_duplicate_mask([eval_texts[q] for q in ids], adapt_texts, threshold)
@@ -199,7 +199,7 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
     adapt = {traffic[i][0]: traffic[i][1] for i in order}
     pseudo: list[str] = []
     if pseudo_queries > 0:
-        from .distillation import pseudo_queries as make_pseudo
+        from antigravity.adaptation.distillation import pseudo_queries as make_pseudo
 
         has_titles = any(f.get("title") for f in src.doc_fields.values())
         n_titles = pseudo_queries // 4 if has_titles else 0
@@ -273,11 +273,11 @@ def evaluate_engine(engine, data: BenchmarkData, qvecs: np.ndarray, cycle: Any, 
 def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: tuple) -> dict[str, dict[str, float]]:
     """Per-query metrics of an adapter pair ``(query, doc)`` that need not be served (exact
     search over the raw vectors; the same ranking the engine would serve)."""
-    from .gates import ranked_run
+    from antigravity.adaptation.gates import ranked_run
 
     doc_ids, D = engine.raw_matrix()
     empty = {d for d, t in zip(data.doc_ids, data.doc_texts) if not t}
-    if empty:  # empty documents are stored but never served (antigravity.documents)
+    if empty:  # empty documents are stored but never served (antigravity.core.documents)
         keep = [i for i, d in enumerate(doc_ids) if d not in empty]
         doc_ids, D = [doc_ids[i] for i in keep], D[keep]
     return evaluate_per_query(data.eval_qrels, ranked_run(list(data.eval_queries), qvecs, doc_ids, D, *adapters))
@@ -306,7 +306,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
     otherwise the label-free gate. Returns ``{"cycles", "pretrained", "decisions",
     "pretraining_time_s", "ingest_time_s", "latency_ms"}``; rows keep per-query scores under
     ``_per_query``."""
-    from .engine import AntigravityEngine
+    from antigravity.engine import AntigravityEngine
 
     s = settings.model_copy(deep=True)
     s.store.location = ":memory:"
@@ -555,7 +555,7 @@ def run_benchmark(
         ConfigurationError: no corpus, unknown label setting. DatasetError: unreadable folder.
         EmptyCorpusError: a corpus without documents.
     """
-    from .models import Encoder
+    from antigravity.encoders.model import Encoder
 
     say = progress or (lambda msg: logger.info(msg))
     bad = [lb for lb in labels if lb not in LABELS]
@@ -567,7 +567,7 @@ def run_benchmark(
         raise ConfigurationError("give a task or at least one data folder")
     for src in sources:
         if not src.doc_ids:
-            from .errors import EmptyCorpusError
+            from antigravity.core.errors import EmptyCorpusError
 
             raise EmptyCorpusError(f"the corpus {src.name!r} is empty")
     if teacher_weights and "hybrid" in modes:

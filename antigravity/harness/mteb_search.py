@@ -21,7 +21,7 @@ copy) into an mteb retrieval task, read with :func:`antigravity.datasets.load_be
 ``metadata`` is never read)::
 
     import mteb
-    from antigravity.mteb_search import AntigravitySearchModel, beir_task
+    from antigravity.harness.mteb_search import AntigravitySearchModel, beir_task
 
     model = AntigravitySearchModel(student__name="all-MiniLM-L6-v2")
     result = mteb.evaluate(model, beir_task(task="SciFact"), cache=None)
@@ -40,11 +40,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .datasets import doc_text, load_beir, load_task
-from .errors import ConfigurationError, QueryError
+from antigravity.datasets import doc_text, load_beir, load_task
+from antigravity.core.errors import ConfigurationError, QueryError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from .engine import AntigravityEngine
+    from antigravity.engine import AntigravityEngine
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _require_mteb():
         import mteb
     except ImportError as exc:  # pragma: no cover - exercised only without mteb
         raise ImportError(
-            "antigravity.mteb_search needs mteb >= 2.0 (an optional dev dependency): "
+            "antigravity.harness.mteb_search needs mteb >= 2.0 (an optional dev dependency): "
             "pip install 'mteb>=2.0' or pip install -e '.[dev]'"
         ) from exc
     return mteb
@@ -93,7 +93,7 @@ class AntigravitySearchModel:
         engine: an engine to evaluate as it is served now (its adapter version, mode and
             settings). ``index`` upserts the task corpus into it; the engine must then hold
             exactly that corpus (documents of something else would be retrieved too), else
-            :class:`~antigravity.errors.ConfigurationError`. The caller keeps ownership
+            :class:`~antigravity.core.errors.ConfigurationError`. The caller keeps ownership
             (``close`` does not close it). ``None`` (default): every ``index`` call builds a
             fresh engine with an in-memory Qdrant store, from ``settings`` and ``overrides``;
             it serves the frozen student (adapter version 0).
@@ -131,7 +131,7 @@ class AntigravitySearchModel:
         self.skipped_documents: list[str] = []
         self._indexed: int = 0
         if self._owned:
-            from .settings import Settings
+            from antigravity.settings import Settings
 
             if settings is None:
                 base = Settings.load(**overrides)
@@ -144,7 +144,7 @@ class AntigravitySearchModel:
             s.store.url = None
             self._settings = s
             if encoder is None:
-                from .models import Encoder
+                from antigravity.encoders.model import Encoder
 
                 st = s.student
                 encoder = Encoder(st.name, cache_dir=s.resolved_cache_dir, batch_size=st.batch_size, bf16=st.bf16, max_seq_length=st.max_seq_length)
@@ -301,7 +301,7 @@ class AntigravitySearchModel:
 
     # -- lifecycle --------------------------------------------------------------------
     def _new_engine(self) -> None:
-        from .engine import AntigravityEngine
+        from antigravity.engine import AntigravityEngine
 
         if self.engine is not None:
             self.engine.store.close()  # keep the encoder loaded for the next engine
@@ -325,7 +325,7 @@ class AntigravitySearchModel:
 
 
 def _dump(settings: Any) -> dict[str, Any]:
-    from .engine import _settings_dict
+    from antigravity.engine import _settings_dict
 
     return _settings_dict(settings)
 
@@ -409,7 +409,7 @@ def beir_task(
         metadata = TaskMetadata(
             name=task_name,
             dataset={"path": f"antigravity-local/{task_name}", "revision": revision},
-            description=f"{task_name} ({source}, split {split!r}), loaded by antigravity.mteb_search.beir_task.",
+            description=f"{task_name} ({source}, split {split!r}), loaded by antigravity.harness.mteb_search.beir_task.",
             type="Retrieval",
             category="t2t",
             modalities=["text"],

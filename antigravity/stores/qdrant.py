@@ -22,7 +22,7 @@ write the folder can run code as the engine's user. A folder this class creates 
 private (mode 0700); opening one that is group- or world-writable logs a warning and is
 counted (:attr:`QdrantStore.permission_warnings`).
 
-Empty documents (payload flag ``_ag_empty``, see :mod:`antigravity.documents`) are stored
+Empty documents (payload flag ``_ag_empty``, see :mod:`antigravity.core.documents`) are stored
 and counted but never returned by :meth:`QdrantStore.search`.
 """
 
@@ -39,9 +39,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .documents import EMPTY_FLAG
-from .errors import StoreError
-from .settings import mask_url
+from antigravity.core.documents import EMPTY_FLAG
+from antigravity.core.errors import StoreError
+from antigravity.core.files import check_permissions, make_private_dir
+from antigravity.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -55,47 +56,8 @@ def point_id(doc_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, doc_id))
 
 
-def make_private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700; an existing folder is left as
-    it is (see :func:`check_permissions`). Returns the path.
-
-    Raises:
-        StoreError: the folder cannot be created (names it and the OS error).
-    """
-    p = Path(path).expanduser()
-    missing = []
-    q = p
-    while not q.exists() and q != q.parent:
-        missing.append(q)
-        q = q.parent
-    try:
-        for d in reversed(missing):
-            d.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(d, 0o700)  # mkdir's mode is reduced by the umask; be explicit
-    except OSError as exc:
-        raise StoreError(f"cannot create data folder {str(p)!r}: {exc.strerror or exc}") from None
-    return p
 
 
-def check_permissions(path: str | Path) -> list[str]:
-    """Warnings for ``path`` (a folder) being writable by group or others — whoever can
-    write the embedded store folder can run code as the engine's user (pickled points).
-    Each warning is logged and returned (empty list: fine or not a folder)."""
-    p = Path(path).expanduser()
-    try:
-        mode = p.stat().st_mode
-    except OSError:
-        return []
-    out = []
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        who = " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit)
-        out.append(
-            f"{p} is writable by {who} (mode {stat.S_IMODE(mode):04o}): anyone who can write it can run code as this "
-            f"process (the embedded store unpickles its points); run: chmod go-w {p}"
-        )
-    for msg in out:
-        logger.warning(msg)
-    return out
 
 
 class QdrantStore:

@@ -35,7 +35,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from .evaluation import evaluate, evaluate_per_query
+from antigravity.evaluation import evaluate, evaluate_per_query
 
 
 @dataclass

