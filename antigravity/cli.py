@@ -200,7 +200,7 @@ def index(
 
         raise EmptyCorpusError(f"{corpus}: no documents")
     with AntigravityEngine(settings, reindex=reindex) as engine:
-        n = engine._ingest_validated(items, settings.store.upsert_batch_size, show_progress=True)
+        n = engine.collection.ingest_validated(items, settings.store.upsert_batch_size, show_progress=True)
         empty = sum(1 for it in items if it[3])
         note = f" ({empty} empty: stored, never returned by search)" if empty else ""
         console.print(f"indexed {n} documents{note}; collection {settings.store.collection!r} now holds {engine.count()}")

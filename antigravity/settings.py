@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -24,6 +24,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from antigravity.core.errors import ConfigurationError
 
 Mode = Literal["baseline", "offline", "hybrid"]
+#: modes that use a teacher (``antigravity.modes`` holds the behaviour; a test keeps the two in step)
+TEACHER_MODES = frozenset({"offline", "hybrid"})
+#: modes that keep the teacher loaded between cycles
+KEEP_TEACHER_MODES = frozenset({"hybrid"})
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
 _SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:api[_-]?key|apikey|key|token|access_token|secret|password|passwd|pwd|auth)=)(?P<value>[^&;#\s'\"]+)", re.IGNORECASE)
@@ -164,9 +168,49 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Settings":
-        if self.mode in ("offline", "hybrid") and not (self.teacher.name or self.teacher.base_url):
+        if self.uses_teacher and not (self.teacher.name or self.teacher.base_url):
             raise ValueError(f"mode {self.mode!r} needs a teacher: set teacher.name or teacher.base_url")
         return self
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether ``mode`` uses a teacher (offline pre-training or hybrid cycles)."""
+        return self.mode in TEACHER_MODES
+
+    @property
+    def keeps_teacher(self) -> bool:
+        """Whether ``mode`` keeps the teacher loaded between cycles (hybrid)."""
+        return self.mode in KEEP_TEACHER_MODES
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A validated copy with ``overrides`` (nested with ``__`` or ``.``) applied on top;
+        the copy remembers this one's config file and all overrides (for reloads).
+
+        Raises:
+            ConfigurationError: an invalid or unknown value (names it).
+        """
+        merged = settings_dict(self)
+        for key, value in overrides.items():
+            node = merged
+            parts = key.replace(".", "__").split("__")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+        new = Settings.load(**merged)
+        new._config_file = self._config_file
+        new._overrides = {**self._overrides, **overrides}
+        return new
+
+    def replaced(self, data: dict[str, Any]) -> "Settings":
+        """Settings validated from the full dict ``data``, keeping this one's config file
+        and overrides. Raises ConfigurationError (one line per invalid field)."""
+        try:
+            validated = Settings(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(format_validation_error(exc)) from None
+        validated._config_file = self._config_file
+        validated._overrides = self._overrides
+        return validated
 
     @property
     def resolved_cache_dir(self) -> Path:
@@ -202,7 +246,7 @@ class Settings(BaseSettings):
         path = config_file or os.environ.get("ANTIGRAVITY_CONFIG")
         _TomlSource.current = read_toml(path) if path else {}
         try:
-            obj = cls(**_nest(overrides))
+            obj = cls(**nest(overrides))
             obj._config_file = str(path) if path else None
             obj._overrides = dict(overrides)
             return obj
@@ -234,11 +278,37 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigurationError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """Turn ``{"teacher__weight": 0.3}`` or ``{"teacher.weight": 0.3}`` into nested dicts; drop ``None``."""
+def settings_dict(settings: "Settings") -> dict[str, Any]:
+    """``settings`` as a plain nested dict, secrets unmasked (to rebuild a validated copy)."""
+    d = settings.model_dump()
+    if settings.store.api_key is not None:
+        d["store"]["api_key"] = settings.store.api_key.get_secret_value()
+    return d
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changes(old: "Settings", new: "Settings") -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old, new)}`` for every value that differs."""
+    a, b = flatten(settings_dict(old)), flatten(settings_dict(new))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def nest(flat: Mapping[str, Any], *, drop_none: bool = True) -> dict[str, Any]:
+    """Turn ``{"teacher__weight": 0.3}`` or ``{"teacher.weight": 0.3}`` into nested dicts
+    (``None`` values dropped unless ``drop_none=False``)."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
-        if value is None:
+        if value is None and drop_none:
             continue
         parts = key.replace(".", "__").split("__")
         node = out
@@ -311,7 +381,7 @@ def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> 
     settings = Settings.load(config_file, **overrides)
     path = config_file or os.environ.get("ANTIGRAVITY_CONFIG")
     file_data = read_toml(path) if path else {}
-    nested_over = _nest(overrides)
+    nested_over = nest(overrides)
     out = []
 
     def walk(model: BaseModel, prefix: str, over: dict, filed: dict) -> None:

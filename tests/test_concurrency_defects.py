@@ -74,8 +74,8 @@ def _summary(batch):
 
 def test_promotion_waits_for_a_search_held_longer_than_any_timeout(engine, monkeypatch):
     engine.ingest(TOY_DOCS)
-    engine._readers_cv = _ExpiringCondition()
-    monkeypatch.setattr(engine, "_slot_wait_warn_s", 0.05, raising=False)  # shortened "still waiting" interval
+    engine.versions._readers_cv = _ExpiringCondition()
+    monkeypatch.setattr(engine.versions, "slot_wait_warn_s", 0.05)  # shortened "still waiting" interval
     dim = engine.encoder.dim
     a1, a2, a3 = _adapter(dim, 1), _adapter(dim, 2), _adapter(dim, 3)
     engine.activate(a1, None, version=1)
@@ -117,7 +117,7 @@ def test_promotion_waits_for_a_search_held_longer_than_any_timeout(engine, monke
 
 def test_close_interrupts_a_waiting_promotion(engine, monkeypatch):
     engine.ingest(TOY_DOCS)
-    engine._readers_cv = _ExpiringCondition()
+    engine.versions._readers_cv = _ExpiringCondition()
     dim = engine.encoder.dim
     a1, a2, a3 = _adapter(dim, 1), _adapter(dim, 2), _adapter(dim, 3)
     engine.activate(a1, None, version=1)
@@ -159,7 +159,7 @@ def test_close_interrupts_a_waiting_promotion(engine, monkeypatch):
 
 
 class _RacyStats(collections.defaultdict):
-    """``_stats`` whose reads yield the processor: ``d[k] += n`` reads, then writes; another
+    """counter values whose reads yield the processor: ``d[k] += n`` reads, then writes; another
     thread running in between makes an unlocked increment lose counts almost every time."""
 
     def __getitem__(self, key):
@@ -171,8 +171,8 @@ class _RacyStats(collections.defaultdict):
 def test_stat_counts_exact_under_8_search_threads(engine, monkeypatch):
     engine.ingest(TOY_DOCS)
     racy = _RacyStats(int)
-    racy.update(engine._stats)
-    engine._stats = racy
+    racy.update(engine.counters._values)
+    engine.counters._values = racy
     monkeypatch.setattr(engine.store, "search", lambda vectors, using, k: [[] for _ in range(len(vectors))])
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)

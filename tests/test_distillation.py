@@ -224,7 +224,7 @@ def test_serving_fusion_rescoring_and_fallback(tmp_path):
     for h in half:
         assert abs(h.score - (0.5 * s_score[h.doc_id] + 0.5 * tcos[h.doc_id])) < 1e-4
     teacher.fail = True
-    e._teacher_doc_vectors.clear()
+    e.teacher.clear_document_vectors()
     hits = e.search(q, k=5, record=False)  # never fails: student ranking
     assert [h.doc_id for h in hits] == [h.doc_id for h in student[:5]]
     assert any(k.startswith("fusion_") for k in e.stats()["teacher_failures"])

@@ -252,13 +252,13 @@ def test_hybrid_teacher_targets_use_raw_vectors(tmp_path):
             pass
 
     e = _engine(tmp_path, teacher__name="none")
-    e._teacher_source = T()
+    e.teacher.source = T()
     doc_ids, D = e.raw_matrix()
     raw_q = HashEncoder(32).encode(["fever aspirin", "cat dog", "gene tumor"])
     served_q = _unit(raw_q + 0.5)
     tr = Traffic(served_q, np.zeros((3, 1), np.int64), np.zeros((3, 1), np.float32), D, ["fever aspirin", "cat dog", "gene tumor"], raw_queries=raw_q, raw_docs=D)
-    out = hybrid_guidance(e, tr, Targets("query"), 0.5)
-    assert out.teacher is not None
+    out, status = hybrid_guidance(e.adaptation_context(), tr, Targets("query"), 0.5)
+    assert out.teacher is not None and status == "used"
     np.testing.assert_array_equal(out.teacher.queries, raw_q)
     e.close()
 

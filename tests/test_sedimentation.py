@@ -71,7 +71,7 @@ def test_adapters_never_compound(eng):
         eng.search_batch(_queries(seed=seed))
         assert eng.run_sedimentation_cycle().promoted
         v = eng.served_version
-        eng._raw_cache = None
+        eng.collection._raw_cache = None
         ids, raw = eng.raw_matrix()
         np.testing.assert_allclose(raw[np.argsort(ids)], raw0[np.argsort(ids0)], atol=1e-6)  # Qdrant re-normalises (cosine) in float32
         stored = {i: vec for b_ids, b in eng.store.iter_vectors((v.slot,)) for i, vec in zip(b_ids, b[v.slot])}
@@ -111,7 +111,7 @@ def test_dev_gate_rejects_harmful_adapter_and_keeps_previous(tmp_path, monkeypat
 
 def test_non_finite_traffic_aborts_cycle(eng):
     eng.search_batch(_queries())
-    eng._traffic[0].query_vector[:] = np.nan
+    eng.traffic.snapshot()[0].query_vector[:] = np.nan
     rep = eng.run_sedimentation_cycle()
     assert not rep.promoted and "non-finite" in rep.reason
     assert eng.served_version.version == 0
@@ -237,7 +237,7 @@ def test_searches_during_cycles_never_mix_versions(eng):
         t.start()
     from tests.test_distillation import SpyTeacher
 
-    eng._teacher_source = SpyTeacher()
+    eng.teacher.source = SpyTeacher()
     for _ in range(3):
         eng.rollback(0)
         eng.set_mode("hybrid", teacher_weight=0.5)

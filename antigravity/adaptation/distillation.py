@@ -23,19 +23,20 @@ import dataclasses
 import logging
 import re
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
-from antigravity.core.errors import AdaptationError, TeacherAlignmentError, TeacherRuntimeError, failure_kind, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherDimensionError, TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError
+from antigravity.adaptation.context import AdaptationContext, AdaptationReport
+from antigravity.core.errors import (
+    AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherAlignmentError, TeacherDimensionError,
+    TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError, TeacherRuntimeError, failure_kind,
+)
 from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out
 from antigravity.teacher import Alignment, TeacherSource, resolve_teacher
 from antigravity.adaptation.training import ListwiseTargets, fit_listwise
-
-if TYPE_CHECKING:  # pragma: no cover
-    from antigravity.engine import AntigravityEngine
 
 logger = logging.getLogger(__name__)
 Callback = Callable[[str, dict[str, Any]], None]
@@ -91,6 +92,11 @@ class TeacherDistillationHelper:
                 self._teacher = resolve_teacher(self._source, cache_dir=self.cache_dir, settings=self.settings)
             except (ModelNotFoundError, ModelLoadError) as exc:  # a missing teacher model is a teacher failure
                 raise TeacherLoadError(f"teacher {self._source!r} could not be loaded: {exc}") from exc
+        return self._teacher
+
+    @property
+    def teacher_if_resolved(self) -> TeacherSource | None:
+        """The teacher if already resolved, else ``None`` (never resolves or probes one)."""
         return self._teacher
 
     @property
@@ -261,52 +267,47 @@ class DistillationConfig:
     seed: int = 0
 
 
-@dataclass
-class DistillationReport:
-    """Outcome of offline distillation: promoted ``version`` (or None), the gate's ``reason``,
-    ``metrics`` (times in s, losses, gate scores), and the adapters judged (``current`` served
-    before, ``candidate`` trained; ``(query, doc)`` pairs, None = identity)."""
-
-    version: int | None
-    promoted: bool
-    reason: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    current: tuple | None = field(default=None, repr=False)
-    candidate: tuple | None = field(default=None, repr=False)
+#: offline distillation's report (one result class for every adaptation run)
+DistillationReport = AdaptationReport
 
 
 def run_offline_distillation(
-    engine: "AntigravityEngine",
+    ctx: AdaptationContext,
     queries: Sequence[str] = (),
     *,
     config: DistillationConfig | None = None,
     teacher: Any = None,
     callback: Callback | None = None,
-) -> DistillationReport:
-    """Pre-train the adapter from the teacher's rankings, gate it, and serve it atomically.
+    promote: Callable[[AdaptationReport], AdaptationReport] | None = None,
+) -> AdaptationReport:
+    """Pre-train an adapter from the teacher's rankings and gate it; the report carries the
+    candidate (``report.ok``: the gate passed it; the engine then serves it atomically).
 
     Args:
         queries: label-free distillation query texts (e.g. train queries); the engine's
             recorded traffic texts are added. Never pass evaluation queries.
         config: :class:`DistillationConfig`. teacher: overrides ``settings.teacher``.
         callback: ``callback(event, metrics)`` for each stage.
+        promote: the engine's promotion (its version manager activates a candidate that
+            passed the gate and fills ``version``/``promoted``), called before ``apply``.
 
     Raises:
         ConfigurationError: invalid temperature / teacher weight, or no teacher configured.
         AdaptationError: fewer than 2 distillation texts (nothing is changed).
     """
+    settings = ctx.settings
     cfg = config or DistillationConfig(
-        seed=engine.settings.adaptation.seed, lr_grid=tuple(engine.settings.teacher.distill_lr_grid), refit=engine.settings.teacher.distill_refit
+        seed=settings.adaptation.seed, lr_grid=tuple(settings.teacher.distill_lr_grid), refit=settings.teacher.distill_refit
     )
     validate_temperature(cfg.temperature)
-    validate_teacher_weight(engine.settings.teacher.weight)
-    if teacher is None and engine._teacher_source is None and not (engine.settings.teacher.name or engine.settings.teacher.base_url):
+    validate_teacher_weight(settings.teacher.weight)
+    if teacher is None and ctx.teacher_source is None and not (settings.teacher.name or settings.teacher.base_url):
         raise ConfigurationError("offline distillation needs a teacher: set teacher.name or teacher.base_url")
     emit = _emitter(callback)
     t_start = time.perf_counter()
     helper = TeacherDistillationHelper(
-        teacher if teacher is not None else engine._teacher_source,
-        student_dim=engine.encoder.dim, cache_dir=engine.settings.resolved_cache_dir, settings=engine.settings.teacher, callback=callback,
+        teacher if teacher is not None else ctx.teacher_source,
+        student_dim=ctx.encoder.dim, cache_dir=settings.resolved_cache_dir, settings=settings.teacher, callback=callback,
     )
     metrics: dict[str, Any] = {}
     try:
@@ -314,22 +315,22 @@ def run_offline_distillation(
         dims = helper.check_dimension_compatibility()
         emit("init_teacher", dims)
         # 2. distillation set
-        doc_ids, D = engine.raw_matrix()
+        doc_ids, D = ctx.doc_ids, ctx.raw_docs
         if len(doc_ids) < 2:
             raise AdaptationError(f"offline distillation needs >= 2 stored documents, got {len(doc_ids)}")
-        texts = engine.document_texts(doc_ids)
-        q_texts = list(dict.fromkeys([*queries, *engine.traffic_texts()]))
+        texts = ctx.document_texts(doc_ids)
+        q_texts = list(dict.fromkeys([*queries, *ctx.traffic_texts()]))
         if cfg.n_titles or cfg.n_sentences:
-            q_texts += pseudo_queries({d: engine.document_fields(d) for d in doc_ids}, cfg.n_titles, cfg.n_sentences, cfg.seed)
+            q_texts += pseudo_queries({d: ctx.document_fields(d) for d in doc_ids}, cfg.n_titles, cfg.n_sentences, cfg.seed)
         q_texts = [t for t in dict.fromkeys(q_texts) if t.strip()]
         if len(q_texts) < 2:
             raise AdaptationError(f"need at least 2 distillation texts, got {len(q_texts)}; nothing changed")
         order = np.random.Generator(np.random.PCG64(cfg.seed)).permutation(len(q_texts))
         q_texts = [q_texts[i] for i in order]
-        gate = engine._validation  # labelled dev split, if the caller gave one
+        gate = ctx.validation  # labelled dev split, if the caller gave one
         held: list[str] = []
-        if gate is None and engine.settings.gate.enabled:  # label-free: judge held-out texts never trained on
-            train, hold = split_held_out(q_texts, engine.settings.gate.holdout_fraction)  # the same texts cycles hold out
+        if gate is None and settings.gate.enabled:  # label-free: judge held-out texts never trained on
+            train, hold = split_held_out(q_texts, settings.gate.holdout_fraction)  # the same texts cycles hold out
             held, q_texts = [q_texts[i] for i in hold], [q_texts[i] for i in train]
             if len(q_texts) < 2:
                 raise AdaptationError(f"need at least 2 distillation texts besides the {len(held)} held out for the gate, got {len(q_texts)}; nothing changed")
@@ -341,46 +342,45 @@ def run_offline_distillation(
         Tq = helper.get_teacher_embeddings(q_texts)
         metrics["teacher_latency_ms"] = helper.teacher_latency_ms
         metrics["teacher_encode_time_s"] = time.perf_counter() - t0
-        Sq = engine.encoder.encode(q_texts)
+        Sq = ctx.encoder.encode(q_texts)
         emit("teacher_inference", {"teacher_encode_time_s": metrics["teacher_encode_time_s"]})
         helper.fit_alignment(Td, D)
         metrics["alignment"] = helper.compute_alignment_metric(Sq, D, Tq, Td)
         stop_gate = gate
-        if gate is None and engine.settings.gate.enabled:
+        if gate is None and settings.gate.enabled:
             # half of the held-out texts pick the epoch, the other half judge the result
-            stop_gate = _label_free_distillation_gate(engine, helper, [t for t in held if is_stopping_half(t)], doc_ids, Td)
-            gate = _label_free_distillation_gate(engine, helper, [t for t in held if not is_stopping_half(t)], doc_ids, Td)
+            stop_gate = _label_free_distillation_gate(ctx, helper, [t for t in held if is_stopping_half(t)], doc_ids, Td)
+            gate = _label_free_distillation_gate(ctx, helper, [t for t in held if not is_stopping_half(t)], doc_ids, Td)
         # 4. train (early stopping on dev NDCG@10, or on the judge's score of the stopping half)
         t1 = time.perf_counter()
-        q_ad, d_ad, res = train_ranking_distillation(engine, Sq, D, Tq, Td, cfg, emit, gate=stop_gate)
+        q_ad, d_ad, res = train_ranking_distillation(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=stop_gate)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
         if getattr(res, "extra", None):
             metrics.update(lr=res.extra["lr"], best_epoch=res.extra["best_epoch"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
         # 5. gate and apply
-        cur = engine.served_version
-        current, candidate = (cur.query_adapter, cur.doc_adapter), (q_ad, d_ad)
-        if not engine.settings.gate.enabled:
+        current, candidate = ctx.current, (q_ad, d_ad)
+        if not settings.gate.enabled:
             ok, why = True, "gate disabled"
         else:
             if isinstance(gate, DevSetGate):
-                gate.tolerance = engine.settings.gate.tolerance
+                gate.tolerance = settings.gate.tolerance
             decision = gate.decide(current, candidate, doc_ids, D, loss_before=res.loss_before, loss_after=res.loss_after)
             metrics.update(gate=gate.name, gate_current=decision.current, gate_candidate=decision.candidate, gate_metrics=decision.metrics)
             ok, why = decision.ok, decision.reason
         # 4b. refit: retrain from scratch on the distillation texts + the dev query texts
         # (unlabelled) for the dev-chosen epoch count; the gate above judged the honest run
         seen = set(q_texts)
-        dev_texts = [t for t in dict.fromkeys(engine._validation_texts or []) if t.strip() and t not in seen]
+        dev_texts = [t for t in dict.fromkeys(ctx.validation_texts or []) if t.strip() and t not in seen]
         if ok and cfg.refit and isinstance(gate, DevSetGate) and dev_texts and metrics.get("best_epoch", -1) >= 0:
             t2 = time.perf_counter()
-            Sq2 = np.concatenate([Sq, engine.encoder.encode(dev_texts)])
+            Sq2 = np.concatenate([Sq, ctx.encoder.encode(dev_texts)])
             Tq2 = np.concatenate([Tq, helper.get_teacher_embeddings(dev_texts)])
             refit_cfg = dataclasses.replace(cfg, epochs=int(metrics["best_epoch"]) + 1, lr=metrics.get("lr", cfg.lr))
             data2 = teacher_targets(Sq2, D, Tq2, Td, cfg.temperature, cfg.candidates)
-            q2, d2, res2, _ = _train_one(engine, D, data2, refit_cfg, refit_cfg.lr, emit)
+            q2, d2, res2, _ = _train_one(doc_ids, D, data2, refit_cfg, refit_cfg.lr, emit)
             refit_dev = gate.score(q2, d2, doc_ids, D)  # optimistic: it saw the dev texts (no labels)
             metrics.update(refit_n_texts=len(q_texts) + len(dev_texts), refit_epochs=refit_cfg.epochs, refit_dev_ndcg_optimistic=refit_dev, refit_time_s=time.perf_counter() - t2)
-            if refit_dev >= metrics["gate_candidate"] - engine.settings.gate.tolerance:  # sanity: never serve a refit that lost
+            if refit_dev >= metrics["gate_candidate"] - settings.gate.tolerance:  # sanity: never serve a refit that lost
                 q_ad, d_ad = q2, d2
                 metrics["refit_served"] = True
                 why += f"; refit on {metrics['refit_n_texts']} texts for {refit_cfg.epochs} epochs served"
@@ -388,13 +388,12 @@ def run_offline_distillation(
                 metrics["refit_served"] = False
                 why += "; refit lost on dev, the gated run is served"
             emit("refit", {k: metrics[k] for k in ("refit_n_texts", "refit_epochs", "refit_dev_ndcg_optimistic", "refit_served")})
-        version = None
-        if ok:
-            version = engine._next_version()
-            engine.activate(d_ad, q_ad, version=version, meta={"source": "offline_distillation", "teacher": helper.teacher.name, "teacher_dim": int(helper.teacher.dim), **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}, raw=(doc_ids, D))
+        checkpoint = {"teacher": helper.teacher.name, "teacher_dim": int(helper.teacher.dim)} if ok else {}
         metrics["pretraining_time_s"] = time.perf_counter() - t_start
-        emit("apply", {"promoted": ok, "version": version})
-        report = DistillationReport(version, ok, ("promoted: " if ok else "rejected: ") + why, metrics, current=current, candidate=(q_ad, d_ad))
+        report = AdaptationReport(None, False, why, source="offline_distillation", ok=ok, metrics=metrics, current=current, candidate=(q_ad, d_ad), checkpoint=checkpoint)
+        if promote is not None:
+            report = promote(report)
+        emit("apply", {"promoted": report.promoted, "version": report.version})
         emit("done", {k: v for k, v in metrics.items() if k != "loss_curve"})
         return report
     finally:
@@ -402,18 +401,18 @@ def run_offline_distillation(
         emit("release_teacher", {})
 
 
-def _label_free_distillation_gate(engine, helper: TeacherDistillationHelper, held: list[str], doc_ids: list[str], Td: np.ndarray):
+def _label_free_distillation_gate(ctx: AdaptationContext, helper: TeacherDistillationHelper, held: list[str], doc_ids: list[str], Td: np.ndarray):
     """Offline distillation's label-free gate on the ``held`` texts: the teacher itself judges
     (its top-10 over the corpus as graded pseudo-relevance), or BM25 / the proxy when
     ``gate.judge`` says so. See :mod:`antigravity.adaptation.gates`."""
-    g = engine.settings.gate
-    name = resolve_judge(engine)
-    if engine.settings.gate.judge == "auto":
+    g = ctx.settings.gate
+    name = resolve_judge(ctx.settings)
+    if g.judge == "auto":
         name = "teacher"  # offline distillation always has its teacher loaded
-    vecs = engine.encoder.encode(held) if held else np.zeros((0, engine.encoder.dim), np.float32)
+    vecs = ctx.encoder.encode(held) if held else np.zeros((0, ctx.encoder.dim), np.float32)
     if name == "proxy":
         return ProxyGate(vecs)
-    judge = TeacherJudge(Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(engine, doc_ids)
+    judge = TeacherJudge(Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(ctx, doc_ids)
     return JudgeGate.build(judge, held, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha)
 
 
@@ -452,7 +451,7 @@ def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarra
     return ListwiseTargets(Sq, cand, P.astype(np.float32))
 
 
-def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None):
+def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None):
     """Train query/doc adapters on teacher rankings with early stopping on the engine's dev
     gate (best epoch kept). With a dev gate and several ``cfg.lr_grid`` values, one run per
     learning rate is trained and the one with the best dev NDCG@10 is kept (dev split of the
@@ -463,7 +462,7 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
     best_run = None
     dev_by_lr = {}
     for lr in lrs:
-        q_ad, d_ad, res, score = _train_one(engine, D, data, cfg, lr, emit, gate=gate)
+        q_ad, d_ad, res, score = _train_one(doc_ids, D, data, cfg, lr, emit, gate=gate)
         dev_by_lr[lr] = score
         emit("train_run", {"lr": lr, "dev_ndcg@10": score})
         if best_run is None or score > best_run[3]:
@@ -474,7 +473,7 @@ def train_ranking_distillation(engine, Sq, D, Tq, Td, cfg: DistillationConfig, e
     return q_ad, d_ad, res
 
 
-def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, gate=None):
+def _train_one(doc_ids: list[str], D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, gate=None):
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -489,7 +488,6 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
         raise ConfigurationError(f"distillation side = {cfg.side!r}: choose query, doc, both or shared")
     if not hasattr(gate, "score"):
         gate = None  # e.g. the proxy gate: nothing to stop on, all epochs run
-    doc_ids = engine.raw_matrix()[0]
     best = {"score": -1.0, "epoch": -1, "state": None}
 
     def snapshot():
@@ -517,32 +515,28 @@ def _train_one(engine, D, data, cfg: DistillationConfig, lr: float, emit: Callba
 
 
 
-def hybrid_guidance(engine, traffic, targets, weight: float):
+def hybrid_guidance(ctx: AdaptationContext, traffic, targets, weight: float):
     """Add teacher rankings on the same traffic to a cycle's homeostatic ``targets``
-    (``loss = (1 − w)·homeostatic + w·teacher KL``). Any teacher failure leaves ``targets``
-    unchanged (baseline), is counted in ``engine.stats()["teacher_failures"]`` and logged
-    once per kind."""
+    (``loss = (1 − w)·homeostatic + w·teacher KL``). Returns ``(targets, status)``:
+    ``status`` is ``"used"`` or ``"failed:<kind>"``. Any teacher failure leaves ``targets``
+    unchanged (baseline) and is reported through ``ctx.report_failure``."""
     from antigravity.adaptation.signals import Targets
 
     idx = [i for i, t in enumerate(traffic.texts or []) if t]
     if len(idx) < 2:
-        engine.record_teacher_failure("no_query_texts", TeacherError("hybrid needs traffic query texts (use search(), not search_vectors())", kind="no_query_texts"))
-        engine._guidance_status = "failed:no_query_texts"
-        return targets
+        ctx.report_failure("no_query_texts", TeacherError("hybrid needs traffic query texts (use search(), not search_vectors())", kind="no_query_texts"))
+        return targets, "failed:no_query_texts"
     try:
-        helper = engine.teacher_helper
-        doc_ids, _ = engine.raw_matrix()
-        Td = helper.get_teacher_embeddings(engine.document_texts(doc_ids))
+        helper = ctx.teacher()
+        Td = helper.get_teacher_embeddings(ctx.document_texts(ctx.doc_ids))
         Tq = helper.get_teacher_embeddings([traffic.texts[i] for i in idx])
         if Td.shape[1] != Tq.shape[1]:
             raise TeacherDimensionError(f"teacher returned {Td.shape[1]}-d document vectors but {Tq.shape[1]}-d query vectors")
     except (TeacherError, DocumentError, ConfigurationError) as exc:
         kind = failure_kind(exc)
-        engine.record_teacher_failure(kind, exc)
-        engine._guidance_status = f"failed:{kind}"
-        return targets
+        ctx.report_failure(kind, exc)
+        return targets, f"failed:{kind}"
     # raw vectors: the candidate adapters (warm-started from the served ones) are applied to raw
     # inputs in training; served-space queries here would apply the query adapter twice
-    data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, engine.settings.teacher.temperature, 0)
-    engine._guidance_status = "used"
-    return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight)
+    data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, ctx.settings.teacher.temperature, 0)
+    return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight), "used"

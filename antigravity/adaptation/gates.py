@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import weakref
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -341,22 +341,30 @@ class JudgeGate:
         return GateDecision(ok, why, float(a.mean()), float(b.mean()), {"n": n, "delta": delta, "p": p})
 
 
-_BM25: "weakref.WeakKeyDictionary[Any, tuple[list[str], BM25Judge]]" = weakref.WeakKeyDictionary()
+_BM25_LOCK = threading.Lock()
+_BM25_LAST: list[tuple[list[str], BM25Judge]] = []  # one entry: the last corpus judged
 
 
-def bm25_judge(engine, doc_ids: list[str]) -> BM25Judge:
-    """The engine's BM25 judge over its stored document texts, rebuilt when the corpus
-    changes (``doc_ids`` is the list object of :meth:`raw_matrix`, replaced on every ingest)."""
-    cached = _BM25.get(engine)
-    if cached is None or cached[0] is not doc_ids:
-        cached = (doc_ids, BM25Judge(engine.document_texts(doc_ids)))
-        _BM25[engine] = cached
-    return cached[1]
+def bm25_judge(ctx, doc_ids: list[str]) -> BM25Judge:
+    """A BM25 judge over the stored texts of ``doc_ids`` (``ctx.document_texts``), reused
+    while the corpus is unchanged (``doc_ids`` is the list object of the engine's raw-matrix
+    cache, replaced on every ingest).
+
+    Raises:
+        DocumentError: the store keeps no document text.
+    """
+    with _BM25_LOCK:
+        if _BM25_LAST and _BM25_LAST[0][0] is doc_ids:
+            return _BM25_LAST[0][1]
+    judge = BM25Judge(ctx.document_texts(doc_ids))
+    with _BM25_LOCK:
+        _BM25_LAST[:] = [(doc_ids, judge)]
+    return judge
 
 
-def resolve_judge(engine) -> str:
+def resolve_judge(settings) -> str:
     """``gate.judge`` with ``auto`` resolved: the teacher in offline/hybrid mode, BM25 otherwise."""
-    judge = engine.settings.gate.judge
+    judge = settings.gate.judge
     if judge == "auto":
-        return "teacher" if engine.settings.mode in ("offline", "hybrid") else "bm25"
+        return "teacher" if settings.uses_teacher else "bm25"
     return judge

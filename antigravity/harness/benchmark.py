@@ -307,6 +307,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
     "pretraining_time_s", "ingest_time_s", "latency_ms"}``; rows keep per-query scores under
     ``_per_query``."""
     from antigravity.engine import AntigravityEngine
+    from antigravity.modes import get_mode
 
     s = settings.model_copy(deep=True)
     s.store.location = ":memory:"
@@ -329,7 +330,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
         decisions = []
         pretraining = pretrained_row = None
         traffic = data.traffic
-        if base_mode == "offline":
+        if get_mode(engine.settings).pretrains:
             t1 = time.perf_counter()
             rep = engine.run_offline_distillation(traffic)
             pretraining = time.perf_counter() - t1

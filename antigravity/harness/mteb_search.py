@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from antigravity.datasets import doc_text, load_beir, load_task
 from antigravity.core.errors import ConfigurationError, QueryError
+from antigravity.settings import nest, settings_dict
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from antigravity.engine import AntigravityEngine
@@ -325,9 +326,7 @@ class AntigravitySearchModel:
 
 
 def _dump(settings: Any) -> dict[str, Any]:
-    from antigravity.engine import _settings_dict
-
-    return _settings_dict(settings)
+    return settings_dict(settings)
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -339,14 +338,7 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
 
 def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``{"a__b": v}`` -> ``{"a": {"b": v}}`` (for merging keyword overrides into a dump)."""
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        parts = key.replace(".", "__").split("__")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
+    return nest(overrides, drop_none=False)
 
 
 def beir_task(

@@ -1,0 +1,195 @@
+"""The stored documents: validated, embedded and written ingest; payload and raw-vector
+reads; the manifest checks that keep one collection to one student."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from antigravity.core.documents import RESERVED_PREFIX, doc_text, validate_document, validate_id
+from antigravity.core.errors import DocumentError, EmptyCorpusError, ManifestError
+from antigravity.serving.counters import Counters
+from antigravity.stores.manifest import CollectionManifest, describe_student, identity_differences
+from antigravity.stores.qdrant import RAW
+
+logger = logging.getLogger("antigravity.engine")
+
+Item = tuple[str, str, dict[str, Any], bool]  # validated (id, text, payload, is_empty)
+
+
+class DocumentCollection:
+    """Documents of one collection: ingest, ``get``, raw vectors and payload texts.
+
+    Args:
+        store: the vector store. encoder: the student (``encode``, ``dim``).
+        manifest: the collection manifest (``None`` in memory). identity: ``() -> dict``
+            the running student's identity. where: ``() -> str`` the store, for messages.
+        settings: ``() -> Settings`` (read live: ``store.store_text``, batch sizes).
+        served_vectors: ``raw (n, d) -> {slot: (n, d)}`` what each served slot stores.
+        counters / write_lock: shared with the engine. on_write: ``ids -> None`` after a batch.
+    """
+
+    def __init__(self, store: Any, encoder: Any, manifest: CollectionManifest | None, identity: Callable[[], dict[str, Any]],
+                 where: Callable[[], str], settings: Callable[[], Any], served_vectors: Callable[[np.ndarray], dict[str, np.ndarray]],
+                 counters: Counters, write_lock: Any, on_write: Callable[[list[str]], None]) -> None:
+        self.store, self.encoder, self.manifest = store, encoder, manifest
+        self._identity, self._where, self._settings = identity, where, settings
+        self._served_vectors, self._counters, self.write_lock, self._on_write = served_vectors, counters, write_lock, on_write
+        self._raw_cache: tuple[list[str], np.ndarray] | None = None
+        self._payload_cache: dict[str, dict[str, str]] | None = None
+
+    # -- ingest --------------------------------------------------------------------------
+    def ingest(self, documents: Iterable[Any], *, batch_size: int | None = None, show_progress: bool = False) -> int:
+        """Validate every document, embed all, then write in batches (see
+        :meth:`antigravity.engine.AntigravityEngine.ingest` for the contract)."""
+        bs = self._settings().store.upsert_batch_size if batch_size is None else batch_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise DocumentError(f"batch_size must be >= 1, got {bs}")
+        items: list[Item] = []
+        seen: set[str] = set()
+        for i, doc in enumerate(documents):
+            item = validate_document(doc, index=i)
+            if item[0] in seen:
+                raise DocumentError(f"duplicate document id {item[0]!r} in one ingest call")
+            seen.add(item[0])
+            items.append(item)
+        if not items:
+            raise EmptyCorpusError("ingest was given no documents")
+        return self.ingest_validated(items, bs, show_progress)
+
+    def ingest_validated(self, items: list[Item], bs: int, show_progress: bool = False) -> int:
+        """Embed all of ``items`` (validated), then write them in batches of ``bs``; one rich
+        progress bar when ``show_progress``."""
+        self._check_manifest_for_write()
+        ids = [it[0] for it in items]
+        progress = None
+        if show_progress:
+            from rich.progress import Progress
+
+            progress = Progress()
+            progress.start()
+            task = progress.add_task("embed + write", total=2 * len(items))
+        try:
+            parts = []
+            step = max(bs, 512)
+            for i in range(0, len(items), step):
+                parts.append(np.asarray(self.encoder.encode([it[1] for it in items[i : i + step]]), dtype=np.float32))
+                if progress:
+                    progress.update(task, advance=len(parts[-1]))
+            raw = np.concatenate(parts)
+            if raw.shape != (len(items), self.encoder.dim):
+                raise DocumentError(f"the student returned shape {raw.shape} for {len(items)} documents")
+            if not np.isfinite(raw).all():
+                bad = [ids[i] for i in np.where(~np.isfinite(raw).all(axis=1))[0]]
+                raise DocumentError(f"the student produced non-finite vectors for documents {bad[:5]}; nothing of this call was written")
+            written = 0
+            n_empty = sum(1 for it in items if it[3])
+            for start in range(0, len(items), bs):
+                written += self._write_batch(items[start : start + bs], raw[start : start + bs])
+                if progress:
+                    progress.update(task, advance=min(bs, len(items) - start))
+        finally:
+            if progress:
+                progress.stop()
+            self._after_write()
+        if n_empty:
+            self._counters.count("empty_documents_ingested", n_empty)
+            logger.info("ingest: %d empty documents stored (never returned by search)", n_empty)
+        return written
+
+    def _check_manifest_for_write(self) -> None:
+        """Ingest refuses to mix students: re-read the manifest and compare (cheap)."""
+        if self.manifest is None:
+            return
+        m = self.manifest.read()
+        if m is None:
+            if self.store.dim is not None:
+                raise ManifestError(f"the manifest {self.manifest.path} of collection {self.store.collection!r} vanished while the engine ran; nothing was written")
+            return
+        diffs = identity_differences(m["student"], self._identity())
+        if diffs:
+            raise ManifestError(
+                f"collection {self.store.collection!r} was built by student {describe_student(m['student'])}; this engine's student is "
+                f"{describe_student(self._identity())} (differs in {', '.join(diffs)}); nothing was written"
+            )
+
+    def _after_write(self) -> None:
+        """After an ingest call: recount empties; raise the manifest's document lower bound."""
+        if self.store.dim is None:
+            return
+        try:
+            self.store.n_empty = self.store.count_empty()
+            if self.manifest is not None:
+                m = self.manifest.read()
+                n = self.store.count()
+                if m is not None and n > m["documents"]:
+                    m["documents"] = n
+                    self.manifest.write(m)
+        except Exception as exc:  # noqa: BLE001 - the documents are stored; the bound only lags
+            logger.warning("could not update the collection manifest after ingest: %s", exc)
+
+    def _write_batch(self, batch: list[Item], raw: np.ndarray) -> int:
+        ids = [b[0] for b in batch]
+        keep_text = self._settings().store.store_text
+        payloads = [b[2] if keep_text else {k: v for k, v in b[2].items() if k not in ("title", "text")} for b in batch]
+        with self.write_lock:
+            if self.store.dim is None and self.manifest is not None and not self.manifest.exists():
+                # the manifest is written before the collection: a crash between the two
+                # leaves a manifest with 0 documents and no collection, which opens fine
+                self.manifest.create(self.store.collection, self._where(), self._identity(), 0)
+            self.store.ensure_collection(self.encoder.dim)
+            served = self._served_vectors(raw)
+            self.store.n_empty += sum(1 for b in batch if b[3])  # over-fetch until recounted
+            self.store.upsert(ids, raw, payloads, served)
+            self._raw_cache = None
+            self._payload_cache = None
+            self._on_write(ids)
+            self._counters.count("documents_ingested", len(ids))
+        return len(ids)
+
+    # -- reads ---------------------------------------------------------------------------
+    def count(self) -> int:
+        """Number of stored documents (empty documents included)."""
+        return self.store.count()
+
+    def get(self, doc_id: Any) -> dict[str, Any] | None:
+        """The stored payload of ``doc_id`` without reserved keys, or ``None``.
+        Raises DocumentError for an invalid id."""
+        sid = validate_id(doc_id)
+        payload = self.store.retrieve([sid]).get(sid)
+        if payload is None:
+            return None
+        return {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+
+    def raw_matrix(self) -> tuple[list[str], np.ndarray]:
+        """All stored raw document vectors: ``(ids, (n, d) float32)`` (cached until the next write)."""
+        cached = self._raw_cache
+        if cached is not None:
+            return cached
+        ids: list[str] = []
+        mats: list[np.ndarray] = []
+        for b_ids, b in self.store.iter_vectors((RAW,)):
+            ids.extend(b_ids)
+            mats.append(b[RAW])
+        dim = self.store.dim or self.encoder.dim
+        result = (ids, np.concatenate(mats) if mats else np.zeros((0, dim), np.float32))
+        self._raw_cache = result
+        return result
+
+    def document_fields(self, doc_id: str) -> dict[str, str]:
+        """``{"title", "text"}`` of a stored document. Raises DocumentError for an unknown id."""
+        if self._payload_cache is None:
+            self._payload_cache = {d: {"title": str(p.get("title", "")), "text": str(p.get("text", ""))} for d, p in self.store.iter_payloads()}
+        try:
+            return self._payload_cache[doc_id]
+        except KeyError:
+            raise DocumentError(f"unknown document id {doc_id!r}") from None
+
+    def document_texts(self, doc_ids: Sequence[str]) -> list[str]:
+        """Embedded text (``title + " " + text``) of stored documents.
+        Raises DocumentError when the store keeps no text (``store.store_text = false``)."""
+        if not self._settings().store.store_text:
+            raise DocumentError("documents were stored without text (store.store_text = false); the teacher cannot read them")
+        return [doc_text(self.document_fields(d)) for d in doc_ids]
