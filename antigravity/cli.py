@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +22,12 @@ from antigravity.core.errors import AntigravityError, ConfigurationError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Antigravity adaptive retrieval engine.")
 console = Console(stderr=True)
 _state = {"debug": False}
+
+# Options shared by several commands, declared once (same flag, default and help everywhere).
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="engine data dir")]
+CollectionOpt = Annotated[Optional[str], typer.Option("--collection")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON lines")]
 
 
 @app.callback()
@@ -49,6 +55,11 @@ def _settings(config: Optional[Path], **overrides: Any):
     return Settings.load(config, **overrides)
 
 
+def _store_settings(config: Optional[Path], data_dir: Optional[Path], collection: Optional[str]):
+    """Settings of the commands that work on one collection (``--config``, ``--data-dir``, ``--collection``)."""
+    return _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+
+
 @app.command()
 def benchmark(
     task: Optional[str] = typer.Option(None, help="registered task (SciFact); default SciFact unless --data-dir or --suite"),
@@ -63,7 +74,7 @@ def benchmark(
     pseudo_queries: int = typer.Option(0, help="label-free pseudo-queries from the corpus added to the traffic"),
     split: str = typer.Option("test", help="qrels split to evaluate"),
     output: Optional[Path] = typer.Option(None, help="write the result JSON here (and a PNG plot beside it)"),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    config: ConfigOpt = None,
     cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
     teacher_weight: Optional[str] = typer.Option(None, help="hybrid teacher weight(s), comma-separated sweep, e.g. 0.3,0.5,0.7"),
 ) -> None:
@@ -181,9 +192,9 @@ def _open_existing(settings, command: str, **kw: Any):
 @app.command()
 def index(
     corpus: Path = typer.Argument(..., help="JSONL corpus: one {'_id','title','text', ...payload} object per line"),
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir (persistent embedded store)"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
     reindex: bool = typer.Option(False, "--reindex", help="drop the collection (and move its adapters aside) first: a deliberate re-index, e.g. with another student"),
 ) -> None:
     """Add a JSONL corpus to the persistent store. The whole file is validated before anything
@@ -192,7 +203,7 @@ def index(
     from antigravity.datasets import read_jsonl_documents
     from antigravity.engine import AntigravityEngine
 
-    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    settings = _store_settings(config, data_dir, collection)
     _require_persistent(settings, "index")
     items = read_jsonl_documents(corpus)
     if not items:
@@ -208,13 +219,13 @@ def index(
 
 @app.command()
 def adopt(
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Write the manifest of a collection made before manifests existed, for the configured
     student. Only when you know this student built the collection."""
-    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    settings = _store_settings(config, data_dir, collection)
     with _open_existing(settings, "adopt", adopt=True) as engine:
         console.print(f"collection {settings.store.collection!r} ({engine.count()} documents): manifest {engine.manifest.path} records student {engine.encoder.name!r}")
 
@@ -222,14 +233,14 @@ def adopt(
 @app.command()
 def get(
     doc_id: str = typer.Argument(..., help="document id"),
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print one stored document (JSON); exit 2 if it is not stored. Never creates a store."""
     from antigravity.core.errors import DocumentError
 
-    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    settings = _store_settings(config, data_dir, collection)
     with _open_existing(settings, "get") as engine:
         payload = engine.get(doc_id)
     if payload is None:
@@ -241,14 +252,14 @@ def get(
 def search(
     query: str = typer.Argument(..., help="query text"),
     k: int = typer.Option(10, "-k", help="number of hits"),
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Search the persistent store. Never creates a store: a missing data folder or
     collection is an error."""
-    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    settings = _store_settings(config, data_dir, collection)
     with _open_existing(settings, "search") as engine:
         hits = engine.search(query, k=k, record=False)
     if as_json:
@@ -268,7 +279,7 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def config_show(config: Optional[Path] = typer.Option(None, help="TOML config file")) -> None:
+def config_show(config: ConfigOpt = None) -> None:
     """Print the effective settings and where each value came from (secrets masked)."""
     from antigravity.settings import explain_sources
 
@@ -311,7 +322,7 @@ def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Opti
     from antigravity.serving.checkpoints import registry_for
     from antigravity.core.errors import StoreError
 
-    s = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    s = _store_settings(config, data_dir, collection)
     root = Path(s.data_dir).expanduser()
     if not root.is_dir():
         raise StoreError(f"data folder {str(root)!r} does not exist (mistyped --data-dir?)")
@@ -320,10 +331,10 @@ def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Opti
 
 @adapters_app.command("list")
 def adapters_list(
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Every saved adapter version (0 = frozen student); the active one is marked."""
     _, reg = _registry(config, data_dir, collection)
@@ -356,9 +367,9 @@ def adapters_list(
 @adapters_app.command("show")
 def adapters_show(
     version: int = typer.Argument(..., help="adapter version"),
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print one version's metadata (JSON)."""
     _, reg = _registry(config, data_dir, collection)
@@ -370,14 +381,14 @@ def adapters_show(
 @adapters_app.command("rollback")
 def adapters_rollback(
     version: Optional[int] = typer.Argument(None, help="version to serve (default: the one before the active one; 0 = frozen student)"),
-    data_dir: Optional[Path] = typer.Option(None, help="engine data dir"),
-    collection: Optional[str] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="TOML config file"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Serve an earlier version: re-materialises the served vectors and updates active.json.
     Needs the store to itself (stop engines using an embedded store first)."""
 
-    settings = _settings(config, data_dir=str(data_dir) if data_dir else None, store__collection=collection)
+    settings = _store_settings(config, data_dir, collection)
     with _open_existing(settings, "adapters rollback") as engine:
         before = engine.served_version.version
         state = engine.rollback(version)

@@ -191,7 +191,7 @@ class AntigravityEngine:
         """Raw student vectors of ``queries``: ``(m, d) float32`` (not cached: traffic is unbounded)."""
         for i, q in enumerate(queries):
             validate_query_text(q, index=i)
-        return self.encoder._forward(list(queries), False) if queries else np.zeros((0, self.encoder.dim), np.float32)
+        return self.encoder.encode_uncached(list(queries)) if queries else np.zeros((0, self.encoder.dim), np.float32)
 
     def search(self, query: str, k: int = 10, *, record: bool = True) -> list[SearchHit]:
         """Top-``k`` documents for ``query`` (``record``: keep it for label-free signals).

@@ -146,7 +146,7 @@ class ModelTeacher:
     @property
     def known_dim(self) -> int | None:
         """The dimension if known without loading the model, else ``None``."""
-        return self.encoder._dim
+        return self.encoder.known_dim
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         try:
@@ -160,14 +160,14 @@ class ModelTeacher:
     def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`encode` without the on-disk cache (serving-time query traffic is unbounded)."""
         try:
-            out = self.encoder._forward(list(texts), False)
+            out = self.encoder.encode_uncached(list(texts))
         except Exception as exc:  # noqa: BLE001
             raise TeacherRuntimeError(f"teacher model {self.name!r} failed: {exc}") from exc
         return _validate(out, len(texts), None, f"teacher {self.name!r}")
 
     @property
     def loaded(self) -> bool:
-        return self.encoder._model is not None
+        return self.encoder.loaded
 
     def release(self) -> None:
         self.encoder.release()

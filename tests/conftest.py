@@ -20,14 +20,15 @@ SHARED_SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" 
 
 
 class HashEncoder:
-    """Encoder protocol (``name``, ``dim``, ``encode``, ``_forward``, ``release``) without a model."""
+    """:class:`antigravity.encoders.EncoderProtocol` (``name``, ``dim``, ``encode``,
+    ``encode_uncached``, ``release``) without a model; ``encode`` delegates to ``encode_uncached``."""
 
     def __init__(self, dim: int = 64, name: str = "hash-encoder") -> None:
         self.name = name
         self.dim = dim
         self.calls = 0
 
-    def _forward(self, texts, show_progress=False):
+    def encode_uncached(self, texts, show_progress=False):
         self.calls += 1
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
@@ -41,7 +42,7 @@ class HashEncoder:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] must be str")
-        return self._forward(list(texts))
+        return self.encode_uncached(list(texts))
 
     def release(self):
         pass

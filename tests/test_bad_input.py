@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class NaNEncoder(HashEncoder):
-    def _forward(self, texts, show_progress=False):
-        out = super()._forward(texts)
+    def encode_uncached(self, texts, show_progress=False):
+        out = super().encode_uncached(texts)
         out[0, 0] = np.nan
         return out
 
@@ -133,7 +133,7 @@ def test_enormous_document_truncated_to_max_seq_length(tmp_path):  # case: doc-e
 
     enc = Encoder("paraphrase-MiniLM-L3-v2", cache_dir=Settings.load().resolved_cache_dir)
     words = [f"word{i}" for i in range(20_000)]
-    full, prefix = enc._forward([" ".join(words), " ".join(words[:1000])], False)  # no embedding cache writes
+    full, prefix = enc.encode_uncached([" ".join(words), " ".join(words[:1000])])  # no embedding cache writes
     np.testing.assert_allclose(full, prefix, atol=1e-5)  # only the first max_seq_length tokens count
 
 

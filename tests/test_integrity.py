@@ -278,8 +278,8 @@ def test_document_refused_nothing_written(small, case, docs, match):
 
 def test_student_nan_mid_call_writes_nothing(tmp_path):  # case: student-nan-mid-call
     class NaNAt(HashEncoder):
-        def _forward(self, texts, show_progress=False):
-            out = super()._forward(texts)
+        def encode_uncached(self, texts, show_progress=False):
+            out = super().encode_uncached(texts)
             out[[i for i, t in enumerate(texts) if "poison" in t]] = np.nan
             return out
 

@@ -178,7 +178,8 @@ class Encoder:
         max_seq_length: truncate inputs to this many tokens (``None``: the model's default).
         use_cache: read and write the embedding cache.
 
-    ``encode`` returns L2-normalised ``(n, d) float32`` arrays.
+    ``encode`` (cached) and ``encode_uncached`` return L2-normalised ``(n, d) float32``
+    arrays. Implements :class:`antigravity.encoders.base.EncoderProtocol`.
     """
 
     def __init__(
@@ -233,6 +234,17 @@ class Encoder:
         return int(self._dim)  # type: ignore[arg-type]
 
     @property
+    def known_dim(self) -> int | None:
+        """The dimension if known without loading the model (registered models, or once
+        loaded), else ``None``."""
+        return self._dim
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (loaded and not released)."""
+        return self._model is not None
+
+    @property
     def model_id(self) -> str:
         """Cache identity: name, sequence length and dtype."""
         return f"{self.name}|seq={self.max_seq_length or 'default'}|{'bf16' if self.bf16 else 'fp32'}"
@@ -279,16 +291,33 @@ class Encoder:
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
 
+    @staticmethod
+    def _checked(texts: Sequence[str]) -> list[str]:
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] must be str, got {type(t).__name__}")
+        return texts
+
+    def encode_uncached(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Encode ``texts`` to L2-normalised ``(n, d) float32`` without the embedding cache
+        (neither read nor written): for query traffic, which is unbounded and rarely repeats.
+
+        Raises:
+            TypeError: an item of ``texts`` is not a string.
+        """
+        texts = self._checked(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._forward(texts, show_progress)
+
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Encode ``texts`` to L2-normalised ``(n, d) float32``, using the cache for known texts.
 
         Raises:
             TypeError: an item of ``texts`` is not a string.
         """
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] must be str, got {type(t).__name__}")
+        texts = self._checked(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if not self.use_cache:

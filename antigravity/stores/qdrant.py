@@ -43,11 +43,12 @@ from antigravity.core.documents import EMPTY_FLAG
 from antigravity.core.errors import StoreError
 from antigravity.core.files import check_permissions, make_private_dir
 from antigravity.settings import mask_url
+from antigravity.stores.base import RAW, SLOTS
+
+__all__ = ["RAW", "SLOTS", "QdrantStore", "point_id"]
 
 logger = logging.getLogger(__name__)
 
-RAW = "raw"
-SLOTS = ("served_a", "served_b")
 _NAMESPACE = uuid.UUID("6f1d7c52-3c1a-4d7e-9a55-2b8a3c0e9f11")
 
 
@@ -61,7 +62,8 @@ def point_id(doc_id: str) -> str:
 
 
 class QdrantStore:
-    """A Qdrant collection holding raw and served vectors of documents.
+    """A Qdrant collection holding raw and served vectors of documents; implements
+    :class:`antigravity.stores.base.VectorStore`.
 
     Args:
         location: ``":memory:"`` or a folder for embedded (local) mode.
