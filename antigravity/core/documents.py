@@ -47,6 +47,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from antigravity.core.errors import DocumentError, QueryError
 
 EMPTY_FLAG = "_ag_empty"
@@ -199,3 +201,24 @@ def validate_query_text(query: Any, *, index: int = 0) -> str:
     if bad:
         raise QueryError(f"query #{index} {bad}")
     return query
+
+
+def validate_k(k: Any) -> int:
+    """Check a result count. Raises QueryError unless ``k`` is an ``int >= 1`` (not a bool)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise QueryError(f"k must be an integer >= 1, got {k!r}")
+    return k
+
+
+def validate_query_vectors(raw: Any, dim: int | None) -> np.ndarray:
+    """Check raw query vectors: returns them as ``(m, dim) float32``.
+
+    Raises:
+        QueryError: not 2-d, another dimension than ``dim`` (when known), NaN or inf.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.ndim != 2 or (dim is not None and raw.shape[1] != dim):
+        raise QueryError(f"query vectors must have shape (m, {dim}), got {raw.shape}")
+    if not np.isfinite(raw).all():
+        raise QueryError("query vectors contain NaN or inf")
+    return raw

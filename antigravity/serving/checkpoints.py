@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +73,34 @@ def settings_hash(settings: Any) -> str:
 
 
 @dataclass(frozen=True)
+class CheckpointMeta:
+    """What a new checkpoint records besides its weights (see :meth:`AdapterRegistry.save`).
+
+    Attributes:
+        parent: the version served when this one was trained. mode: the engine's mode.
+        source: ``sedimentation`` or ``offline_distillation``.
+        student: ``{"name", "dim"}``. teacher: ``{"name", "dim"}`` or ``None``.
+        settings_hash: :func:`settings_hash` of the settings that shaped it.
+        metrics: the adaptation report's scalars. teacher_fallback: the failure kind when a
+            hybrid cycle fell back to baseline targets.
+    """
+
+    parent: int
+    mode: str
+    source: str
+    student: dict[str, Any]
+    teacher: dict[str, Any] | None
+    settings_hash: str
+    metrics: dict[str, Any]
+    teacher_fallback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON fields (``teacher_fallback`` only when set)."""
+        out = {k: getattr(self, k) for k in ("parent", "mode", "source", "student", "teacher", "settings_hash", "metrics")}
+        return out if self.teacher_fallback is None else {**out, "teacher_fallback": self.teacher_fallback}
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """A loaded checkpoint: ``doc_adapter``/``query_adapter`` (``None`` = identity) and ``meta``."""
 
@@ -108,16 +135,18 @@ class AdapterRegistry:
         return self.dir / "active.json"
 
     # -- write ------------------------------------------------------------------------
-    def save(self, version: int, doc_adapter: ResidualAdapter | None, query_adapter: ResidualAdapter | None, meta: dict[str, Any]) -> dict[str, Any]:
+    def save(self, version: int, doc_adapter: ResidualAdapter | None, query_adapter: ResidualAdapter | None, meta: CheckpointMeta | dict[str, Any]) -> dict[str, Any]:
         """Write version ``version`` (weights then metadata); returns the metadata written.
 
-        ``meta`` should hold ``parent``, ``mode``, ``source``, ``student`` ``{"name", "dim"}``,
-        ``teacher`` (``{"name", "dim"}`` or ``None``), ``settings_hash`` and ``metrics``.
+        ``meta``: a :class:`CheckpointMeta` (or its ``to_dict()``).
 
         Raises:
             CheckpointError: ``version < 1`` or the version already exists.
         """
         from safetensors.torch import save as st_save
+
+        if isinstance(meta, CheckpointMeta):
+            meta = meta.to_dict()
 
         if version < 1:
             raise CheckpointError(f"checkpoint version must be >= 1, got {version}")

@@ -6,12 +6,40 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from pathlib import Path
 from typing import Any
 
-from antigravity.core.errors import ManifestError
+from antigravity.core.errors import ManifestError, StoreError
+from antigravity.core.files import check_permissions, make_private_dir
 from antigravity.stores.manifest import describe_student, identity_differences
+from antigravity.stores.qdrant import QdrantStore
 
 logger = logging.getLogger("antigravity.engine")
+
+
+def open_store(s: Any, *, create: bool) -> tuple[QdrantStore, bool, list[str]]:
+    """Open the store ``s.store`` describes: ``(store, in_memory, permission warnings)``. A
+    persistent data folder is created private (0700) unless ``create=False``.
+
+    Raises:
+        StoreError: the data folder is missing with ``create=False``, or the store is
+            unreachable, locked or missing (names it; credentials masked).
+    """
+    in_memory = not s.store.url and s.resolved_store_location == ":memory:"
+    data_dir = Path(s.data_dir).expanduser()
+    warnings: list[str] = []
+    if not in_memory:
+        if not data_dir.is_dir():
+            if not create:
+                raise StoreError(f"data folder {str(data_dir)!r} does not exist (mistyped --data-dir?); nothing was created")
+            make_private_dir(data_dir)
+        warnings = check_permissions(data_dir)
+    store = QdrantStore(
+        s.resolved_store_location if not s.store.url else None, url=s.store.url, api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
+        collection=s.store.collection, timeout_s=s.store.timeout_s, create=create,
+        create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")},
+    )
+    return store, in_memory, warnings + [w for w in store.permission_warnings if w not in warnings]
 
 
 def recovery(data_dir: str) -> str:

@@ -46,7 +46,7 @@ class VersionManager:
         store: the :class:`~antigravity.stores.qdrant.QdrantStore` (writes served slots).
         adapters: the checkpoint registry, or ``None`` when versions are not persisted.
         raw_matrix: ``() -> (ids, (n, d) float32)`` every stored raw vector.
-        checkpoint_meta: ``metrics -> dict`` metadata for a new checkpoint.
+        checkpoint_meta: ``metrics -> CheckpointMeta`` for a new checkpoint.
         counters: where re-materialisations are counted.
         write_lock: the lock ingest holds while writing (a promotion excludes ingest).
     """
@@ -55,7 +55,7 @@ class VersionManager:
     slot_wait_warn_s: float = 60.0
 
     def __init__(self, store: Any, adapters: AdapterRegistry | None, raw_matrix: Callable[[], tuple[list[str], np.ndarray]],
-                 checkpoint_meta: Callable[[dict[str, Any]], dict[str, Any]], counters: Counters, write_lock: threading.RLock) -> None:
+                 checkpoint_meta: Callable[[dict[str, Any]], Any], counters: Counters, write_lock: threading.RLock) -> None:
         self.store = store
         self.adapters = adapters
         self._raw_matrix = raw_matrix

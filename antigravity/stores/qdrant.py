@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import stat
 import threading
 import uuid
 from pathlib import Path
