@@ -1,6 +1,6 @@
 """The typed interfaces: :class:`antigravity.stores.VectorStore` and
 :class:`antigravity.encoders.EncoderProtocol`. Every implementation (today ``QdrantStore``,
-``Encoder``, ``ModelTeacher`` and the test fakes; later e.g. a qdrant-edge store) must have
+``EdgeStore``, ``Encoder``, ``ModelTeacher`` and the test fakes) must have
 every member of its protocol, with the protocol's parameter names."""
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def test_vector_store_members_are_the_store_surface():
         "collection", "location", "remote", "dim", "n_empty", "permission_warnings", "meta_file", "collection_dir",
         "describe", "ensure_collection", "drop_collection", "upsert", "set_served", "search", "retrieve",
         "iter_payloads", "iter_vectors", "count", "count_empty", "close",
+        "delete", "create_payload_index", "optimize", "indexed_vectors_count",
     }  # fmt: skip
 
 
@@ -84,6 +85,19 @@ def test_qdrant_store_on_disk_is_a_vector_store(tmp_path):
         assert s.meta_file is not None and s.collection_dir is not None
     finally:
         s.close()
+
+
+def test_edge_store_is_a_vector_store(tmp_path):
+    pytest.importorskip("qdrant_edge")
+    from antigravity.stores import EdgeStore
+
+    for s in (EdgeStore(":memory:", collection="c"), EdgeStore(str(tmp_path / "e"), collection="c")):
+        try:
+            assert_implements(s, VectorStore)
+            s.ensure_collection(4)
+            assert_implements(s, VectorStore)
+        finally:
+            s.close()
 
 
 def test_constants_shared_by_base_and_qdrant():

@@ -2,13 +2,20 @@
 
 :class:`VectorStore` is a :class:`typing.Protocol`: any class with these members can hold a
 collection (``isinstance(obj, VectorStore)`` checks that the members exist; the test
-``tests/test_store_protocol.py`` also compares parameter names). Today's implementation is
-:class:`antigravity.stores.qdrant.QdrantStore`; a further backend is held to the same interface.
+``tests/test_store_protocol.py`` also compares parameter names). Implementations:
+:class:`antigravity.stores.qdrant.QdrantStore` (qdrant-client: local mode or a server) and
+:class:`antigravity.stores.edge.EdgeStore` (embedded Qdrant Edge shard);
+``tests/test_store_congruence.py`` holds them to the same answers.
 
 Each document has one *raw* vector (named :data:`RAW`, the student's embedding, never
 transformed) and two *served* vectors (named in :data:`SLOTS`, ``adapter(raw)`` double
-buffered). All vectors of a collection are ``d``-dimensional ``float32`` and compared by cosine.
-Document ids are strings; payloads are JSON-like dicts.
+buffered). All vectors of a collection are ``d``-dimensional ``float32`` and compared by
+cosine (Qdrant stores cosine vectors normalised to unit length, so vectors read back are
+unit-length). Document ids are strings; payloads are JSON-like dicts.
+
+Search results are ordered by score descending, then document id ascending (ties are broken
+the same way on every backend), and never contain empty documents (payload flag
+``_ag_empty``).
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ class VectorStore(Protocol):
         remote: ``True`` when the store is a server (``location`` is then ``None``).
         dim: the collection's vector dimension ``d``; ``None`` while the collection does not
             exist (every read then returns nothing, every count 0).
-        n_empty: number of stored empty documents (never returned by :meth:`search`). The
-            engine raises it after an upsert of empty documents and resets it from
-            :meth:`count_empty`, so it must be writable.
+        n_empty: number of stored empty documents (never returned by :meth:`search`; searches
+            fetch this many extra hits, and more when it is too low). The engine raises it
+            after an upsert of empty documents and resets it from :meth:`count_empty`, so it
+            must be writable; :meth:`delete` recounts it.
         permission_warnings: warnings about an unsafe store folder found at open (e.g. group- or
             world-writable); empty when there is nothing to report or no folder.
     """
@@ -51,7 +59,9 @@ class VectorStore(Protocol):
 
     @property
     def meta_file(self) -> Path | None:
-        """Embedded store in a folder: the file listing its collections; else ``None``."""
+        """Embedded store in a folder: the file that records its collections (QdrantStore:
+        ``<folder>/meta.json``; EdgeStore: the shard's ``<folder>/<collection>/edge_config.json``);
+        else ``None``."""
         ...
 
     @property
@@ -95,15 +105,75 @@ class VectorStore(Protocol):
         """
         ...
 
-    def search(self, vectors: np.ndarray, using: str, k: int) -> list[list[tuple[str, float, dict]]]:
+    def search(
+        self, vectors: np.ndarray, using: str, k: int, filter: Any = None
+    ) -> list[list[tuple[str, float, dict]]]:
         """Top-``k`` cosine search of each row of ``vectors`` (``(m, d) float32``) against the
-        named vector ``using`` (:data:`RAW` or a slot). Returns ``m`` lists of
-        ``(doc_id, score, payload)``, best first, at most ``k`` each, empty documents left out;
-        ``m`` empty lists when the collection does not exist."""
+        named vector ``using`` (:data:`RAW` or a slot).
+
+        Args:
+            filter: ``None``, the dict form ``{"field": value | [values] | {"gte": .., "lte": ..,
+                "gt": .., "lt": ..}}`` (all conditions must hold) or a
+                ``qdrant_client.models.Filter``; see :mod:`antigravity.stores.filters`.
+                Combined with the exclusion of empty documents.
+
+        Returns:
+            ``m`` lists of ``(doc_id, score, payload)`` (score: cosine similarity in [-1, 1];
+            payload without ``doc_id``), at most ``k`` each, ordered by score descending then
+            doc id ascending, empty documents left out; ``m`` empty lists when the collection
+            does not exist.
+
+        Raises:
+            QueryError: the filter is malformed (or, on EdgeStore, outside the supported subset).
+        """
         ...
 
-    def retrieve(self, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """``{doc_id: payload}`` of the stored documents among ``doc_ids`` (missing ones absent)."""
+    def retrieve(self, doc_ids: Sequence[str], with_vectors: bool | Sequence[str] = False) -> dict[str, dict[str, Any]]:
+        """The stored documents among ``doc_ids`` (missing ids are absent from the result).
+
+        Returns:
+            ``with_vectors=False``: ``{doc_id: payload}``. ``with_vectors=True`` (all three
+            names) or a sequence of vector names: ``{doc_id: {"payload": payload, "vectors":
+            {name: (d,) float32}}}``, where ``vectors`` holds only the named vectors the
+            document has (a slot never written is absent); vectors are unit-length (cosine).
+
+        Raises:
+            StoreError: an unknown vector name.
+            TypeError: ``doc_ids`` is a single string.
+        """
+        ...
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete the documents ``doc_ids`` (unknown ids are ignored); :attr:`n_empty` is
+        recounted, so :meth:`count`, :meth:`count_empty` and :attr:`n_empty` stay exact.
+
+        Raises:
+            TypeError: ``doc_ids`` is a single string.
+        """
+        ...
+
+    def create_payload_index(self, field: str, schema: str) -> None:
+        """Index the payload ``field`` for filtering; ``schema`` is one of ``"keyword"``,
+        ``"integer"``, ``"float"``, ``"bool"`` (Qdrant's ``PayloadSchemaType``). Qdrant's
+        local mode has no payload indexes (filters are evaluated by scanning): a no-op there.
+
+        Raises:
+            QueryError: unknown ``schema``, or an empty or reserved (``_ag_``) ``field``.
+            StoreError: the collection does not exist yet.
+        """
+        ...
+
+    def optimize(self) -> None:
+        """Build the ANN (HNSW) index over everything written so far, blocking until done.
+        EdgeStore has no background optimizer: documents written after the last call are
+        searched exactly until the next one. QdrantStore: a no-op (local mode searches
+        exactly; a server optimises in the background)."""
+        ...
+
+    def indexed_vectors_count(self) -> int:
+        """Qdrant's ``indexed_vectors_count``: stored vectors (all named vectors together, so up
+        to 3 per document) in HNSW-indexed segments; 0 when nothing is indexed (always in
+        Qdrant's local mode) or the collection does not exist."""
         ...
 
     def iter_payloads(self, batch_size: int = 1024) -> Iterator[tuple[str, dict[str, Any]]]:

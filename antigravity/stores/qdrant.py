@@ -23,7 +23,10 @@ private (mode 0700); opening one that is group- or world-writable logs a warning
 counted (:attr:`QdrantStore.permission_warnings`).
 
 Empty documents (payload flag ``_ag_empty``, see :mod:`antigravity.core.documents`) are stored
-and counted but never returned by :meth:`QdrantStore.search`.
+and counted but never returned by :meth:`QdrantStore.search`: it asks for ``k + n_empty + 1``
+hits, drops the flagged ones, and asks again for more when that was not enough or when a tie
+crosses the ``k``-th place (:func:`antigravity.stores.shared.ranked_search`; ties are ordered
+by document id).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -39,24 +42,16 @@ import numpy as np
 
 from antigravity.core.documents import EMPTY_FLAG
 from antigravity.core.errors import StoreError
-from antigravity.core.files import check_permissions, make_private_dir
 from antigravity.settings import mask_url
 from antigravity.stores.base import RAW, SLOTS
+from antigravity.stores.filters import parse_filter
+from antigravity.stores.shared import (
+    check_index, check_slot, id_list, open_folder, point_id, point_rows, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
+)
 
 __all__ = ["RAW", "SLOTS", "QdrantStore", "point_id"]
 
 logger = logging.getLogger(__name__)
-
-_NAMESPACE = uuid.UUID("6f1d7c52-3c1a-4d7e-9a55-2b8a3c0e9f11")
-
-
-def point_id(doc_id: str) -> str:
-    """Deterministic Qdrant point id (uuid5 string) for a document id."""
-    return str(uuid.uuid5(_NAMESPACE, doc_id))
-
-
-
-
 
 
 class QdrantStore:
@@ -95,11 +90,7 @@ class QdrantStore:
         self.n_empty = 0
         where = mask_url(url) if url else location
         if not url and location != ":memory:":
-            if not Path(location).expanduser().is_dir():
-                if not create:
-                    raise StoreError(f"no store at {str(location)!r}: the folder does not exist (mistyped --data-dir?); nothing was created")
-                make_private_dir(location)
-            self.permission_warnings = check_permissions(location)
+            self.permission_warnings = open_folder(location, create)
         try:
             if url:
                 self.client = QdrantClient(url=url, api_key=api_key, timeout=max(1, int(timeout_s)), check_compatibility=False)
@@ -153,17 +144,16 @@ class QdrantStore:
         with self._lock:
             return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
-    def retrieve(self, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """``{doc_id: payload}`` of the stored documents among ``doc_ids`` (missing ones absent)."""
-        if self.dim is None or not doc_ids:
+    def retrieve(self, doc_ids: Sequence[str], with_vectors: bool | Sequence[str] = False) -> dict[str, dict[str, Any]]:
+        """``{doc_id: payload}`` of the stored documents among ``doc_ids`` (missing ones absent);
+        with ``with_vectors`` (``True`` or vector names) ``{doc_id: {"payload": ..., "vectors":
+        {name: (d,) float32}}}`` (see :meth:`antigravity.stores.base.VectorStore.retrieve`)."""
+        ids, names = id_list(doc_ids, "retrieve"), vector_names(with_vectors)
+        if self.dim is None or not ids:
             return {}
         with self._lock:
-            pts = self.client.retrieve(self.collection, ids=[point_id(d) for d in doc_ids], with_payload=True)
-        out = {}
-        for p in pts:
-            payload = dict(p.payload or {})
-            out[str(payload.pop("doc_id"))] = payload
-        return out
+            pts = self.client.retrieve(self.collection, ids=[point_id(d) for d in ids], with_payload=True, with_vectors=names or False)
+        return retrieved(pts, names if with_vectors else None)
 
     def ensure_collection(self, dim: int) -> None:
         """Create the collection for ``dim``-dimensional vectors if missing.
@@ -173,9 +163,7 @@ class QdrantStore:
         """
         from qdrant_client import models
 
-        if self.dim is not None:
-            if self.dim != dim:
-                raise StoreError(f"collection {self.collection!r} holds {self.dim}-d vectors; the student makes {dim}-d")
+        if same_dim(self.collection, self.dim, dim):
             return
         params = models.VectorParams(size=int(dim), distance=models.Distance.COSINE)
         with self._lock:
@@ -192,13 +180,7 @@ class QdrantStore:
         """Upsert documents: ``raw`` ``(n, d) float32``, ``served`` ``{slot: (n, d) float32}``."""
         from qdrant_client import models
 
-        served = served or {}
-        points = []
-        for i, did in enumerate(doc_ids):
-            vec = {RAW: raw[i].tolist()}
-            for slot, mat in served.items():
-                vec[slot] = mat[i].tolist()
-            points.append(models.PointStruct(id=point_id(did), vector=vec, payload={**payloads[i], "doc_id": did}))
+        points = [models.PointStruct(id=pid, vector=vec, payload=pl) for pid, vec, pl in point_rows(doc_ids, raw, payloads, served)]
         with self._lock:
             self.client.upsert(self.collection, points=points, wait=True)
 
@@ -206,35 +188,66 @@ class QdrantStore:
         """Overwrite the ``slot`` vectors of existing points (``(n, d) float32``)."""
         from qdrant_client import models
 
-        if slot not in SLOTS:
-            raise StoreError(f"unknown slot {slot!r}")
+        check_slot(slot)
         points = [models.PointVectors(id=point_id(d), vector={slot: vectors[i].tolist()}) for i, d in enumerate(doc_ids)]
         with self._lock:
             self.client.update_vectors(self.collection, points=points, wait=True)
 
-    def search(self, vectors: np.ndarray, using: str, k: int) -> list[list[tuple[str, float, dict]]]:
+    def search(self, vectors: np.ndarray, using: str, k: int, filter: Any = None) -> list[list[tuple[str, float, dict]]]:
         """Top-``k`` cosine search for each row of ``vectors`` (``(m, d) float32``) against the
-        named vector ``using``. Returns per query ``[(doc_id, score, payload), ...]``."""
+        named vector ``using``, optionally restricted by ``filter`` (dict form or
+        ``qdrant_client.models.Filter``, :func:`~antigravity.stores.filters.parse_filter`).
+        Returns per query ``[(doc_id, score, payload), ...]``, score descending then doc id.
+
+        Raises:
+            QueryError: a malformed filter (nothing is sent to Qdrant).
+        """
         from qdrant_client import models
 
+        flt = parse_filter(filter)
         if self.dim is None:
             return [[] for _ in range(len(vectors))]
-        hidden = self.n_empty  # empty documents are never results: ask for that many more, drop them
-        reqs = [
-            models.QueryRequest(query=v.tolist(), using=using, limit=int(k) + hidden, with_payload=True) for v in vectors
-        ]
+
+        def fetch(rows: list[int], limit: int) -> list[list[tuple[float, dict]]]:
+            reqs = [models.QueryRequest(query=vectors[i].tolist(), using=using, limit=limit, with_payload=True, filter=flt) for i in rows]
+            with self._lock:
+                responses = self.client.query_batch_points(self.collection, requests=reqs)
+            return [[(p.score, p.payload) for p in resp.points] for resp in responses]
+
+        return ranked_search(fetch, len(vectors), int(k), self.n_empty)
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete the documents ``doc_ids`` (unknown ids ignored) and recount :attr:`n_empty`."""
+        from qdrant_client import models
+
+        ids = id_list(doc_ids, "delete")
+        if self.dim is None or not ids:
+            return
         with self._lock:
-            responses = self.client.query_batch_points(self.collection, requests=reqs)
-        out = []
-        for resp in responses:
-            hits = []
-            for p in resp.points:
-                payload = dict(p.payload or {})
-                if payload.get(EMPTY_FLAG):
-                    continue
-                hits.append((str(payload.pop("doc_id", p.id)), float(p.score), payload))
-            out.append(hits[: int(k)])
-        return out
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=[point_id(d) for d in ids]), wait=True)
+            self.n_empty = self.count_empty()
+
+    def create_payload_index(self, field: str, schema: str) -> None:
+        """Index payload ``field`` as ``schema`` (``keyword`` / ``integer`` / ``float`` / ``bool``).
+        Local mode has no payload indexes: a no-op there (qdrant-client's warning is silenced)."""
+        from qdrant_client import models
+
+        check_index(field, schema)
+        if self.dim is None:
+            raise StoreError(f"collection {self.collection!r} does not exist yet: no payload index can be created")
+        with self._lock, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+            self.client.create_payload_index(self.collection, field_name=field, field_schema=models.PayloadSchemaType(schema), wait=True)
+
+    def optimize(self) -> None:
+        """No-op: local mode searches exactly and a server optimises in the background."""
+
+    def indexed_vectors_count(self) -> int:
+        """Qdrant's ``indexed_vectors_count`` of the collection (0 in local mode or without a collection)."""
+        if self.dim is None:
+            return 0
+        with self._lock:
+            return int(self.client.get_collection(self.collection).indexed_vectors_count or 0)
 
     def count(self) -> int:
         """Number of documents stored."""
@@ -259,9 +272,7 @@ class QdrantStore:
         while True:
             with self._lock:
                 pts, offset = self.client.scroll(self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False)
-            for p in pts:
-                payload = dict(p.payload or {})
-                yield str(payload.pop("doc_id")), payload
+            yield from (split_payload(p.payload) for p in pts)
             if offset is None:
                 break
 
@@ -276,12 +287,7 @@ class QdrantStore:
                     self.collection, limit=batch_size, offset=offset, with_payload=["doc_id"], with_vectors=list(names)
                 )
             if pts:
-                ids = [str(p.payload["doc_id"]) for p in pts]
-                mats = {}
-                for n in names:
-                    rows = [p.vector.get(n) if isinstance(p.vector, dict) else None for p in pts]
-                    mats[n] = np.array([r if r is not None else np.zeros(self.dim) for r in rows], dtype=np.float32)
-                yield ids, mats
+                yield [str(p.payload["doc_id"]) for p in pts], vector_batch(self.dim, names, [p.vector for p in pts])
             if offset is None:
                 break
 

@@ -1,0 +1,207 @@
+"""Helpers shared by the store backends (:class:`~antigravity.stores.qdrant.QdrantStore`,
+:class:`~antigravity.stores.edge.EdgeStore`), so both use one point-id scheme, one payload
+layout and one ranking rule.
+
+* Point ids: :func:`point_id` (``uuid5`` of the document id; the id itself is kept in the
+  payload under ``doc_id``).
+* Ranking (:func:`ranked_search`): hits are ordered by cosine score descending, then
+  document id ascending; empty documents (payload flag ``_ag_empty``) are dropped; a tie
+  that crosses the ``k``-th place is resolved by fetching more, so every backend returns
+  the same ids for the same stored vectors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from antigravity.core.documents import EMPTY_FLAG, RESERVED_PREFIX
+from antigravity.core.errors import QueryError, StoreError
+from antigravity.core.files import check_permissions, make_private_dir
+from antigravity.stores.base import RAW, SLOTS
+
+Hit = tuple[str, float, dict]
+"""One search result: ``(doc_id, cosine score, payload without doc_id)``."""
+
+INDEX_SCHEMAS = ("keyword", "integer", "float", "bool")
+"""Payload index types accepted by ``create_payload_index`` (Qdrant's ``PayloadSchemaType`` names)."""
+
+_NAMESPACE = uuid.UUID("6f1d7c52-3c1a-4d7e-9a55-2b8a3c0e9f11")
+
+
+def point_id(doc_id: str) -> str:
+    """Deterministic Qdrant point id (uuid5 string) for a document id."""
+    return str(uuid.uuid5(_NAMESPACE, doc_id))
+
+
+def open_folder(location: str, create: bool) -> list[str]:
+    """Prepare the folder of an embedded store: create it private (0700) when missing, unless
+    ``create`` is false. Returns the folder's permission warnings.
+
+    Raises:
+        StoreError: the folder does not exist and ``create`` is false, or cannot be created.
+    """
+    if not Path(location).expanduser().is_dir():
+        if not create:
+            raise StoreError(f"no store at {str(location)!r}: the folder does not exist (mistyped --data-dir?); nothing was created")
+        make_private_dir(location)
+    return check_permissions(location)
+
+
+def id_list(doc_ids: Sequence[str], what: str) -> list[str]:
+    """``doc_ids`` as a list of str. Raises TypeError for a bare string (it would be read as
+    one id per character) or a non-str id."""
+    if isinstance(doc_ids, (str, bytes)):
+        raise TypeError(f"{what}: doc_ids must be a sequence of ids, not a single {type(doc_ids).__name__}")
+    ids = list(doc_ids)
+    for i, d in enumerate(ids):
+        if not isinstance(d, str):
+            raise TypeError(f"{what}: doc_ids[{i}] must be str, not {type(d).__name__}")
+    return ids
+
+
+def same_dim(collection: str, have: int | None, want: int) -> bool:
+    """``True`` when the collection exists with ``want``-d vectors, ``False`` when it does not exist.
+
+    Raises:
+        StoreError: the collection holds vectors of another dimension.
+    """
+    if have is None:
+        return False
+    if have != want:
+        raise StoreError(f"collection {collection!r} holds {have}-d vectors; the student makes {want}-d")
+    return True
+
+
+def check_slot(slot: str) -> None:
+    """Raises StoreError unless ``slot`` is one of :data:`SLOTS`."""
+    if slot not in SLOTS:
+        raise StoreError(f"unknown slot {slot!r}")
+
+
+def vector_names(with_vectors: bool | Sequence[str]) -> list[str]:
+    """The vector names a ``with_vectors`` argument asks for (``True``: all three).
+
+    Raises:
+        StoreError: a name that is not :data:`RAW` or one of :data:`SLOTS`.
+    """
+    if with_vectors is True:
+        return [RAW, *SLOTS]
+    if not with_vectors:
+        return []
+    names = [with_vectors] if isinstance(with_vectors, str) else list(with_vectors)
+    bad = [n for n in names if n not in (RAW, *SLOTS)]
+    if bad:
+        raise StoreError(f"unknown vector name(s) {bad} (known: {[RAW, *SLOTS]})")
+    return names
+
+
+def check_index(field: str, schema: str) -> None:
+    """Validate ``create_payload_index`` arguments.
+
+    Raises:
+        QueryError: ``field`` is empty, not a string or reserved, or ``schema`` is not one of
+            :data:`INDEX_SCHEMAS`.
+    """
+    if not isinstance(field, str) or not field:
+        raise QueryError(f"payload index field must be a non-empty string, not {field!r}")
+    if field.startswith(RESERVED_PREFIX):
+        raise QueryError(f"payload index field {field!r} is reserved (keys starting with {RESERVED_PREFIX!r} are engine flags)")
+    if schema not in INDEX_SCHEMAS:
+        raise QueryError(f"unknown payload index schema {schema!r} (one of {', '.join(INDEX_SCHEMAS)})")
+
+
+def point_rows(
+    doc_ids: Sequence[str], raw: np.ndarray, payloads: Sequence[dict[str, Any]], served: dict[str, np.ndarray] | None
+) -> Iterator[tuple[str, dict[str, list[float]], dict[str, Any]]]:
+    """``(point id, {vector name: list}, payload with doc_id)`` for each document to upsert.
+
+    Raises:
+        StoreError: the lengths of ids, rows and payloads differ, or ``served`` names an unknown slot.
+    """
+    served = served or {}
+    for slot in served:
+        check_slot(slot)
+    n = len(doc_ids)
+    if len(raw) != n or len(payloads) != n or any(len(m) != n for m in served.values()):
+        raise StoreError(f"upsert: {n} ids, {len(raw)} raw rows, {len(payloads)} payloads, served rows {[len(m) for m in served.values()]}: counts differ")
+    for i, did in enumerate(doc_ids):
+        vec = {RAW: raw[i].tolist()}
+        for slot, mat in served.items():
+            vec[slot] = mat[i].tolist()
+        yield point_id(did), vec, {**payloads[i], "doc_id": did}
+
+
+def split_payload(payload: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """``(doc_id, payload without doc_id)`` of a stored point's payload."""
+    out = dict(payload or {})
+    return str(out.pop("doc_id")), out
+
+
+def retrieved(points: Sequence[Any], names: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """The result of ``retrieve`` from retrieved points (objects with ``.payload`` and ``.vector``):
+    ``{doc_id: payload}``, or with ``names`` ``{doc_id: {"payload": ..., "vectors": {name: (d,)
+    float32}}}`` holding only the ``names`` a point has."""
+    out = {}
+    for p in points:
+        did, pl = split_payload(p.payload)
+        if names is None:
+            out[did] = pl
+            continue
+        vecs = p.vector if isinstance(p.vector, dict) else {}
+        out[did] = {"payload": pl, "vectors": {n: np.asarray(vecs[n], dtype=np.float32) for n in names if vecs.get(n) is not None}}
+    return out
+
+
+def vector_batch(dim: int, names: Sequence[str], rows: Sequence[Any]) -> dict[str, np.ndarray]:
+    """``{name: (b, dim) float32}`` from the vector dicts of ``b`` points (a missing vector is a zero row)."""
+    out = {}
+    for n in names:
+        vals = [r.get(n) if isinstance(r, dict) else None for r in rows]
+        out[n] = np.array([v if v is not None else np.zeros(dim) for v in vals], dtype=np.float32).reshape(len(rows), dim)
+    return out
+
+
+Fetch = Callable[[list[int], int], list[list[tuple[float, dict[str, Any]]]]]
+"""``fetch(rows, limit)``: for each query row, at most ``limit`` raw hits ``(score, payload)``
+best first, as the backend returns them (empty documents included)."""
+
+
+def ranked_search(fetch: Fetch, n_queries: int, k: int, hidden: int) -> list[list[Hit]]:
+    """Top-``k`` hits of ``n_queries`` queries, ordered by score descending then doc id
+    ascending, empty documents left out.
+
+    ``fetch`` is first asked for ``k + hidden + 1`` hits (``hidden``: the expected number of
+    empty documents). A query is answered when its backend returned fewer hits than asked
+    (nothing else matches), or when its ``k``-th real hit scores strictly above the lowest
+    score fetched (nothing unfetched can tie or beat it); otherwise the limit doubles and
+    that query is asked again — so ties across the ``k``-th place, and empty documents
+    beyond the ``hidden`` estimate, never change the answer.
+    """
+    out: list[list[Hit]] = [[] for _ in range(n_queries)]
+    if k <= 0:
+        return out
+    pending = list(range(n_queries))
+    limit = k + max(0, hidden) + 1
+    while pending:
+        again = []
+        for row, raw in zip(pending, fetch(pending, limit)):
+            hits = []
+            for score, payload in raw:
+                if (payload or {}).get(EMPTY_FLAG):
+                    continue
+                did, pl = split_payload(payload)
+                hits.append((did, float(score), pl))
+            hits.sort(key=lambda h: (-h[1], h[0]))
+            full = len(raw) >= limit
+            floor = min(float(s) for s, _ in raw) if raw else 0.0
+            if full and (len(hits) < k or hits[k - 1][1] <= floor):
+                again.append(row)
+            else:
+                out[row] = hits[:k]
+        pending = again
+        limit *= 2
+    return out
