@@ -212,9 +212,11 @@ def index(
         raise EmptyCorpusError(f"{corpus}: no documents")
     with AntigravityEngine(settings, reindex=reindex) as engine:
         n = engine.collection.ingest_validated(items, settings.store.upsert_batch_size, show_progress=True)
+        engine.indexer.ensure_payload_indexes()
+        took = engine.optimize()  # leave an indexed store (HNSW on the served slots)
         empty = sum(1 for it in items if it[3])
         note = f" ({empty} empty: stored, never returned by search)" if empty else ""
-        console.print(f"indexed {n} documents{note}; collection {settings.store.collection!r} now holds {engine.count()}")
+        console.print(f"indexed {n} documents{note}; collection {settings.store.collection!r} now holds {engine.count()} (HNSW built in {took:.1f} s)")
 
 
 @app.command()
@@ -232,20 +234,95 @@ def adopt(
 
 @app.command()
 def get(
-    doc_id: str = typer.Argument(..., help="document id"),
+    doc_ids: List[str] = typer.Argument(..., help="document id(s)"),
+    vectors: bool = typer.Option(False, "--vectors", help="also print the raw and served vectors"),
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print one stored document (JSON); exit 2 if it is not stored. Never creates a store."""
+    """Print stored documents (one JSON line each); exit 2 if any is not stored. Never creates a store."""
     from antigravity.core.errors import DocumentError
 
     settings = _store_settings(config, data_dir, collection)
     with _open_existing(settings, "get") as engine:
-        payload = engine.get(doc_id)
-    if payload is None:
-        raise DocumentError(f"document {doc_id!r} is not stored in collection {settings.store.collection!r}")
-    print(json.dumps({"doc_id": doc_id, **payload}, ensure_ascii=False))
+        found = engine.get(list(doc_ids), with_vectors=vectors)
+    for d in doc_ids:
+        if d in found:
+            rec = found[d]
+            out = {"doc_id": d, **rec["payload"], "vectors": {k: v.tolist() for k, v in rec["vectors"].items()}} if vectors else {"doc_id": d, **rec}
+            print(json.dumps(out, ensure_ascii=False))
+    missing = [d for d in doc_ids if d not in found]
+    if missing:
+        raise DocumentError(f"documents {missing[:10]} are not stored in collection {settings.store.collection!r}")
+
+
+@app.command()
+def delete(
+    doc_ids: List[str] = typer.Argument(..., help="document id(s) to delete"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete documents from every served version; exit 2 if none of them was stored."""
+    from antigravity.core.errors import DocumentError
+
+    settings = _store_settings(config, data_dir, collection)
+    with _open_existing(settings, "delete") as engine:
+        n = engine.delete(list(doc_ids))
+        left = engine.count()
+    if n == 0:
+        raise DocumentError(f"none of {list(doc_ids)[:10]} is stored in collection {settings.store.collection!r}; nothing deleted")
+    console.print(f"deleted {n} of {len(set(doc_ids))} document(s) from collection {settings.store.collection!r}; {left} left")
+
+
+@app.command()
+def migrate(
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Move a collection written by qdrant-client local mode (the previous embedded store) to
+    Qdrant Edge; vectors, payloads, adapters and the active version are kept, and the old
+    files are moved aside (not deleted)."""
+    from antigravity.serving.integrity import migrate_local_to_edge
+
+    settings = _store_settings(config, data_dir, collection)
+    _require_persistent(settings, "migrate")
+    n, backup = migrate_local_to_edge(settings)
+    console.print(f"migrated {n} documents of collection {settings.store.collection!r} to Qdrant Edge; the local-mode files are in {backup}")
+
+
+def _parse_filters(items: list[str]) -> dict[str, Any]:
+    """``--filter`` values: ``key=value``, ``key=a,b`` (any of), ``key>=x``, ``key<=x``,
+    ``key>x``, ``key<x``; numbers and true/false are typed, everything else is a string."""
+    from antigravity.core.errors import QueryError
+
+    def typed(v: str) -> Any:
+        for cast in (int, float):
+            try:
+                return cast(v)
+            except ValueError:
+                pass
+        return {"true": True, "false": False}.get(v.lower(), v)
+
+    out: dict[str, Any] = {}
+    for item in items:
+        for op, key in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
+            if op in item:
+                field, value = (x.strip() for x in item.split(op, 1))
+                if not field or not value:
+                    raise QueryError(f"--filter {item!r}: expected key{op}value")
+                if key is None:
+                    out[field] = [typed(v) for v in value.split(",")] if "," in value else typed(value)
+                else:
+                    rng = out.setdefault(field, {})
+                    if not isinstance(rng, dict):
+                        raise QueryError(f"--filter {item!r}: {field!r} already has an exact value")
+                    rng[key] = typed(value)
+                break
+        else:
+            raise QueryError(f"--filter {item!r}: expected key=value, key>=x, key<=x, key>x or key<x")
+    return out
 
 
 @app.command()
@@ -256,12 +333,14 @@ def search(
     collection: CollectionOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    filters: Optional[List[str]] = typer.Option(None, "--filter", help="payload condition, repeatable: key=value, key=a,b (any), key>=x, key<=x"),
 ) -> None:
-    """Search the persistent store. Never creates a store: a missing data folder or
-    collection is an error."""
+    """Search the persistent store (optionally filtered by payload). Never creates a store:
+    a missing data folder or collection is an error."""
     settings = _store_settings(config, data_dir, collection)
+    flt = _parse_filters(filters) if filters else None
     with _open_existing(settings, "search") as engine:
-        hits = engine.search(query, k=k, record=False)
+        hits = engine.search(query, k=k, record=False, filter=flt)
     if as_json:
         for h in hits:
             print(json.dumps({"doc_id": h.doc_id, "score": h.score, "title": h.payload.get("title", "")}))

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport
-from antigravity.core.documents import validate_k, validate_query_text, validate_query_vectors
 from antigravity.core.errors import ConfigurationError, QueryError
 from antigravity.encoders.model import Encoder
 from antigravity.modes import get_mode
@@ -31,7 +29,9 @@ from antigravity.serving import integrity
 from antigravity.serving.checkpoints import AdapterRegistry, registry_for
 from antigravity.serving.collection import DocumentCollection
 from antigravity.serving.counters import Counters
+from antigravity.serving.indexing import Indexer
 from antigravity.serving.teacher_service import TeacherService
+from antigravity.serving.search import SearchHit, Searcher
 from antigravity.serving.traffic import TrafficBuffer
 from antigravity.serving.versions import ServedVersion, VersionManager
 from antigravity.settings import Settings, mask_url, settings_dict
@@ -39,15 +39,6 @@ from antigravity.stores.manifest import CollectionManifest, student_identity
 
 logger = logging.getLogger(__name__)
 __all__ = ["AntigravityEngine", "SearchHit", "ServedVersion"]
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One search result: document id, cosine ``score`` in [-1, 1], stored ``payload``."""
-
-    doc_id: str
-    score: float
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class AntigravityEngine:
@@ -74,30 +65,34 @@ class AntigravityEngine:
         s = Settings.load(**overrides) if settings is None else settings.with_overrides(**overrides) if overrides else settings
         self.settings = s
         self.encoder = encoder or Encoder(s.student.name, cache_dir=s.resolved_cache_dir, batch_size=s.student.batch_size, bf16=s.student.bf16, max_seq_length=s.student.max_seq_length)
-        self.store, self.in_memory, self.permission_warnings = integrity.open_store(s, create=create)
         if s.adaptation.rank > self.encoder.dim:
-            self.store.close()
             raise ConfigurationError(f"adaptation.rank = {s.adaptation.rank}: must be <= the student dimension {self.encoder.dim} ({self.encoder.name})")
+        self._identity: dict[str, Any] | None = None
+        view: AdapterRegistry | None = None if not s.store.url and s.resolved_store_location == ":memory:" else registry_for(s)  # also holds the manifest
+        self.manifest = None if view is None else CollectionManifest(view.dir)
+        if self.manifest is not None and not reindex and self.manifest.exists():  # another student's collection: refused before any store file is opened
+            integrity.precheck(self.manifest, registry_for(s) if s.adaptation.persist else None, self.encoder, self.student_identity, s.store.collection, s.data_dir)
+        self.store, self.in_memory, self.permission_warnings = integrity.open_store(s, create=create)
         self.counters = Counters()
         self._closed = False
-        self._identity: dict[str, Any] | None = None
         self.runner = AdaptationRunner(self)
-        view: AdapterRegistry | None = None if self.in_memory else registry_for(s)  # also holds the manifest
-        self.manifest = None if view is None else CollectionManifest(view.dir)
         self.adapters = registry_for(s) if s.adaptation.persist and view is not None else None
         write_lock = threading.RLock()
+        self.indexer = Indexer(self.store, lambda: self.settings, self.counters)
         self.teacher = TeacherService(teacher, lambda: self.settings, self.encoder.dim, self.counters)
         self.traffic = TrafficBuffer(s.adaptation.max_signals)
-        self.versions = VersionManager(self.store, self.adapters, self.raw_matrix, self.runner.checkpoint_meta, self.counters, write_lock)
+        self.versions = VersionManager(self.store, self.adapters, self.runner.checkpoint_meta, self.counters, write_lock, self.indexer.after_write)
+        self.searcher = Searcher(self.encoder, self.store, self.versions, self.teacher, self.traffic, self.counters, lambda: self.settings, self.runner.maybe_auto_cycle)
         self.collection = DocumentCollection(self.store, self.encoder, self.manifest, lambda: self.student_identity, self._store_where,
                                              lambda: self.settings, self.versions.served_vectors, self.counters, write_lock, self.teacher.forget_documents)
+        self.collection.backend = integrity.backend_of(s)
         try:
             if reindex and view is not None:
                 integrity.drop_for_reindex(self.store, view)
                 self.counters.count("reindexed")
             if view is not None:
                 integrity.check_on_open(store=self.store, manifest=self.manifest, view=view, versions=self.versions, encoder=self.encoder, identity=self.student_identity,
-                                        where=self._store_where(), data_dir=s.data_dir, persist=self.adapters is not None, adopt=adopt, counters=self.counters)
+                                        where=self._store_where(), data_dir=s.data_dir, persist=self.adapters is not None, adopt=adopt, counters=self.counters, backend=self.collection.backend)
         except BaseException:
             self.store.close()
             raise
@@ -125,6 +120,7 @@ class AntigravityEngine:
         if not self._closed:
             self._closed = True
             self.versions.close()
+            self.indexer.wait()  # never close the store under a running optimize
             self.store.close()
             self.encoder.release()
             self.teacher.release()
@@ -141,15 +137,34 @@ class AntigravityEngine:
             DocumentError: malformed document (names it). EmptyCorpusError: nothing given.
             ManifestError: the collection was built by another student. StoreError: write refused.
         """
-        return self.collection.ingest(documents, batch_size=batch_size, show_progress=show_progress)
+        try:
+            return self.collection.ingest(documents, batch_size=batch_size, show_progress=show_progress)
+        finally:
+            self.indexer.after_write()
+
+    def optimize(self) -> float:
+        """Build the HNSW index of the served slots now (``antigravity index`` does this;
+        otherwise it runs in the background above ``store.index_threshold`` documents after
+        an ingest or a promotion). Returns seconds taken. Raises StoreError."""
+        self.indexer.wait()
+        return self.indexer.optimize()
 
     def count(self) -> int:
         """Number of stored documents (empty documents included)."""
         return self.collection.count()
 
-    def get(self, doc_id: Any) -> dict[str, Any] | None:
-        """The stored payload (``title``, ``text``, extra keys) of ``doc_id``, or ``None``. Raises DocumentError."""
-        return self.collection.get(doc_id)
+    def get(self, doc_ids: Any, *, with_vectors: bool = False) -> Any:
+        """Stored documents. One id: its payload (``title``, ``text``, extra keys) or ``None``;
+        a list: ``{id: payload}`` of those found. ``with_vectors``: each record is
+        ``{"payload", "vectors": {"raw", "served"}}`` with ``(d,) float32`` vectors (``served``:
+        under the version answering searches now). Raises DocumentError for an invalid id."""
+        return self.collection.get(doc_ids, with_vectors=with_vectors, served_slot=self.versions.served.slot)
+
+    def delete(self, doc_ids: Sequence[Any]) -> int:
+        """Delete documents by id from every served version at once; returns how many existed.
+        Unknown ids are ignored; survives restart. Raises DocumentError (invalid id, or a single
+        string instead of a list) or StoreError (nothing deleted)."""
+        return self.collection.delete(doc_ids)
 
     def raw_matrix(self) -> tuple[list[str], np.ndarray]:
         """All stored raw document vectors: ``(ids, (n, d) float32)`` (cached until the next ingest)."""
@@ -163,44 +178,29 @@ class AntigravityEngine:
         """Embedded text (``title + " " + text``) of stored documents. Raises DocumentError."""
         return self.collection.document_texts(doc_ids)
 
-    # -- search --------------------------------------------------------------------------
+    # -- search (see Searcher) -------------------------------------------------------------
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
-        """Raw student vectors of ``queries``: ``(m, d) float32`` (not cached: traffic is unbounded)."""
-        for i, q in enumerate(queries):
-            validate_query_text(q, index=i)
-        return self.encoder.encode_uncached(list(queries)) if queries else np.zeros((0, self.encoder.dim), np.float32)
+        """Raw student vectors of ``queries``: ``(m, d) float32`` (not cached). Raises QueryError."""
+        return self.searcher.encode_queries(queries)
 
-    def search(self, query: str, k: int = 10, *, record: bool = True) -> list[SearchHit]:
-        """Top-``k`` documents for ``query`` (``record``: keep it for label-free signals).
+    def search(self, query: str, k: int = 10, *, record: bool = True, filter: Any = None) -> list[SearchHit]:
+        """Top-``k`` documents for ``query``. ``record``: keep it for label-free signals;
+        ``filter``: payload conditions, ``{"field": value | [values] | {"gte": .., "lte": ..}}``
+        or a ``qdrant_client.models.Filter`` (filtered searches are not recorded).
 
         Raises:
-            QueryError: empty/non-string query, invalid Unicode, or ``k <= 0``.
+            QueryError: empty/non-string query, invalid Unicode, ``k <= 0``, or a malformed filter.
         """
-        return self.search_batch([query], k=k, record=record)[0]
+        return self.searcher.search_texts([query], k, record, filter)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, *, record: bool = True) -> list[list[SearchHit]]:
+    def search_batch(self, queries: Sequence[str], k: int = 10, *, record: bool = True, filter: Any = None) -> list[list[SearchHit]]:
         """:meth:`search` for several queries in one encoder pass; one hit list per query."""
-        if isinstance(queries, str):
-            raise QueryError("search_batch takes a list of queries, got a single string")
-        validate_k(k)
-        return self.search_vectors(self.encode_queries(list(queries)), k=k, record=record, texts=list(queries))
+        return self.searcher.search_texts(queries, k, record, filter)
 
-    def search_vectors(self, raw: np.ndarray, k: int = 10, *, record: bool = True, texts: Sequence[str] | None = None) -> list[list[SearchHit]]:
+    def search_vectors(self, raw: np.ndarray, k: int = 10, *, record: bool = True, texts: Sequence[str] | None = None, filter: Any = None) -> list[list[SearchHit]]:
         """Search with raw student query vectors ``(m, d) float32``; ``texts`` (same order)
         are kept with the traffic and enable serving fusion. Raises QueryError."""
-        raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
-        fusion = self.settings.teacher.fusion_weight if texts is not None else 0.0
-        with self.versions.reading() as state:
-            q = state.query_adapter.transform(raw) if state.query_adapter is not None else raw
-            results = self.store.search(q, using=state.slot, k=max(k, self.settings.teacher.fusion_candidates) if fusion > 0 else k)
-        if fusion > 0:
-            results = self.teacher.fuse(list(texts), results, k, fusion)
-        self.counters.count("queries_served", len(raw))
-        if record:
-            self.traffic.record(raw, results, texts, self.settings.adaptation.signal_top_k)
-            self.counters.count("signals_recorded", len(raw))
-            self.runner.maybe_auto_cycle()
-        return [[SearchHit(d, s, p) for d, s, p in hits] for hits in results]
+        return self.searcher.search_vectors(raw, k, record, texts, filter)
 
     # -- versions (see VersionManager) ---------------------------------------------------
     @property
@@ -307,5 +307,5 @@ class AntigravityEngine:
             **self.counters.snapshot(), "mode": self.settings.mode, "documents": self.count(), "adapter_version": served.version,
             "served_slot": served.slot, "traffic_buffered": len(self.traffic), "adapter_versions": self.adapter_versions(),
             "adapters_dir": str(self.adapters.dir) if self.adapters is not None else None, "student": self.encoder.name,
-            "teacher_loaded": self.teacher.loaded, "empty_documents": self.store.n_empty, "permission_warnings": len(self.permission_warnings),
+            "teacher_loaded": self.teacher.loaded, "empty_documents": self.store.n_empty, "permission_warnings": len(self.permission_warnings), "store_backend": self.collection.backend,
         }

@@ -104,6 +104,12 @@ class StoreSettings(_Section):
     shard_number: int | None = Field(None, ge=1, le=1000, description="Qdrant server/cluster: shards of a new collection (None: server default)")
     replication_factor: int | None = Field(None, ge=1, le=100, description="Qdrant cluster: copies of each shard (None: server default)")
     write_consistency_factor: int | None = Field(None, ge=1, le=100, description="Qdrant cluster: replicas that must ack a write (None: server default)")
+    backend: Literal["edge", "local"] = Field("edge", description="embedded store (no url): edge = Qdrant Edge (qdrant-edge-py: HNSW, filters, WAL); local = qdrant-client local mode (the server API's reference emulation; brute force, for < 20k points)")
+    payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(default_factory=dict, description="payload fields indexed for filtered search, e.g. {year = 'integer', lang = 'keyword'}")
+    index_threshold: int = Field(10000, ge=0, description="documents above which the served slots get an HNSW index (optimize() after bulk ingest or a promotion); below it search is exact")
+    m: int = Field(16, ge=2, le=256, description="HNSW graph degree (Qdrant's m)")
+    ef_construct: int = Field(100, ge=4, le=4096, description="HNSW build beam (Qdrant's ef_construct)")
+    hnsw_ef: int = Field(128, ge=1, le=10000, description="HNSW search beam (Qdrant's hnsw_ef)")
 
 
 class AdaptationSettings(_Section):

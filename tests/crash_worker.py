@@ -4,7 +4,7 @@ SIGKILL it; after each marker it sleeps so the kill lands *at* that point.
 
     python -m tests.crash_worker DATA_DIR WORK POINT
 
-WORK: ingest | cycle | distill. POINT: the marker after which the worker stalls
+WORK: ingest | cycle | distill | delete. POINT: the marker after which the worker stalls
 (``none`` = never stall). Acknowledged ingests print ``ACK <ids>`` once ``ingest`` returns.
 """
 
@@ -19,6 +19,7 @@ from tests.test_distillation import SpyTeacher
 from tests.test_sedimentation import _corpus, _queries
 
 STALL_S = 30.0
+DELETE_IDS = [f"d{i}" for i in range(0, 120, 3)]  # 40 of the 120 prepared documents
 
 
 def open_engine(data_dir: str, teacher=None) -> AntigravityEngine:
@@ -70,6 +71,18 @@ def main() -> None:
         mark("cycle_start")
         rep = e.run_sedimentation_cycle()
         print(f"CYCLE {rep.promoted} {rep.version}", flush=True)
+    elif work == "delete":
+        orig_delete = store.delete
+
+        def delete(ids):
+            mark("before_delete")  # the manifest's lower bound is already lowered
+            orig_delete(ids)
+            mark("after_delete")
+
+        store.delete = delete
+        mark("delete_start")
+        n = e.delete(DELETE_IDS)
+        print(f"DELETED {n}", flush=True)
     elif work == "distill":
         mark("distill_start")
         rep = e.run_offline_distillation(_queries(seed=12))

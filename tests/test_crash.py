@@ -130,3 +130,26 @@ def test_kill_during_offline_distillation(tmp_path, point):
     if rep.promoted:
         assert e.served_version.version == rep.version
     e.close()
+
+
+@pytest.mark.parametrize("point", ["delete_start", "before_delete", "after_delete"])
+def test_kill_during_delete(tmp_path, point):
+    """A delete is one store operation on whole points (every served slot at once): after a
+    kill the ids are either all stored or all gone, the store opens consistent, and the
+    delete can be re-run."""
+    from tests.crash_worker import DELETE_IDS
+
+    d = _prepare(tmp_path)
+    _run_and_kill(d, "delete", point)
+    e = _check_consistent(d)
+    present = {doc_id for doc_id, _ in e.store.iter_payloads()}
+    gone = set(DELETE_IDS) - present
+    assert gone in (set(), set(DELETE_IDS)), f"partly deleted: {len(gone)} of {len(DELETE_IDS)}"
+    assert (gone == set(DELETE_IDS)) == (point == "after_delete")
+    e.delete(DELETE_IDS)
+    assert e.count() == 120 - len(DELETE_IDS)
+    assert not e.search_batch(["fever aspirin"], k=200, record=False)[0] or all(h.doc_id not in DELETE_IDS for h in e.search_batch(["fever aspirin"], k=200, record=False)[0])
+    e.close()
+    e = _check_consistent(d)  # reopens: the manifest bound and the store agree
+    assert e.count() == 120 - len(DELETE_IDS)
+    e.close()

@@ -250,3 +250,32 @@ def test_offline_refit_on_dev_texts_after_gate(tmp_path):
     rep = e.run_offline_distillation(_queries(40), config=DistillationConfig(rank=8, epochs=4, patience=2, refit=True))
     assert "refit_served" not in rep.metrics
     e.close()
+
+
+def test_set_mode_offline_pretrains_once_before_the_next_cycle(tmp_path):
+    """``set_mode("offline")`` does what offline means: the next cycle first pre-trains from
+    the teacher (on the traffic texts), once; later cycles do not pre-train again."""
+    e = _engine(tmp_path, teacher=SpyTeacher(), teacher__name="spy", gate__enabled=False)
+    e.run_sedimentation_cycle()  # baseline: no pre-training
+    assert e.stats().get("pretrainings_run", 0) == 0
+    e.set_mode("offline")
+    e.search_batch(_queries(40))
+    e.run_sedimentation_cycle()
+    assert e.stats()["pretrainings_run"] == 1
+    e.search_batch(_queries(20, seed=3))
+    e.run_sedimentation_cycle()
+    assert e.stats()["pretrainings_run"] == 1  # once per switch
+    e.close()
+
+
+def test_offline_pretraining_deferred_without_texts_says_why(tmp_path, caplog):
+    e = _engine(tmp_path, teacher=SpyTeacher(), teacher__name="spy", gate__enabled=False)
+    e.set_mode("offline")
+    with caplog.at_level("WARNING"):
+        rep = e.run_sedimentation_cycle()  # no traffic yet: pre-training cannot run
+    assert e.stats()["pretraining_deferred"] == 1 and "offline pre-training deferred" in caplog.text and "at least 2" in caplog.text
+    assert "no signals" in rep.reason
+    e.search_batch(_queries(40))
+    e.run_sedimentation_cycle()
+    assert e.stats()["pretrainings_run"] == 2  # retried, now with texts
+    e.close()

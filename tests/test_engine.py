@@ -13,7 +13,7 @@ def test_ingest_and_search(engine):
     hits = engine.search("aspirin pain", k=2)
     assert len(hits) == 2 and hits[0].doc_id == "d1"
     assert hits[0].payload["title"] == "Aspirin" and hits[0].score >= hits[1].score
-    batch = engine.search_batch(["cats sleep", "dogs walks"], k=1)
+    batch = engine.search_batch(["cats sleep", "loyal dogs"], k=1)
     assert [b[0].doc_id for b in batch] == ["d2", "d5"]
 
 

@@ -53,11 +53,19 @@ def _probe(e) -> list:
 
 
 def _storage(tmp_path) -> Path:
-    return tmp_path / "qdrant" / "collection" / "antigravity" / "storage.sqlite"
+    """The store folder (either backend)."""
+    return tmp_path / "qdrant"
 
 
 def _digest(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+    """sha256 over every file under ``path`` (names and contents), ``None`` if absent."""
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def _intact(tmp_path, probe) -> None:
@@ -140,37 +148,49 @@ def test_ingest_refuses_to_mix_students(tmp_path):  # case: ingest-other-student
 
 
 # -- 2. integrity on open: damage is never an empty store ----------------------------------
-def _truncate(p: Path) -> None:
-    _storage(p).write_bytes(b"")
+LOCAL = Path("qdrant") / "collection" / "antigravity"  # qdrant-client local mode
+EDGE = Path("qdrant") / "edge" / "antigravity"  # Qdrant Edge shard
 
 
-def _delete_meta(p: Path) -> None:
-    (p / "qdrant" / "meta.json").unlink()
+def _truncate_local(p: Path) -> None:
+    (p / LOCAL / "storage.sqlite").write_bytes(b"")
 
 
-def _delete_collection_dir(p: Path) -> None:
-    shutil.rmtree(p / "qdrant" / "collection" / "antigravity")
+def _truncate_edge_vectors(p: Path) -> None:
+    for f in (p / EDGE / "segments").rglob("*"):
+        if f.is_file() and "vector_storage-raw" in str(f):
+            f.write_bytes(b"")
 
 
-def _delete_store(p: Path) -> None:
-    shutil.rmtree(p / "qdrant")
+def _delete_edge_segments(p: Path) -> None:
+    for seg in (p / EDGE / "segments").iterdir():
+        shutil.rmtree(seg)
 
 
-DAMAGE = [
-    ("store-file-truncated", _truncate, "holds 0 documents but .*records at least 120"),
-    ("store-meta-deleted", _delete_meta, "records 120 documents .* has no such collection"),
-    ("store-collection-folder-deleted", _delete_collection_dir, "holds 0 documents but .*records at least 120"),
-    ("store-folder-deleted", _delete_store, "records 120 documents .* has no such collection"),
+DAMAGE = [  # (case, backend, damage, error, match)
+    ("store-file-truncated", "local", _truncate_local, ManifestError, "holds 0 documents but .*records at least 120"),
+    ("store-meta-deleted", "local", lambda p: (p / "qdrant" / "meta.json").unlink(), ManifestError, "records 120 documents .* has no such collection"),
+    ("store-collection-folder-deleted", "local", lambda p: shutil.rmtree(p / LOCAL), ManifestError, "holds 0 documents but .*records at least 120"),
+    ("store-folder-deleted", "local", lambda p: shutil.rmtree(p / "qdrant"), ManifestError, "records 120 documents .* has no such collection"),
+    ("edge-vectors-truncated", "edge", _truncate_edge_vectors, StoreError, "files are damaged.*--reindex"),
+    ("edge-segments-deleted", "edge", _delete_edge_segments, ManifestError, "holds 0 documents but .*records at least 120"),
+    ("edge-config-deleted", "edge", lambda p: (p / EDGE / "edge_config.json").unlink(), StoreError, "holds no Qdrant Edge shard"),
+    ("edge-collection-folder-deleted", "edge", lambda p: shutil.rmtree(p / EDGE), ManifestError, "records 120 documents .* has no such collection"),
+    ("edge-store-folder-deleted", "edge", lambda p: shutil.rmtree(p / "qdrant"), ManifestError, "records 120 documents .* has no such collection"),
 ]
 
 
-@pytest.mark.parametrize("case,damage,match", DAMAGE, ids=[d[0] for d in DAMAGE])
-def test_damaged_store_is_an_error_not_an_empty_store(built, case, damage, match):
-    tmp_path, _ = built
+@pytest.mark.parametrize("case,backend,damage,error,match", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_damaged_store_is_an_error_not_an_empty_store(tmp_path, case, backend, damage, error, match):
+    e = _open(tmp_path, adaptation__epochs=5, adaptation__signal="anisotropy", gate__enabled=False, store__backend=backend)
+    e.ingest(_corpus())
+    e.search_batch(_queries())
+    assert e.run_sedimentation_cycle().promoted
+    e.close()
     damage(tmp_path)
     for _ in range(2):  # refused, and still refused: the refused open repaired nothing into "empty"
-        with pytest.raises(ManifestError, match=match) as exc:
-            _open(tmp_path)
+        with pytest.raises(error, match=match) as exc:
+            _open(tmp_path, store__backend=backend)
         assert "--reindex" in str(exc.value) and "\n" not in str(exc.value)
     assert (tmp_path / "adapters" / "antigravity" / "v000001.json").exists()  # adapters untouched
 

@@ -70,7 +70,7 @@ class AdaptationRunner:
         try:
             version = versions.next_version()
             q_ad, d_ad = report.candidate
-            versions.activate(d_ad, q_ad, version=version, meta=report.checkpoint_metrics(), raw=self.engine.collection.raw_matrix())
+            versions.activate(d_ad, q_ad, version=version, meta=report.checkpoint_metrics())  # raw read under the write lock
             report.version, report.promoted, report.reason = version, True, "promoted: " + report.reason
         except AdaptationError as exc:
             report.reason = f"aborted: {exc}"
@@ -119,6 +119,7 @@ class AdaptationRunner:
 
         with self.lock:
             self.pretrain_pending = False
+            self.engine.counters.count("pretrainings_run")
             try:
                 return OfflineMode().pretrain(self.context(), queries, promote=self.promote, **kwargs)
             except TeacherError as exc:  # fallback chain: offline -> baseline, never a crash

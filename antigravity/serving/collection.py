@@ -19,6 +19,17 @@ logger = logging.getLogger("antigravity.engine")
 Item = tuple[str, str, dict[str, Any], bool]  # validated (id, text, payload, is_empty)
 
 
+def _public(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+
+
+def _as_list(doc_ids: Any) -> list[Any]:
+    try:
+        return list(doc_ids)
+    except TypeError:
+        raise DocumentError(f"expected a list of document ids, got {type(doc_ids).__name__}") from None
+
+
 class DocumentCollection:
     """Documents of one collection: ingest, ``get``, raw vectors and payload texts.
 
@@ -37,6 +48,7 @@ class DocumentCollection:
         self.store, self.encoder, self.manifest = store, encoder, manifest
         self._identity, self._where, self._settings = identity, where, settings
         self._served_vectors, self._counters, self.write_lock, self._on_write = served_vectors, counters, write_lock, on_write
+        self.backend = "local"  # the store backend recorded in a new manifest (set by the engine)
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
         self._payload_cache: dict[str, dict[str, str]] | None = None
 
@@ -108,6 +120,9 @@ class DocumentCollection:
             if self.store.dim is not None:
                 raise ManifestError(f"the manifest {self.manifest.path} of collection {self.store.collection!r} vanished while the engine ran; nothing was written")
             return
+        if self.store.dim is None and m.get("backend") != self.backend:  # nothing stored yet: the manifest follows the backend
+            m["backend"] = self.backend
+            self.manifest.write(m)
         diffs = identity_differences(m["student"], self._identity())
         if diffs:
             raise ManifestError(
@@ -138,7 +153,7 @@ class DocumentCollection:
             if self.store.dim is None and self.manifest is not None and not self.manifest.exists():
                 # the manifest is written before the collection: a crash between the two
                 # leaves a manifest with 0 documents and no collection, which opens fine
-                self.manifest.create(self.store.collection, self._where(), self._identity(), 0)
+                self.manifest.create(self.store.collection, self._where(), self._identity(), 0, backend=self.backend)
             self.store.ensure_collection(self.encoder.dim)
             served = self._served_vectors(raw)
             self.store.n_empty += sum(1 for b in batch if b[3])  # over-fetch until recounted
@@ -154,14 +169,50 @@ class DocumentCollection:
         """Number of stored documents (empty documents included)."""
         return self.store.count()
 
-    def get(self, doc_id: Any) -> dict[str, Any] | None:
-        """The stored payload of ``doc_id`` without reserved keys, or ``None``.
-        Raises DocumentError for an invalid id."""
-        sid = validate_id(doc_id)
-        payload = self.store.retrieve([sid]).get(sid)
-        if payload is None:
-            return None
-        return {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+    def get(self, doc_ids: Any, *, with_vectors: bool = False, served_slot: str = RAW) -> Any:
+        """Payloads (reserved keys removed) of one id (payload or ``None``) or of a list of ids
+        (``{id: payload}`` of those found); with ``with_vectors`` each record is
+        ``{"payload", "vectors": {"raw", "served"}}`` (``(d,) float32``; ``served`` from
+        ``served_slot``). Raises DocumentError for an invalid id."""
+        single = isinstance(doc_ids, (str, int)) and not isinstance(doc_ids, bool)
+        ids = [validate_id(doc_ids)] if single else [validate_id(d, where=f"id #{i}") for i, d in enumerate(_as_list(doc_ids))]
+        found = self.store.retrieve(ids, with_vectors=with_vectors)
+        out = {}
+        for d, rec in found.items():
+            if with_vectors:
+                vecs = rec["vectors"]
+                out[d] = {"payload": _public(rec["payload"]), "vectors": {"raw": vecs[RAW], "served": vecs.get(served_slot, vecs[RAW])}}
+            else:
+                out[d] = _public(rec)
+        return out.get(ids[0]) if single else out
+
+    def delete(self, doc_ids: Any) -> int:
+        """Delete ``doc_ids`` (unknown ids ignored) from the store — every served slot at
+        once, since the slots are named vectors of one point; returns how many existed. The
+        manifest's document lower bound is lowered *before* the delete, so a crash between
+        the two never makes a store look truncated. Raises DocumentError / StoreError."""
+        if isinstance(doc_ids, (str, int)):
+            raise DocumentError(f"delete takes a list of ids, got a single id {doc_ids!r}")
+        ids = list(dict.fromkeys(validate_id(d, where=f"id #{i}") for i, d in enumerate(_as_list(doc_ids))))
+        if not ids:
+            return 0
+        with self.write_lock:
+            present = list(self.store.retrieve(ids))
+            if not present:
+                return 0
+            if self.manifest is not None:
+                m = self.manifest.read()
+                bound = self.store.count() - len(present)
+                if m is not None and m["documents"] > bound:
+                    m["documents"] = max(bound, 0)
+                    self.manifest.write(m)
+            self.store.delete(present)
+            self.store.n_empty = self.store.count_empty()
+            self._raw_cache = None
+            self._payload_cache = None
+            self._on_write(present)
+            self._counters.count("documents_deleted", len(present))
+        return len(present)
 
     def raw_matrix(self) -> tuple[list[str], np.ndarray]:
         """All stored raw document vectors: ``(ids, (n, d) float32)`` (cached until the next write)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from antigravity.core.errors import ManifestError, StoreError
 from antigravity.core.files import check_permissions, make_private_dir
-from antigravity.stores.manifest import describe_student, identity_differences
+from antigravity.stores.manifest import describe_student, identity_differences, stored_backend
 from antigravity.stores.qdrant import QdrantStore
 
 logger = logging.getLogger("antigravity.engine")
@@ -34,12 +34,24 @@ def open_store(s: Any, *, create: bool) -> tuple[QdrantStore, bool, list[str]]:
                 raise StoreError(f"data folder {str(data_dir)!r} does not exist (mistyped --data-dir?); nothing was created")
             make_private_dir(data_dir)
         warnings = check_permissions(data_dir)
-    store = QdrantStore(
-        s.resolved_store_location if not s.store.url else None, url=s.store.url, api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
-        collection=s.store.collection, timeout_s=s.store.timeout_s, create=create,
-        create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")},
-    )
+    if backend_of(s) == "edge":
+        from antigravity.stores.edge import EdgeStore
+
+        location = s.resolved_store_location if in_memory else str(Path(s.resolved_store_location).expanduser() / "edge")
+        # raw gets a graph too: the frozen student (version 0) and query-only versions are served from it
+        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, raw_hnsw=True)
+    else:
+        store = QdrantStore(
+            s.resolved_store_location if not s.store.url else None, url=s.store.url, api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
+            collection=s.store.collection, timeout_s=s.store.timeout_s, create=create,
+            create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")},
+        )
     return store, in_memory, warnings + [w for w in store.permission_warnings if w not in warnings]
+
+
+def backend_of(s: Any) -> str:
+    """``server`` (a ``store.url``), else ``store.backend`` (``edge`` or ``local``)."""
+    return "server" if s.store.url else s.store.backend
 
 
 def recovery(data_dir: str) -> str:
@@ -58,8 +70,39 @@ def drop_for_reindex(store: Any, view: Any) -> None:
         logger.warning("re-index: collection %r dropped; its adapters and manifest were moved to %s", store.collection, aside)
 
 
+def check_student(manifest: Any, identity: dict[str, Any], collection: str, data_dir: str, record: dict[str, Any] | None = None) -> None:
+    """Refuse a collection another student built — from the manifest alone, before the store
+    is opened, so a refused open touches no store file.
+
+    Raises:
+        ManifestError: the identities differ (names both students and the fields).
+    """
+    record = manifest.read() if record is None else record
+    if record is None:
+        return
+    diffs = identity_differences(record["student"], identity)
+    if diffs:
+        stored = record["student"]
+        dims = f"holds {stored.get('dim')}-d vectors; the student makes {identity.get('dim')}-d: it " if "dim" in diffs else ""
+        raise ManifestError(
+            f"collection {collection!r} {dims}was built by student {describe_student(stored)} ({manifest.path}); the running student is "
+            f"{describe_student(identity)} (differs in {', '.join(diffs)}). Use the same student, or re-index deliberately with {recovery(data_dir)}"
+        )
+
+
+def precheck(manifest: Any, adapters: Any, encoder: Any, identity: dict[str, Any], collection: str, data_dir: str) -> None:
+    """The checks that need no store: the active adapter's student (CheckpointError), then the
+    manifest's (ManifestError) — run before the store is opened, so a refused open changes no
+    store file (opening a Qdrant Edge shard rewrites its config)."""
+    if adapters is not None:
+        active = adapters.active()
+        if active["version"] and active["version"] in adapters.versions():
+            adapters.load(active["version"], student=encoder.name, dim=encoder.dim)
+    check_student(manifest, identity, collection, data_dir)
+
+
 def check_on_open(*, store: Any, manifest: Any, view: Any, versions: Any, encoder: Any, identity: dict[str, Any], where: str, data_dir: str,
-                  persist: bool, adopt: bool, counters: Any) -> None:
+                  persist: bool, adopt: bool, counters: Any, backend: str = "local") -> None:
     """Cross-check manifest, store, adapter registry and active version; restore the active
     adapter into ``versions``. With ``adopt``, write a manifest for a collection that has none.
 
@@ -71,12 +114,19 @@ def check_on_open(*, store: Any, manifest: Any, view: Any, versions: Any, encode
     active = view.active()  # CheckpointError if active.json is malformed
     ckpt = versions.load_active(active, student=encoder.name, dim=encoder.dim) if persist else None
     record = manifest.read()
+    fresh = record is not None and record["documents"] == 0 and store.dim is None  # a crash between manifest and collection
+    if record is not None and backend != "server" and stored_backend(record) != backend and not fresh:
+        raise ManifestError(
+            f"collection {store.collection!r} was written by the {stored_backend(record)!r} store backend ({manifest.path}) but store.backend is "
+            f"{backend!r}: migrate it with `antigravity migrate --data-dir {data_dir}` (vectors, payloads, adapters and the active version are kept), "
+            f"or set store.backend = {stored_backend(record)!r}"
+        )
     exists = store.dim is not None
     n = store.count() if exists else 0
     desc, coll, fix = store.describe(), store.collection, recovery(data_dir)
     if record is None:
         if exists and adopt:
-            manifest.create(coll, where, identity, n)
+            manifest.create(coll, where, identity, n, backend=backend)
             logger.warning("adopted collection %r (%d documents) for student %s", coll, n, describe_student(identity))
             counters.count("manifest_adopted")
         elif exists:
@@ -91,14 +141,7 @@ def check_on_open(*, store: Any, manifest: Any, view: Any, versions: Any, encode
                 f"the store was deleted or replaced. Restore the store folder from a backup, or rebuild with {fix}"
             )
     else:
-        diffs = identity_differences(record["student"], identity)
-        if diffs:
-            stored = record["student"]
-            dims = f"holds {stored.get('dim')}-d vectors; the student makes {identity.get('dim')}-d: it " if "dim" in diffs else ""
-            raise ManifestError(
-                f"collection {coll!r} {dims}was built by student {describe_student(stored)} ({manifest.path}); the running student is "
-                f"{describe_student(identity)} (differs in {', '.join(diffs)}). Use the same student, or re-index deliberately with {fix}"
-            )
+        check_student(manifest, identity, coll, data_dir, record)
         if not exists and (record["documents"] > 0 or stored_versions):
             files = f"the store's {store.meta_file} or {store.collection_dir}" if store.meta_file else "the collection"
             raise ManifestError(
@@ -117,3 +160,72 @@ def check_on_open(*, store: Any, manifest: Any, view: Any, versions: Any, encode
         )
     if ckpt is not None:
         versions.restore(active, ckpt)
+
+
+def migrate_local_to_edge(s: Any, batch: int = 1024) -> tuple[int, Path]:
+    """Copy the qdrant-client local-mode collection ``s`` describes into a Qdrant Edge shard
+    (every named vector and payload, in batches), then switch the manifest to ``edge`` and
+    move the old files aside. Adapters and ``active.json`` are untouched: the served slots are
+    copied as they are, so the active version serves the same vectors. Returns
+    ``(documents copied, where the old collection was moved)``.
+
+    Crash-safe in order: the copy goes to a temporary folder (removed and redone by a re-run),
+    is renamed into place, then the manifest says ``edge``, then the old files move aside; a
+    crash at any point leaves a store that either still opens as ``local`` or is migrated.
+
+    Raises:
+        StoreError: no local-mode collection there, or the copy does not match the source.
+        ManifestError: the collection has no readable manifest.
+    """
+    import datetime as _dt
+    import shutil
+
+    from antigravity.serving.checkpoints import registry_for
+    from antigravity.stores.edge import EdgeStore
+    from antigravity.stores.manifest import CollectionManifest
+    from antigravity.stores.qdrant import RAW, SLOTS
+
+    if s.store.url or s.resolved_store_location == ":memory:":
+        raise StoreError("migrate works on an embedded store folder (no store.url, not ':memory:')")
+    manifest = CollectionManifest(registry_for(s).dir)
+    record = manifest.read()
+    if record is None:
+        raise ManifestError(f"no manifest {manifest.path}: nothing records which student built collection {s.store.collection!r}; run `antigravity adopt` first")
+    location = Path(s.resolved_store_location).expanduser()
+    target = location / "edge"
+    if stored_backend(record) == "edge" and (target / s.store.collection).exists():
+        raise StoreError(f"collection {s.store.collection!r} in {location} is already on the edge backend; nothing to migrate")
+    src = QdrantStore(str(location), collection=s.store.collection, create=False)
+    tmp_dir = target / f".{s.store.collection}.migrating"
+    try:
+        if src.dim is None:
+            raise StoreError(f"no local-mode collection {s.store.collection!r} in {location}")
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        dst = EdgeStore(str(tmp_dir), collection=s.store.collection, create=True)
+        try:
+            dst.ensure_collection(src.dim)
+            n = 0
+            for ids, mats in src.iter_vectors((RAW, *SLOTS), batch_size=batch):
+                payloads = src.retrieve(ids)
+                dst.upsert(ids, mats[RAW], [payloads[d] for d in ids], {slot: mats[slot] for slot in SLOTS})
+                n += len(ids)
+            if dst.count() != src.count() or n != src.count():
+                raise StoreError(f"migration copied {dst.count()} of {src.count()} documents; the local-mode collection is unchanged")
+        finally:
+            dst.close()
+        old_dir = src.collection_dir
+    finally:
+        src.close()
+    final = target / s.store.collection
+    shutil.rmtree(final, ignore_errors=True)
+    (tmp_dir / s.store.collection).rename(final)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    record["backend"] = "edge"
+    manifest.write(record)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    backup = location / f"local-mode-backup-{stamp}"
+    backup.mkdir()
+    if old_dir is not None and Path(old_dir).exists():
+        Path(old_dir).rename(backup / Path(old_dir).name)
+    logger.warning("migrated collection %r (%d documents) to Qdrant Edge in %s; the local-mode files are in %s", s.store.collection, n, final, backup)
+    return n, backup

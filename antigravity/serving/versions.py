@@ -45,21 +45,22 @@ class VersionManager:
     Args:
         store: the :class:`~antigravity.stores.qdrant.QdrantStore` (writes served slots).
         adapters: the checkpoint registry, or ``None`` when versions are not persisted.
-        raw_matrix: ``() -> (ids, (n, d) float32)`` every stored raw vector.
         checkpoint_meta: ``metrics -> CheckpointMeta`` for a new checkpoint.
         counters: where re-materialisations are counted.
         write_lock: the lock ingest holds while writing (a promotion excludes ingest).
+        on_slot_rewritten: called after a promotion rewrote a slot (the index policy).
     """
 
     #: seconds between "still waiting" warnings while a promotion waits for searches on a slot
     slot_wait_warn_s: float = 60.0
 
-    def __init__(self, store: Any, adapters: AdapterRegistry | None, raw_matrix: Callable[[], tuple[list[str], np.ndarray]],
-                 checkpoint_meta: Callable[[dict[str, Any]], Any], counters: Counters, write_lock: threading.RLock) -> None:
+    def __init__(self, store: Any, adapters: AdapterRegistry | None,
+                 checkpoint_meta: Callable[[dict[str, Any]], Any], counters: Counters, write_lock: threading.RLock,
+                 on_slot_rewritten: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.adapters = adapters
-        self._raw_matrix = raw_matrix
         self._checkpoint_meta = checkpoint_meta
+        self._on_slot_rewritten = on_slot_rewritten
         self._counters = counters
         self.write_lock = write_lock
         self._served = ServedVersion()
@@ -141,6 +142,7 @@ class VersionManager:
         Raises:
             AdaptationError: closed while waiting for searches; nothing served changed.
         """
+        rewrote = False
         with self.write_lock:
             meta = dict(meta or {})
             if self.adapters is not None and version != 0 and not self.adapters.meta_path(version).exists():
@@ -153,12 +155,10 @@ class VersionManager:
                 target = SLOTS[1] if self._served.slot == SLOTS[0] else SLOTS[0]
                 self._wait_for_readers(target, version)
                 self._slot_content.pop(target, None)  # half-written until the loop ends
-                ids, mat = raw if raw is not None else self._raw_matrix()
-                served = doc_adapter.transform(mat)
-                for i in range(0, len(ids), 4096):
-                    self.store.set_served(ids[i : i + 4096], target, served[i : i + 4096])
+                self._materialise(target, doc_adapter, raw)
                 new = ServedVersion(version, target, doc_adapter, query_adapter, meta)
                 self._slot_content[target] = new
+                rewrote = True
             history = [v for v in self._history if v != version] + [version]
             if self.adapters is not None:
                 self.adapters.set_active(version, new.slot, history)
@@ -167,7 +167,9 @@ class VersionManager:
                 self._versions[version] = new
                 self._history = history
             logger.info("serving adapter version %d from %s", version, new.slot)
-            return new
+        if rewrote:
+            self._on_slot_rewritten()
+        return new
 
     def rollback(self, version: int | None, *, student: str, dim: int) -> ServedVersion:
         """Serve ``version`` again, or the one promoted before the current one (0 = frozen
@@ -239,8 +241,17 @@ class VersionManager:
         _, mats = batch
         if np.abs(state.doc_adapter.transform(mats[RAW]) - mats[state.slot]).max() > 1e-4:
             logger.warning("slot %s does not hold adapter version %d; re-materialising it", state.slot, state.version)
-            ids, raw = self._raw_matrix()
-            served = state.doc_adapter.transform(raw)
-            for i in range(0, len(ids), 4096):
-                self.store.set_served(ids[i : i + 4096], state.slot, served[i : i + 4096])
+            self._materialise(state.slot, state.doc_adapter)
             self._counters.count("slots_rematerialised")
+
+    def _materialise(self, slot: str, doc_adapter: ResidualAdapter, raw: tuple[list[str], np.ndarray] | None = None, batch: int = 4096) -> None:
+        """Write ``doc_adapter(raw)`` into ``slot`` for every document: from ``raw`` when
+        given, else streamed from the store in batches of ``batch`` (memory O(batch · d),
+        not O(corpus))."""
+        if raw is not None:
+            ids, mat = raw
+            chunks = ((ids[i : i + batch], mat[i : i + batch]) for i in range(0, len(ids), batch))
+        else:
+            chunks = ((b_ids, b[RAW]) for b_ids, b in self.store.iter_vectors((RAW,), batch_size=batch))
+        for b_ids, b_raw in chunks:
+            self.store.set_served(b_ids, slot, doc_adapter.transform(b_raw))

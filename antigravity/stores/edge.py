@@ -261,13 +261,15 @@ class EdgeStore:
         (``what`` may hold ``{where}`` to place the store's description itself)."""
         try:
             yield
-        except AntigravityError:
+        except (AntigravityError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - qdrant_edge raises plain Exception
+        except BaseException as exc:  # noqa: BLE001 - qdrant_edge raises plain Exception, and a Rust panic on damaged files (pyo3 PanicException, a BaseException)
             head = what.format(where=repr(self.describe())) if "{where}" in what else f"{what} failed on {self.describe()}"
             msg = f"{head}: {type(exc).__name__}: {exc}".replace("\n", " ")
             if "WouldBlock" in msg:
                 msg += " (the shard is open in another EdgeStore, in this or another process)"
+            elif type(exc).__name__ == "PanicException":
+                msg += " (the shard's files are damaged: restore the folder from a backup, or rebuild with `antigravity index CORPUS --reindex`)"
             raise StoreError(msg) from exc
 
     def _shard(self) -> Any:
@@ -294,13 +296,13 @@ class EdgeStore:
         try:
             vectors = json.loads(cfg.read_text())["vectors"]
         except FileNotFoundError:
-            raise StoreError(f"{self._path} exists but holds no Qdrant Edge shard (no edge_config.json)") from None
+            raise StoreError(f"{self._path} exists but holds no Qdrant Edge shard (no edge_config.json): restore the folder from a backup, or rebuild with `antigravity index CORPUS --reindex`") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read {cfg}: {type(exc).__name__}: {exc}".replace("\n", " ")) from exc
         if not isinstance(vectors, dict) or RAW not in vectors:
             raise StoreError(f"collection {self.collection!r} exists but was not created by Antigravity (no 'raw' vector)")
         dim = int(vectors[RAW]["size"])
-        with self._errors("cannot open Qdrant Edge store at {where}"):
+        with self._errors("cannot open Qdrant store (Qdrant Edge) at {where}"):
             self._handle.shard = _qe().EdgeShard.load(str(self._path), self._config(dim))
         self.dim = dim
         self.n_empty = self.count_empty()

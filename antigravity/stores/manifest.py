@@ -60,6 +60,12 @@ def student_identity(encoder: Any) -> dict[str, Any]:
     }
 
 
+def stored_backend(manifest: dict[str, Any]) -> str:
+    """The store backend that wrote a collection: the manifest's ``backend``; manifests
+    written before backends existed came from qdrant-client (local mode or a server)."""
+    return manifest.get("backend") or "local"
+
+
 def describe_student(ident: dict[str, Any]) -> str:
     """``name (384-d, revision 1a2b3c4d5e6f, seq default, fp32)`` for messages."""
     rev = ident.get("revision")
@@ -112,9 +118,11 @@ class CollectionManifest:
             raise ManifestError(f"{self.path}: 'documents' is not an integer") from None
         return data
 
-    def create(self, collection: str, where: str, student: dict[str, Any], documents: int = 0) -> dict[str, Any]:
-        """Write a new manifest for ``student`` (identity dict); returns it."""
+    def create(self, collection: str, where: str, student: dict[str, Any], documents: int = 0, backend: str | None = None) -> dict[str, Any]:
+        """Write a new manifest for ``student`` (identity dict) and the store ``backend``
+        (``edge``, ``local``, ``server``); returns it."""
         data = {
+            "backend": backend,
             "format": _FORMAT,
             "store_format_version": STORE_FORMAT_VERSION,
             "collection": collection,

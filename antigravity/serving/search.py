@@ -1,0 +1,75 @@
+"""The search path: validate, encode, read the served slot of one version, optionally fuse
+teacher scores, record the query as traffic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from antigravity.core.documents import validate_k, validate_query_text, validate_query_vectors
+from antigravity.core.errors import QueryError
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result: document id, cosine ``score`` in [-1, 1], stored ``payload``."""
+
+    doc_id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Searcher:
+    """Answers searches for an engine (see :meth:`antigravity.engine.AntigravityEngine.search`).
+
+    Args:
+        encoder: the student. store: the vector store. versions: the version manager.
+        teacher: the teacher service (fusion). traffic: the traffic buffer. counters: stats.
+        settings: ``() -> Settings`` (read live). on_recorded: called after traffic is recorded.
+    """
+
+    def __init__(self, encoder: Any, store: Any, versions: Any, teacher: Any, traffic: Any, counters: Any,
+                 settings: Callable[[], Any], on_recorded: Callable[[], None]) -> None:
+        self.encoder, self.store, self.versions, self.teacher = encoder, store, versions, teacher
+        self.traffic, self.counters, self._settings, self._on_recorded = traffic, counters, settings, on_recorded
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Raw student vectors ``(m, d) float32`` (not cached: traffic is unbounded). Raises QueryError."""
+        for i, q in enumerate(queries):
+            validate_query_text(q, index=i)
+        return self.encoder.encode_uncached(list(queries)) if queries else np.zeros((0, self.encoder.dim), np.float32)
+
+    def search_texts(self, queries: Sequence[str], k: int, record: bool, filter: Any = None) -> list[list[SearchHit]]:
+        """One encoder pass for ``queries``, then :meth:`search_vectors`."""
+        if isinstance(queries, str):
+            raise QueryError("search_batch takes a list of queries, got a single string")
+        validate_k(k)
+        return self.search_vectors(self.encode_queries(list(queries)), k, record, list(queries), filter)
+
+    def search_vectors(self, raw: Any, k: int, record: bool, texts: Sequence[str] | None, filter: Any = None) -> list[list[SearchHit]]:
+        """Search raw query vectors ``(m, d) float32`` under the served version (one version
+        per call, however long it runs). A payload ``filter`` (:func:`antigravity.stores.filters.parse_filter`)
+        restricts the candidates; filtered searches are not recorded as traffic (their top-k
+        is not the query's neighbourhood), counted as ``filtered_searches``."""
+        from antigravity.stores.filters import parse_filter
+
+        raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
+        flt = parse_filter(filter) if filter is not None else None
+        s = self._settings()
+        fusion = s.teacher.fusion_weight if texts is not None else 0.0
+        with self.versions.reading() as state:
+            q = state.query_adapter.transform(raw) if state.query_adapter is not None else raw
+            limit = max(k, s.teacher.fusion_candidates) if fusion > 0 else k
+            results = self.store.search(q, using=state.slot, k=limit) if flt is None else self.store.search(q, using=state.slot, k=limit, filter=flt)
+        if fusion > 0:
+            results = self.teacher.fuse(list(texts), results, k, fusion)
+        self.counters.count("queries_served", len(raw))
+        if flt is not None:
+            self.counters.count("filtered_searches", len(raw))
+        elif record:
+            self.traffic.record(raw, results, texts, s.adaptation.signal_top_k)
+            self.counters.count("signals_recorded", len(raw))
+            self._on_recorded()
+        return [[SearchHit(d, sc, p) for d, sc, p in hits] for hits in results]

@@ -1,0 +1,172 @@
+"""Data operations a search backend needs after indexing: delete, get (with vectors) and
+payload-filtered search — on the engine, through restarts and from the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from antigravity import AntigravityEngine
+from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.core.errors import DocumentError, QueryError
+from tests.conftest import HashEncoder
+
+WORDS = "fever aspirin pain cat dog gene tumor virus vaccine heart lung brain".split()
+
+
+def _docs(n: int = 60) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [
+        {"_id": f"d{i}", "title": f"doc {i}", "text": " ".join(rng.choice(WORDS, 6)), "year": 2000 + i % 10,
+         "lang": ["en", "de", "fr"][i % 3], "score": float(i) / 10}
+        for i in range(n)
+    ]
+
+
+def _engine(tmp_path, **kw) -> AntigravityEngine:
+    return AntigravityEngine(data_dir=str(tmp_path), encoder=HashEncoder(32), adaptation__rank=8, **kw)
+
+
+def _adapter(dim: int, seed: int) -> ResidualAdapter:
+    import torch
+
+    torch.manual_seed(seed)
+    a = ResidualAdapter(dim, 8)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return a
+
+
+@pytest.fixture(params=["edge", "local"])
+def eng(tmp_path, request):
+    e = _engine(tmp_path, store__location=":memory:", store__backend=request.param)
+    e.ingest(_docs())
+    yield e
+    e.close()
+
+
+def test_delete_removes_from_every_version_and_counts(eng):
+    a1, a2 = _adapter(32, 1), _adapter(32, 2)
+    eng.activate(a1, None, version=1)
+    eng.activate(a2, None, version=2)  # both served slots now hold documents
+    gone = ["d1", "d2", "d3", "no-such-id"]
+    assert eng.delete(gone) == 3
+    assert eng.count() == 57 and eng.get("d1") is None and eng.get(["d1", "d4"]) .keys() == {"d4"}
+    for version in (2, 1, 0):  # the served version and each earlier one: never returned
+        eng.rollback(version)
+        hits = eng.search_batch(WORDS, k=60, record=False)
+        assert all(h.doc_id not in gone for hs in hits for h in hs)
+        assert all(len(hs) == 57 for hs in hits)
+    assert eng.stats()["documents_deleted"] == 3
+    assert eng.delete(["d1"]) == 0  # already gone: nothing, no error
+
+
+@pytest.mark.parametrize("bad", ["d1", 7, [None], [""], ["d1", {"x": 1}], None])
+def test_bad_delete_changes_nothing(eng, bad):
+    with pytest.raises(DocumentError):
+        eng.delete(bad)
+    assert eng.count() == 60 and eng.get("d1") is not None
+
+
+def test_get_many_with_vectors(eng):
+    a = _adapter(32, 3)
+    eng.activate(a, None, version=1)
+    recs = eng.get(["d5", "d6", "missing"], with_vectors=True)
+    assert set(recs) == {"d5", "d6"}
+    rec = recs["d5"]
+    assert rec["payload"]["title"] == "doc 5" and rec["payload"]["year"] == 2005
+    raw, served = rec["vectors"]["raw"], rec["vectors"]["served"]
+    assert raw.shape == (32,) and raw.dtype == np.float32
+    np.testing.assert_allclose(served, a.transform(raw[None])[0], atol=1e-5)
+    np.testing.assert_allclose(raw, eng.encode_queries(["doc 5 " + eng.get("d5")["text"]])[0], atol=1e-5)
+    assert eng.get("d5") == rec["payload"]
+
+
+FILTERS = [
+    ({"lang": "de"}, lambda d: d["lang"] == "de"),
+    ({"lang": ["en", "fr"]}, lambda d: d["lang"] in ("en", "fr")),
+    ({"year": {"gte": 2003, "lte": 2005}}, lambda d: 2003 <= d["year"] <= 2005),
+    ({"year": 2004, "lang": "de"}, lambda d: d["year"] == 2004 and d["lang"] == "de"),
+    ({"score": {"gt": 2.0, "lt": 3.5}}, lambda d: 2.0 < d["score"] < 3.5),
+]
+
+
+@pytest.mark.parametrize("flt,keep", FILTERS)
+def test_filtered_search_equals_filtering_the_exact_ranking(eng, flt, keep):
+    allowed = {d["_id"] for d in _docs() if keep(d)}
+    full = eng.search("fever aspirin virus", k=60, record=False)
+    expected = [h.doc_id for h in full if h.doc_id in allowed][:10]
+    got = eng.search("fever aspirin virus", k=10, record=False, filter=flt)
+    assert [h.doc_id for h in got] == expected and expected
+
+
+def test_filtered_search_accepts_qdrant_filter_model(eng):
+    from qdrant_client import models
+
+    flt = models.Filter(must=[models.FieldCondition(key="lang", match=models.MatchValue(value="fr"))])
+    got = eng.search("gene tumor", k=5, record=False, filter=flt)
+    assert got and all(eng.get(h.doc_id)["lang"] == "fr" for h in got)
+
+
+@pytest.mark.parametrize("bad", [{"lang": []}, {"year": {"about": 3}}, {"": 1}, {"lang": {"x": [1]}}, "lang=de", {"year": [[1]]}])
+def test_bad_filter_is_a_query_error(eng, bad):
+    before = eng.stats()
+    with pytest.raises(QueryError):
+        eng.search("fever", k=5, filter=bad)
+    assert eng.stats()["traffic_buffered"] == before["traffic_buffered"]
+
+
+def test_filtered_searches_are_not_recorded_as_traffic(eng):
+    eng.search("fever", k=5, filter={"lang": "en"})
+    eng.search("fever", k=5)
+    s = eng.stats()
+    assert s["traffic_buffered"] == 1 and s["filtered_searches"] == 1
+
+
+def test_delete_survives_restart_and_payload_indexes(tmp_path):
+    kw = dict(store__location=str(tmp_path / "store"), store__payload_indexes={"year": "integer", "lang": "keyword"})
+    e = _engine(tmp_path, **kw)
+    e.ingest(_docs())
+    e.activate(_adapter(32, 1), None, version=1)
+    assert e.delete([f"d{i}" for i in range(10)]) == 10
+    ref = [h.doc_id for h in e.search("fever", k=10, record=False, filter={"year": {"gte": 2005}})]
+    e.close()
+    e = _engine(tmp_path, **kw)
+    assert e.count() == 50 and e.get("d0") is None and e.served_version.version == 1
+    assert [h.doc_id for h in e.search("fever", k=10, record=False, filter={"year": {"gte": 2005}})] == ref
+    e.close()
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-c", "from antigravity.cli import main; main()", *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.mark.models
+def test_cli_delete_get_and_filtered_search(tmp_path):
+    data = str(tmp_path / "engine")
+    env = {"ANTIGRAVITY_STUDENT__NAME": "paraphrase-MiniLM-L3-v2"}
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps(d) for d in _docs(12)) + "\n")
+    r = _cli("index", str(corpus), "--data-dir", data, env=env)
+    assert r.returncode == 0, r.stderr
+    r = _cli("search", "fever", "--data-dir", data, "--filter", "lang=de", "--filter", "year>=2003", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    ids = [json.loads(line)["doc_id"] for line in r.stdout.splitlines()]
+    assert ids and all(_docs(12)[int(i[1:])]["lang"] == "de" and _docs(12)[int(i[1:])]["year"] >= 2003 for i in ids)
+    r = _cli("get", "d1", "d2", "--data-dir", data, env=env)
+    assert r.returncode == 0 and [json.loads(x)["doc_id"] for x in r.stdout.splitlines()] == ["d1", "d2"]
+    r = _cli("delete", "d1", "nope", "--data-dir", data, env=env)
+    assert r.returncode == 0 and "deleted 1 of 2" in r.stdout
+    r = _cli("get", "d1", "--data-dir", data, env=env)
+    assert r.returncode == 2 and "not stored" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _cli("delete", "d1", "--data-dir", data, env=env)
+    assert r.returncode == 2 and "nothing deleted" in r.stderr
+    r = _cli("search", "fever", "--data-dir", data, "--filter", "lang", env=env)
+    assert r.returncode == 2 and "--filter" in r.stderr
