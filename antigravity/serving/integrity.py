@@ -95,9 +95,10 @@ def check_on_open(*, store: Any, manifest: Any, view: Any, versions: Any, encode
         if diffs:
             stored = record["student"]
             dims = f"holds {stored.get('dim')}-d vectors; the student makes {identity.get('dim')}-d: it " if "dim" in diffs else ""
+            dtype = f" (for the dtype: student.precision = {stored.get('dtype')!r}; precision 'auto' follows the CPU's bf16 support)" if "dtype" in diffs else ""
             raise ManifestError(
                 f"collection {coll!r} {dims}was built by student {describe_student(stored)} ({manifest.path}); the running student is "
-                f"{describe_student(identity)} (differs in {', '.join(diffs)}). Use the same student, or re-index deliberately with {fix}"
+                f"{describe_student(identity)} (differs in {', '.join(diffs)}). Use the same student{dtype}, or re-index deliberately with {fix}"
             )
         if not exists and (record["documents"] > 0 or stored_versions):
             files = f"the store's {store.meta_file} or {store.collection_dir}" if store.meta_file else "the collection"
