@@ -308,4 +308,5 @@ class AntigravityEngine:
             "served_slot": served.slot, "traffic_buffered": len(self.traffic), "adapter_versions": self.adapter_versions(),
             "adapters_dir": str(self.adapters.dir) if self.adapters is not None else None, "student": self.encoder.name,
             "teacher_loaded": self.teacher.loaded, "empty_documents": self.store.n_empty, "permission_warnings": len(self.permission_warnings), "store_backend": self.collection.backend,
+            "student_precision": getattr(self.encoder, "precision", "bf16" if getattr(self.encoder, "bf16", False) else "fp32"),  # as the manifest reads custom encoders
         }

@@ -18,12 +18,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from antigravity.core.errors import ConfigurationError
 
 Mode = Literal["baseline", "offline", "hybrid"]
+#: encoder precision: ``auto`` = bf16 when the CPU has native bf16 (avx512_bf16 / AMX), else fp32
+#: (resolved by :func:`antigravity.encoders.precision.resolve_precision`)
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 #: modes that use a teacher (``antigravity.modes`` holds the behaviour; a test keeps the two in step)
 TEACHER_MODES = frozenset({"offline", "hybrid"})
 #: modes that keep the teacher loaded between cycles
@@ -50,6 +54,58 @@ def _is_secret_name(name: str) -> bool:
     return any(k in n for k in _SECRET_NAMES) and not n.endswith("_env")
 
 
+def precision_choice(precision: str | None = None, bf16: bool | None = None) -> str:
+    """The precision asked for by the two spellings: ``precision`` (``"auto"``, ``"fp32"``,
+    ``"bf16"``; ``None`` = ``"auto"``) and the old ``bf16`` (``True`` = ``"bf16"``, ``False`` =
+    ``"fp32"``, ``None`` = not given). ``"auto"`` is returned unresolved (the encoder resolves
+    it by CPU capability).
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`, or both spellings are
+            given and disagree (``bf16 = True`` with ``precision = "fp32"``, or the reverse).
+    """
+    if precision is None:
+        precision = "auto"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision = {precision!r}: choose from {', '.join(repr(p) for p in PRECISIONS)}")
+    if bf16 is None:
+        return precision
+    old = "bf16" if bf16 else "fp32"
+    if precision != "auto" and precision != old:
+        raise ValueError(
+            f"bf16 = {str(bool(bf16)).lower()} and precision = {precision!r} disagree "
+            f"(bf16 is the old spelling of precision: true = 'bf16', false = 'fp32'); set only precision"
+        )
+    return old
+
+
+_BOOL = TypeAdapter(bool)
+_BF16_OF = {"auto": None, "bf16": True, "fp32": False}
+
+
+def _reconcile_precision(data: Any, assigned: str | None) -> Any:
+    """Before-validator of a section with ``precision`` and ``bf16``: after it, the two agree
+    (``precision`` = the choice, ``bf16`` = ``None``/``True``/``False`` for auto/bf16/fp32), so
+    code reading either spelling sees the same choice and a dumped section validates again.
+    Assigning one spelling (``validate_assignment``) replaces the other. Values that are not
+    valid yet are left for field validation to report."""
+    if not isinstance(data, dict) or not ({"precision", "bf16"} & data.keys()):
+        return data
+    raw_bf16, precision = data.get("bf16"), data.get("precision", "auto")
+    try:
+        bf16 = None if raw_bf16 is None else _BOOL.validate_python(raw_bf16)
+    except ValidationError:
+        return data
+    if precision not in PRECISIONS:
+        return data
+    if assigned == "precision":
+        bf16 = None
+    elif assigned == "bf16":
+        precision = "auto"
+    choice = precision_choice(precision, bf16)
+    return {**data, "precision": choice, "bf16": _BF16_OF[choice]}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -63,8 +119,14 @@ class StudentSettings(_Section):
 
     name: str = Field("all-MiniLM-L6-v2", description="registered model name, local folder or hub id")
     batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass")
-    bf16: bool = Field(False, description="bfloat16 autocast on CPU (~2x faster with avx512_bf16)")
+    precision: Precision = Field("auto", description="forward-pass precision: auto (bf16 when the CPU has native bf16 — avx512_bf16 or AMX — else fp32), fp32, or bf16 (CPU bfloat16 autocast: ~2x faster with native bf16, several times slower without; embeddings differ by ~1e-3). Part of the student identity: a collection built in one precision is not served in the other")
+    bf16: bool | None = Field(None, description="old spelling of precision: true = 'bf16', false = 'fp32' (None: not given); kept equal to precision after validation; giving both and disagreeing is an error")
     max_seq_length: int | None = Field(None, ge=8, le=8192, description="token truncation (None: model default)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _precision_spellings(cls, data: Any, info: ValidationInfo) -> Any:
+        return _reconcile_precision(data, info.field_name)
 
 
 class TeacherSettings(_Section):
@@ -74,7 +136,8 @@ class TeacherSettings(_Section):
     weight: float = Field(0.5, ge=0.0, le=1.0, description="hybrid blend weight w in [0, 1]")
     temperature: float = Field(0.05, gt=0.0, description="softmax temperature T of the listwise KL loss")
     batch_size: int = Field(16, ge=1, le=4096)
-    bf16: bool = Field(False)
+    precision: Precision = Field("auto", description="local teacher model: auto (bf16 when the CPU has native bf16 — avx512_bf16 or AMX — else fp32), fp32 or bf16 (part of its embedding-cache key)")
+    bf16: bool | None = Field(None, description="old spelling of precision: true = 'bf16', false = 'fp32' (None: not given); kept equal to precision after validation; giving both and disagreeing is an error")
     base_url: str | None = Field(None, description="OpenAI-compatible embeddings endpoint (POST {base_url}/embeddings)")
     api_key_env: str = Field("ANTIGRAVITY_TEACHER_API_KEY", description="env var holding the endpoint's API key")
     timeout_s: float = Field(30.0, gt=0.0)
@@ -89,6 +152,11 @@ class TeacherSettings(_Section):
     @classmethod
     def _none_name(cls, v: str | None) -> str | None:
         return None if v is None or v.strip().lower() in ("", "none", "null") else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _precision_spellings(cls, data: Any, info: ValidationInfo) -> Any:
+        return _reconcile_precision(data, info.field_name)
 
 
 class StoreSettings(_Section):
@@ -196,6 +264,11 @@ class Settings(BaseSettings):
             ConfigurationError: an invalid or unknown value (names it).
         """
         merged = settings_dict(self)
+        for key in overrides:  # one precision spelling overridden: the base's other spelling gives way
+            parts = key.replace(".", "__").split("__")
+            other = {"precision": "bf16", "bf16": "precision"}.get(parts[-1])
+            if len(parts) == 2 and other and isinstance(merged.get(parts[0]), dict) and not ({f"{parts[0]}__{other}", f"{parts[0]}.{other}"} & overrides.keys()):
+                merged[parts[0]].pop(other, None)
         for key, value in overrides.items():
             node = merged
             parts = key.replace(".", "__").split("__")
@@ -337,6 +410,9 @@ def format_validation_error(exc: ValidationError, source: str | None = None) -> 
         msg = mask_url(err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
+        if err["type"] == "value_error" and isinstance(value, dict):  # a section-level check: its message names the keys
+            lines.append(f"{loc}: {msg.removeprefix('Value error, ')}")
+            continue
         lines.append(f"{loc} = {value!r}: {msg}")
     where = f" in {source}" if source else ""
     return f"invalid settings{where}: " + "; ".join(lines)

@@ -125,10 +125,10 @@ class ModelTeacher:
     """A registered/local sentence-transformers model via :class:`antigravity.encoders.model.Encoder`
     (lazy load, on-disk embedding cache keyed by model id and text)."""
 
-    def __init__(self, name: str, *, cache_dir: str | Path, batch_size: int = 16, bf16: bool = False) -> None:
+    def __init__(self, name: str, *, cache_dir: str | Path, batch_size: int = 16, bf16: bool | None = None, precision: str | None = None) -> None:
         from antigravity.encoders.model import Encoder
 
-        self.encoder = Encoder(name, cache_dir=cache_dir, batch_size=batch_size, bf16=bf16)
+        self.encoder = Encoder(name, cache_dir=cache_dir, batch_size=batch_size, bf16=bf16, precision=precision)
         self.name = self.encoder.name
 
     @property
@@ -350,7 +350,7 @@ def resolve_teacher(source: Any, *, cache_dir: str | Path, settings=None) -> Tea
             cache_dir=cache_dir,
         )
     if source:
-        return ModelTeacher(str(source), cache_dir=cache_dir, batch_size=bs, bf16=bool(settings and settings.bf16))
+        return ModelTeacher(str(source), cache_dir=cache_dir, batch_size=bs, precision=settings.precision if settings is not None else None)
     raise ConfigurationError("no teacher configured: set teacher.name, teacher.base_url, or pass a teacher object")
 
 

@@ -24,11 +24,11 @@ def main() -> None:
     s = Settings.load(args.config)
     ds = load_task(args.task, splits=("test",))
     texts = [doc_text(d) for d in ds.corpus.values()]
-    teacher = ModelTeacher(s.teacher.name, cache_dir=s.resolved_cache_dir, batch_size=s.teacher.batch_size, bf16=s.teacher.bf16)
+    teacher = ModelTeacher(s.teacher.name, cache_dir=s.resolved_cache_dir, batch_size=s.teacher.batch_size, precision=s.teacher.precision)
     t0 = time.perf_counter()
     vecs = teacher.encode(texts, show_progress=True)
     dt = time.perf_counter() - t0
-    print(json.dumps({"teacher": teacher.name, "bf16": s.teacher.bf16, "n_docs": len(texts), "dim": int(vecs.shape[1]), "time_s": dt, "docs_per_s": len(texts) / dt}))
+    print(json.dumps({"teacher": teacher.name, "precision": teacher.encoder.precision, "n_docs": len(texts), "dim": int(vecs.shape[1]), "time_s": dt, "docs_per_s": len(texts) / dt}))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ exist (on Python 3.11 that reads ``dim``, which loads an unregistered model).
 
 Optional members the engine also reads when present (see
 :func:`antigravity.stores.manifest.student_identity`): ``identity()``, or the attributes
-``revision``, ``max_seq_length``, ``bf16`` and ``normalized``.
+``revision``, ``max_seq_length``, ``precision`` (``"fp32"``/``"bf16"``; the older ``bf16`` flag
+is still read) and ``normalized``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ when the hub is reachable). Models are from Reimers & Gurevych (2019), sentence-
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import logging
@@ -28,11 +29,12 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from antigravity.encoders.cache import EmbeddingCache
+from antigravity.encoders.precision import resolve_precision
 from antigravity.core.errors import ModelLoadError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -173,8 +175,13 @@ class Encoder:
         name: registered model name, local folder or hub id (see :func:`resolve_model_path`).
         cache_dir: folder for materialised models and the embedding cache.
         batch_size: texts per forward pass.
-        bf16: run the forward pass under CPU bfloat16 autocast (~2x faster with avx512_bf16;
-            embeddings differ by ~1e-3). Part of the cache key.
+        precision: ``"auto"`` (default: bf16 when the CPU has native bf16, see
+            :mod:`antigravity.encoders.precision`), ``"fp32"`` or ``"bf16"`` (the forward pass
+            under CPU bfloat16 autocast: ~2x faster with native bf16, several times slower
+            without; embeddings differ by ~1e-3). The resolved value is :attr:`precision`,
+            part of the cache key and of :meth:`identity` (``dtype``).
+        bf16: the old spelling: ``True`` = ``precision="bf16"``, ``False`` = ``"fp32"``
+            (``None``: not given). Giving both and disagreeing raises ConfigurationError.
         max_seq_length: truncate inputs to this many tokens (``None``: the model's default).
         use_cache: read and write the embedding cache.
 
@@ -188,15 +195,17 @@ class Encoder:
         *,
         cache_dir: str | Path,
         batch_size: int = 32,
-        bf16: bool = False,
+        bf16: bool | None = None,
         max_seq_length: int | None = None,
         use_cache: bool = True,
         device: str = "cpu",
+        precision: str | None = None,
     ) -> None:
         self.name = canonical_name(name)
         self.cache_dir = Path(cache_dir)
         self.batch_size = int(batch_size)
-        self.bf16 = bool(bf16)
+        #: the resolved forward-pass precision: ``"fp32"`` or ``"bf16"``
+        self.precision: str = resolve_precision(precision, bf16=bf16)
         self.max_seq_length = max_seq_length
         self.use_cache = use_cache
         self.device = device
@@ -245,15 +254,20 @@ class Encoder:
         return self._model is not None
 
     @property
+    def bf16(self) -> bool:
+        """Whether the forward pass runs under bfloat16 autocast (``precision == "bf16"``)."""
+        return self.precision == "bf16"
+
+    @property
     def model_id(self) -> str:
-        """Cache identity: name, sequence length and dtype."""
-        return f"{self.name}|seq={self.max_seq_length or 'default'}|{'bf16' if self.bf16 else 'fp32'}"
+        """Cache identity: name, sequence length and dtype (the resolved precision)."""
+        return f"{self.name}|seq={self.max_seq_length or 'default'}|{self.precision}"
 
     def identity(self) -> dict:
         """What a collection manifest records about this student (see
         :mod:`antigravity.stores.manifest`): ``name``, ``revision`` (sha256 of the weight files,
         cached; ``None`` for a hub id not on disk), ``dim``, ``max_seq_length`` (or
-        ``"default"``), ``dtype`` (``"bf16"``/``"fp32"``) and ``normalized`` (always true:
+        ``"default"``), ``dtype`` (the resolved :attr:`precision`, ``"bf16"``/``"fp32"``) and ``normalized`` (always true:
         outputs are L2-normalised).
 
         Raises:
@@ -266,7 +280,7 @@ class Encoder:
             "revision": revision,
             "dim": int(self.dim),
             "max_seq_length": self.max_seq_length or "default",
-            "dtype": "bf16" if self.bf16 else "fp32",
+            "dtype": self.precision,
             "normalized": True,
         }
 
@@ -276,18 +290,32 @@ class Encoder:
             self._cache = EmbeddingCache(self.cache_dir, self.model_id, self.dim)
         return self._cache
 
-    def _forward(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
+    def _forward(self, texts: Sequence[str], advance: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed ``texts`` (L2-normalised). With ``advance``, one ``model.encode`` call per batch
+        (longest texts first, as sentence-transformers batches them), each reported as
+        ``advance(n)``: the caller owns the one progress bar; sentence-transformers' own
+        per-call bar is never shown."""
         import torch
 
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            vecs = self.model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                show_progress_bar=show_progress,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-            )
-        vecs = np.asarray(vecs, dtype=np.float32)
+        texts = list(texts)
+        step = len(texts) if advance is None else self.batch_size
+        order = list(range(len(texts))) if advance is None else sorted(range(len(texts)), key=lambda j: len(texts[j]), reverse=True)
+        ordered = [texts[j] for j in order]
+        parts = []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            for start in range(0, len(ordered), max(step, 1)):
+                batch = ordered[start : start + step]
+                parts.append(np.asarray(self.model.encode(
+                    batch,
+                    batch_size=self.batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                ), dtype=np.float32))
+                if advance is not None:
+                    advance(len(batch))
+        vecs = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        vecs[order] = np.concatenate(parts) if len(parts) != 1 else parts[0]
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
 
@@ -309,10 +337,13 @@ class Encoder:
         texts = self._checked(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._forward(texts, show_progress)
+        with progress_bar(f"encode ({self.name}, {self.precision})", len(texts), show_progress) as advance:
+            return self._forward(texts, advance)
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Encode ``texts`` to L2-normalised ``(n, d) float32``, using the cache for known texts.
+        ``show_progress``: one progress bar over the texts to encode (cache misses), however
+        many chunks they are encoded in.
 
         Raises:
             TypeError: an item of ``texts`` is not a string.
@@ -321,21 +352,23 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if not self.use_cache:
-            return self._forward(texts, show_progress)
+            with progress_bar(f"encode ({self.name}, {self.precision})", len(texts), show_progress) as advance:
+                return self._forward(texts, advance)
         out, missing = self.cache.get_many(texts)
         # encode in chunks, committing each to the cache, so an interrupted long encode
         # (a teacher over a corpus: tens of minutes) resumes where it stopped
         chunk = max(self.batch_size * 16, 512)
-        for start in range(0, len(missing), chunk):
-            rows = missing[start : start + chunk]
-            todo = [texts[i] for i in rows]
-            # sort by length so batches pad little; restore order afterwards
-            order = sorted(range(len(todo)), key=lambda j: len(todo[j]), reverse=True)
-            vecs = self._forward([todo[j] for j in order], show_progress)
-            fresh = np.empty_like(vecs)
-            fresh[order] = vecs
-            out[rows] = fresh
-            self.cache.put_many(todo, fresh)
+        with progress_bar(f"encode ({self.name}, {self.precision})", len(missing), show_progress and len(missing) > 0) as advance:
+            for start in range(0, len(missing), chunk):
+                rows = missing[start : start + chunk]
+                todo = [texts[i] for i in rows]
+                # sort by length so batches pad little; restore order afterwards
+                order = sorted(range(len(todo)), key=lambda j: len(todo[j]), reverse=True)
+                vecs = self._forward([todo[j] for j in order], advance)
+                fresh = np.empty_like(vecs)
+                fresh[order] = vecs
+                out[rows] = fresh
+                self.cache.put_many(todo, fresh)
         return out
 
     def release(self) -> None:
@@ -349,6 +382,20 @@ class Encoder:
 
         gc.collect()
         trim_heap()
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """One rich progress bar over ``total`` items while the block runs; yields ``advance(n)``,
+    or ``None`` when not ``enabled`` (nothing is shown)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".h5", ".msgpack")

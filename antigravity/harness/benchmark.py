@@ -580,6 +580,7 @@ def run_benchmark(
         encoder = Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
     result: dict[str, Any] = {
         "student": encoder.name,
+        "student_precision": getattr(encoder, "precision", "bf16" if getattr(encoder, "bf16", False) else "fp32"),
         "teacher": settings.teacher.name if any(m.split("@")[0] in ("offline", "hybrid") for m in modes) else None,
         "cycles": cycles, "seeds": seeds, "modes": modes, "pseudo_queries": pseudo_queries, "headline_stratum": HEADLINE, "runs": {},
     }

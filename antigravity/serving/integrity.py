@@ -84,9 +84,10 @@ def check_student(manifest: Any, identity: dict[str, Any], collection: str, data
     if diffs:
         stored = record["student"]
         dims = f"holds {stored.get('dim')}-d vectors; the student makes {identity.get('dim')}-d: it " if "dim" in diffs else ""
+        dtype = f" (for the dtype: student.precision = {stored.get('dtype')!r}; precision 'auto' follows the CPU's bf16 support)" if "dtype" in diffs else ""
         raise ManifestError(
             f"collection {collection!r} {dims}was built by student {describe_student(stored)} ({manifest.path}); the running student is "
-            f"{describe_student(identity)} (differs in {', '.join(diffs)}). Use the same student, or re-index deliberately with {recovery(data_dir)}"
+            f"{describe_student(identity)} (differs in {', '.join(diffs)}). Use the same student{dtype}, or re-index deliberately with {recovery(data_dir)}"
         )
 
 

@@ -14,7 +14,7 @@ from antigravity.core.errors import ConfigurationError, DocumentError, TeacherEr
 from antigravity.serving.counters import Counters
 
 #: teacher settings whose change needs a new teacher
-TEACHER_KEYS = ("teacher.name", "teacher.base_url", "teacher.api_key_env", "teacher.bf16", "teacher.batch_size", "teacher.timeout_s", "teacher.max_retries")
+TEACHER_KEYS = ("teacher.name", "teacher.base_url", "teacher.api_key_env", "teacher.precision", "teacher.bf16", "teacher.batch_size", "teacher.timeout_s", "teacher.max_retries")
 
 
 class TeacherService:

@@ -42,7 +42,9 @@ def student_identity(encoder: Any) -> dict[str, Any]:
     """The identity of a student encoder: ``{"name", "revision", "dim", "max_seq_length",
     "dtype", "normalized"}``. Uses ``encoder.identity()`` when the encoder has one
     (:class:`antigravity.encoders.model.Encoder`); otherwise (test stubs, custom encoders) its
-    ``name``, ``dim`` and optional ``revision``/``max_seq_length``/``bf16`` attributes.
+    ``name``, ``dim`` and optional ``revision``/``max_seq_length``/``precision`` attributes
+    (``precision``: ``"fp32"``/``"bf16"``; an encoder with only the old ``bf16`` attribute is
+    read as ``bf16`` → ``"bf16"``; neither → ``"fp32"``).
 
     Raises:
         ModelNotFoundError / ModelLoadError: the model's files cannot be found to hash.
@@ -55,7 +57,7 @@ def student_identity(encoder: Any) -> dict[str, Any]:
         "revision": getattr(encoder, "revision", None),
         "dim": int(encoder.dim),
         "max_seq_length": getattr(encoder, "max_seq_length", None) or "default",
-        "dtype": "bf16" if getattr(encoder, "bf16", False) else "fp32",
+        "dtype": str(getattr(encoder, "precision", None) or ("bf16" if getattr(encoder, "bf16", False) else "fp32")),
         "normalized": bool(getattr(encoder, "normalized", True)),
     }
 
