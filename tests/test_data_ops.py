@@ -170,3 +170,31 @@ def test_cli_delete_get_and_filtered_search(tmp_path):
     assert r.returncode == 2 and "nothing deleted" in r.stderr
     r = _cli("search", "fever", "--data-dir", data, "--filter", "lang", env=env)
     assert r.returncode == 2 and "--filter" in r.stderr
+
+
+def test_local_mode_store_is_refused_then_migrated(tmp_path):
+    """A data folder written by the previous embedded store (qdrant-client local mode) is not
+    read as empty by the Qdrant Edge default: it is refused with the command that fixes it;
+    `antigravity migrate` copies it, and the active version serves the same results."""
+    from antigravity.core.errors import ManifestError
+    from antigravity.serving.integrity import migrate_local_to_edge
+    from antigravity.settings import Settings
+
+    loc = str(tmp_path / "qdrant")
+    old = _engine(tmp_path, store__location=loc, store__backend="local")
+    old.ingest(_docs())
+    old.activate(_adapter(32, 5), _adapter(32, 6), version=1)
+    ref = [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in old.search_batch(WORDS, k=10, record=False)]
+    old.close()
+    with pytest.raises(ManifestError, match="antigravity migrate --data-dir") as exc:
+        _engine(tmp_path, store__location=loc)
+    assert "\n" not in str(exc.value)
+    n, backup = migrate_local_to_edge(Settings.load(data_dir=str(tmp_path), store__location=loc))
+    assert n == 60 and backup.exists()
+    new = _engine(tmp_path, store__location=loc)
+    assert new.stats()["store_backend"] == "edge" and new.count() == 60 and new.served_version.version == 1
+    got = [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in new.search_batch(WORDS, k=10, record=False)]
+    assert got == ref
+    new.close()
+    with pytest.raises(Exception, match="already on the edge backend"):
+        migrate_local_to_edge(Settings.load(data_dir=str(tmp_path), store__location=loc))
