@@ -49,7 +49,7 @@ def main() -> None:
     from antigravity.datasets import doc_text, load_task
 
     task = load_task("SciFact")
-    queries = [task.queries[q] for q in sorted(task.qrels)][: args.queries]
+    queries = [task.queries[q] for q in sorted(task.qrels["test"])][: args.queries]
     with AntigravityEngine(store__location=":memory:", student__name=args.student, teacher__name="none") as engine:
         engine.ingest(({"_id": d, "text": doc_text(doc)} for d, doc in task.corpus.items()), batch_size=512)
         engine.search_batch(queries[:8], record=False)  # warm-up

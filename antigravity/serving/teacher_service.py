@@ -4,6 +4,7 @@ fail — every failure is counted and falls back."""
 
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Any, Callable, Sequence
 
@@ -12,6 +13,10 @@ import numpy as np
 from antigravity.core.documents import doc_text
 from antigravity.core.errors import ConfigurationError, DocumentError, TeacherError, failure_kind
 from antigravity.serving.counters import Counters
+
+#: serving fusion keeps at most this many teacher document vectors (LRU): memory is bounded
+#: (100k × 768-d float32 ≈ 300 MB) whatever the corpus size
+MAX_FUSION_DOCS = 100_000
 
 #: teacher settings whose change needs a new teacher
 TEACHER_KEYS = ("teacher.name", "teacher.base_url", "teacher.api_key_env", "teacher.precision", "teacher.bf16", "teacher.batch_size", "teacher.timeout_s", "teacher.max_retries")
@@ -33,7 +38,7 @@ class TeacherService:
         self._counters = counters
         self._helper = None
         self._fusion_lock = threading.Lock()
-        self._doc_vectors: dict[str, np.ndarray] = {}  # serving fusion: doc id -> teacher vector
+        self._doc_vectors: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()  # serving fusion: doc id -> teacher vector, LRU
 
     @property
     def helper(self):
@@ -74,7 +79,7 @@ class TeacherService:
             if teacher_changed:
                 self._helper = None
         if teacher_changed:
-            self._doc_vectors = {}
+            self._doc_vectors = collections.OrderedDict()
 
     def forget_documents(self, doc_ids: Sequence[str]) -> None:
         """Drop cached teacher vectors of re-written documents."""
@@ -102,12 +107,18 @@ class TeacherService:
                     found = {d: p for hits in results for d, _, p in hits}
                     vecs = helper.get_teacher_embeddings([doc_text({"title": found[d].get("title", ""), "text": found[d].get("text", "")}) for d in missing])
                     self._doc_vectors.update(zip(missing, vecs))
+                rows = [np.stack([self._doc_vectors[d] for d, _, _ in hits]) if hits else None for hits in results]
+                for hits in results:  # most recently used last; the oldest beyond the bound go
+                    for d, _, _ in hits:
+                        self._doc_vectors.move_to_end(d)
+                while len(self._doc_vectors) > MAX_FUSION_DOCS:
+                    self._doc_vectors.popitem(last=False)
             fused = []
-            for qv, hits in zip(tq, results):
+            for qv, hits, docs in zip(tq, results, rows):
                 if not hits:
                     fused.append(hits)
                     continue
-                tv = np.stack([self._doc_vectors[d] for d, _, _ in hits]) @ qv
+                tv = docs @ qv
                 scores = [(1.0 - weight) * s + weight * float(t) for (_, s, _), t in zip(hits, tv)]
                 order = np.argsort(-np.asarray(scores), kind="stable")[:k]
                 fused.append([(hits[i][0], scores[i], hits[i][2]) for i in order])
