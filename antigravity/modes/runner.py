@@ -10,6 +10,7 @@ import time
 from typing import Any, Sequence
 
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport
+from antigravity.core.threads import join
 from antigravity.core.errors import AdaptationError, ConfigurationError, TeacherError, failure_kind
 from antigravity.modes.strategies import get_mode
 from antigravity.serving.checkpoints import CheckpointMeta, settings_hash
@@ -148,11 +149,7 @@ class AdaptationRunner:
 
     def wait_for_auto_cycle(self, timeout: float | None = None) -> bool:
         """Wait for a running automatic cycle; True if none is running afterwards."""
-        t = self._auto_thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        return join(self._auto_thread, timeout)
 
     def apply_settings(self, new: Settings) -> dict[str, tuple[Any, Any]]:
         """Apply validated settings to the running engine; ``{dotted key: (old, new)}``.

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from antigravity.core.threads import join
+
 logger = logging.getLogger("antigravity.engine")
 
 
@@ -77,8 +79,4 @@ class Indexer:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background optimize; True if none is running afterwards."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        return join(self._thread, timeout)
