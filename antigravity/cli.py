@@ -1,4 +1,4 @@
-"""Command line: ``antigravity benchmark | index | search | get | adopt | config | adapters`` (typer + rich).
+"""Command line: ``antigravity benchmark | index | search | get | adopt | config | feedback | adapters`` (typer + rich).
 
 Errors from the package print one line (``error: ...``) and exit with status 2; ``--debug``
 shows the traceback instead.
@@ -389,6 +389,43 @@ def config_docs(output: Optional[Path] = typer.Option(None, help="write here ins
         output.write_text(text + "\n")
     else:
         print(text)
+
+
+feedback_app = typer.Typer(help="Relevance feedback (clicks, judgments, qrels) kept for training.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    file: Optional[Path] = typer.Argument(None, help="JSONL: one {'query','doc_id','relevance', 'source'?,'rank'?,'at'?} object per line"),
+    beir: Optional[Path] = typer.Option(None, "--beir", help="a BEIR directory: import the qrels of --split with their query texts instead of FILE"),
+    split: str = typer.Option("train", "--split", help="qrels split read with --beir"),
+    source: Optional[str] = typer.Option(None, "--source", help="source of rows that name none (default: judgment for FILE, qrels for --beir)"),
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Store relevance feedback for a collection (antigravity.serving.feedback). The whole
+    input is validated first, every document id looked up in the collection; a bad line stops
+    the command with file:line and nothing is stored."""
+    from antigravity.serving.feedback import beir_feedback_rows, read_feedback_jsonl
+
+    if (file is None) == (beir is None):
+        raise ConfigurationError("give either a JSONL FILE or --beir DIR (not both)")
+    settings = _store_settings(config, data_dir, collection)
+    if beir is not None:
+        rows, labels = beir_feedback_rows(beir, split, source=source or "qrels")
+    else:
+        rows, labels = read_feedback_jsonl(file, source=source or "judgment")
+    if not rows:
+        from antigravity.core.errors import FeedbackError
+
+        raise FeedbackError(f"{beir or file}: no feedback rows")
+    with _open_existing(settings, "feedback import") as engine:
+        res = engine.feedback_store.add_many(rows, labels=labels)
+        total = engine.feedback_store.count()
+    console.print(f"stored {res.stored} feedback rows ({res.replaced} replaced an earlier row, {res.dropped} oldest dropped over feedback.max_rows); "
+                  f"collection {settings.store.collection!r} now has {total}")
 
 
 adapters_app = typer.Typer(help="List, inspect and roll back the versioned adapters of a collection.", no_args_is_help=True)

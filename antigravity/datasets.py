@@ -72,7 +72,7 @@ def _open_binary(path: Path):
         raise DatasetError(f"cannot read {path}: {exc}") from exc
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line; every error names ``file:line``."""
     with _open_binary(path) as fh:
         try:
@@ -101,7 +101,7 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
     a corrupt line, a missing ``_id``/``text``, non-string fields or a duplicate id."""
     path = Path(path)
     corpus: dict[str, dict[str, str]] = {}
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         did, text, title = obj.get("_id"), obj.get("text"), obj.get("title", "")
         if did is None or text is None:
             raise DatasetError(f"{path}:{lineno}: document needs '_id' and 'text'")
@@ -123,7 +123,7 @@ def load_queries(path: str | Path) -> dict[str, str]:
     deliberately ignored). Raises :class:`DatasetError` naming file and line."""
     path = Path(path)
     queries: dict[str, str] = {}
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         qid, text = obj.get("_id"), obj.get("text")
         if qid is None or not isinstance(text, str):
             raise DatasetError(f"{path}:{lineno}: query needs '_id' and a string 'text'")
@@ -165,15 +165,35 @@ def load_beir(data_dir: str | Path, splits: tuple[str, ...] = ("test",), name: s
         raise DatasetError(f"data directory {str(d)!r} does not exist")
     corpus = load_corpus(_find(d, "corpus.jsonl"))
     queries = load_queries(_find(d, "queries.jsonl"))
-    qrels = {}
-    for split in splits:
-        qpath = _find(d, f"qrels/{split}.tsv")
-        q = load_qrels(qpath)
-        unknown_q = [qid for qid in q if qid not in queries]
-        if unknown_q:
-            raise DatasetError(f"{qpath}: {len(unknown_q)} query ids not in queries.jsonl, e.g. {unknown_q[0]!r}")
-        qrels[split] = q
+    qrels = {split: _split_qrels(d, split, queries)[0] for split in splits}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, name=name or d.name)
+
+
+def _split_qrels(d: Path, split: str, queries: dict[str, str]) -> tuple[dict[str, dict[str, int]], Path]:
+    """The qrels of ``split`` in BEIR directory ``d`` and their file; every query id must be in ``queries``."""
+    qpath = _find(d, f"qrels/{split}.tsv")
+    q = load_qrels(qpath)
+    unknown_q = [qid for qid in q if qid not in queries]
+    if unknown_q:
+        raise DatasetError(f"{qpath}: {len(unknown_q)} query ids not in queries.jsonl, e.g. {unknown_q[0]!r}")
+    return q, qpath
+
+
+def load_judgments(data_dir: str | Path, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]], Path]:
+    """The labelled queries of one BEIR split without reading the corpus: ``(queries, qrels,
+    qrels file)`` with ``queries`` = ``{query id: text}`` (from ``queries.jsonl``, never its
+    ``metadata``) for the query ids of the split's qrels ``{query id: {doc id: relevance}}``.
+
+    Raises:
+        DatasetError: the directory, ``queries.jsonl`` or ``qrels/<split>.tsv`` is missing or
+            malformed, or the qrels name a query that ``queries.jsonl`` does not have.
+    """
+    d = Path(data_dir).expanduser()
+    if not d.is_dir():
+        raise DatasetError(f"data directory {str(d)!r} does not exist")
+    queries = load_queries(_find(d, "queries.jsonl"))
+    qrels, qpath = _split_qrels(d, split, queries)
+    return {qid: queries[qid] for qid in qrels}, qrels, qpath
 
 
 # -- task registry ---------------------------------------------------------------------
@@ -270,7 +290,7 @@ def read_jsonl_documents(path: Any) -> list[tuple[str, str, dict[str, Any], bool
     path = Path(path)
     out: list[tuple[str, str, dict[str, Any], bool]] = []
     seen: dict[str, int] = {}
-    for lineno, obj in _iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
         item = validate_document(obj, index=len(out), where=where)
         if item[0] in seen:

@@ -29,6 +29,7 @@ from antigravity.serving import integrity
 from antigravity.serving.checkpoints import AdapterRegistry, registry_for
 from antigravity.serving.collection import DocumentCollection
 from antigravity.serving.counters import Counters
+from antigravity.serving.feedback import FeedbackStore, feedback_path
 from antigravity.serving.indexing import Indexer
 from antigravity.serving.teacher_service import TeacherService
 from antigravity.serving.search import SearchHit, Searcher
@@ -86,6 +87,7 @@ class AntigravityEngine:
         self.collection = DocumentCollection(self.store, self.encoder, self.manifest, lambda: self.student_identity, self._store_where,
                                              lambda: self.settings, self.versions.served_vectors, self.counters, write_lock, self.teacher.forget_documents)
         self.collection.backend = integrity.backend_of(s)
+        self.feedback_store = FeedbackStore(None if self.in_memory else feedback_path(s.data_dir, s.store.collection), lambda: self.settings, lambda ids: set(self.store.retrieve(ids)), collection=s.store.collection)
         try:
             if reindex and view is not None:
                 integrity.drop_for_reindex(self.store, view)
@@ -124,6 +126,7 @@ class AntigravityEngine:
             self.store.close()
             self.encoder.release()
             self.teacher.release()
+            self.feedback_store.close()
 
     # -- documents (see DocumentCollection) ------------------------------------------------
     def ingest(self, documents: Iterable[Any], *, batch_size: int | None = None, show_progress: bool = False) -> int:
@@ -187,10 +190,7 @@ class AntigravityEngine:
         """Top-``k`` documents for ``query``. ``record``: keep it for label-free signals;
         ``filter``: payload conditions, ``{"field": value | [values] | {"gte": .., "lte": ..}}``
         or a ``qdrant_client.models.Filter`` (filtered searches are not recorded).
-
-        Raises:
-            QueryError: empty/non-string query, invalid Unicode, ``k <= 0``, or a malformed filter.
-        """
+        Raises QueryError: empty/non-string query, invalid Unicode, ``k <= 0``, or a malformed filter."""
         return self.searcher.search_texts([query], k, record, filter)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *, record: bool = True, filter: Any = None) -> list[list[SearchHit]]:
@@ -198,9 +198,18 @@ class AntigravityEngine:
         return self.searcher.search_texts(queries, k, record, filter)
 
     def search_vectors(self, raw: np.ndarray, k: int = 10, *, record: bool = True, texts: Sequence[str] | None = None, filter: Any = None) -> list[list[SearchHit]]:
-        """Search with raw student query vectors ``(m, d) float32``; ``texts`` (same order)
-        are kept with the traffic and enable serving fusion. Raises QueryError."""
+        """Search with raw student query vectors ``(m, d) float32``; ``texts`` (same order) are kept with the traffic and enable serving fusion. Raises QueryError."""
         return self.searcher.search_vectors(raw, k, record, texts, filter)
+
+    # -- relevance feedback (see FeedbackStore) -----------------------------------------------
+    def feedback(self, query: str, doc_id: str | int, relevance: int = 1, *, source: str = "click", rank: int | None = None, at: Any = None) -> None:
+        """Record that stored document ``doc_id`` was relevant (``1..feedback.max_relevance``) or not (``0``) for ``query``
+        (:mod:`antigravity.serving.feedback`); on disk when this returns. Raises FeedbackError or StoreError."""
+        self.feedback_store.add(query, doc_id, relevance, source=source, rank=rank, at=at)
+
+    def feedback_batch(self, rows: Iterable[dict[str, Any]]) -> int:
+        """:meth:`feedback` for dicts with those keys, all or nothing (validated, then one transaction); returns rows stored."""
+        return self.feedback_store.add_many(rows).stored
 
     # -- versions (see VersionManager) ---------------------------------------------------
     @property
@@ -279,13 +288,9 @@ class AntigravityEngine:
 
     # -- live settings ---------------------------------------------------------------------
     def set_mode(self, mode: str, *, teacher_weight: float | None = None) -> None:
-        """Switch ``mode`` (``baseline`` | ``offline`` | ``hybrid``) on a running engine; no
-        stored data changes. ``offline`` pre-trains once, at the next cycle (or call
-        :meth:`run_offline_distillation`). Counted in ``stats()["mode_switches"]``.
-
-        Raises:
-            ConfigurationError: unknown mode, weight outside [0, 1], or no teacher configured.
-        """
+        """Switch ``mode`` (``baseline`` | ``offline`` | ``hybrid``) on a running engine; no stored data
+        changes. ``offline`` pre-trains once, at the next cycle (or call :meth:`run_offline_distillation`).
+        Counted in ``stats()["mode_switches"]``. Raises ConfigurationError (unknown mode, weight outside [0, 1], no teacher)."""
         new = settings_dict(self.settings)
         new["mode"] = mode
         if teacher_weight is not None:
@@ -301,7 +306,7 @@ class AntigravityEngine:
         return self.runner.apply_settings(Settings.load(path, **{**self.settings._overrides, **overrides}))
 
     def stats(self) -> dict[str, Any]:
-        """Counters and the served state: documents, queries, version, mode, traffic size."""
+        """Counters and the served state: documents, queries, version, mode, traffic size, feedback rows."""
         served = self.versions.served
         return {
             **self.counters.snapshot(), "mode": self.settings.mode, "documents": self.count(), "adapter_version": served.version,
@@ -309,4 +314,5 @@ class AntigravityEngine:
             "adapters_dir": str(self.adapters.dir) if self.adapters is not None else None, "student": self.encoder.name,
             "teacher_loaded": self.teacher.loaded, "empty_documents": self.store.n_empty, "permission_warnings": len(self.permission_warnings), "store_backend": self.collection.backend,
             "student_precision": getattr(self.encoder, "precision", "bf16" if getattr(self.encoder, "bf16", False) else "fp32"),  # as the manifest reads custom encoders
+            "feedback": self.feedback_store.summary(),
         }

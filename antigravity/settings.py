@@ -210,6 +210,13 @@ class GateSettings(_Section):
     alpha: float = Field(0.05, gt=0.0, le=1.0, description="label-free gate: one-sided paired t-test level for the gain")
 
 
+class FeedbackSettings(_Section):
+    """Relevance feedback (clicks, judgments, qrels) kept in <data_dir>/feedback/<collection>.sqlite (antigravity.serving.feedback)."""
+
+    max_rows: int = Field(1_000_000, ge=1, description="rows kept; beyond it the oldest written rows are dropped (counted in stats()['feedback']['dropped'])")
+    max_relevance: int = Field(3, ge=1, le=1000, description="highest graded relevance accepted (0 = shown and not relevant, 1..max_relevance = relevant)")
+
+
 class BenchmarkSettings(_Section):
     task: str = "SciFact"
     data_dir: str | None = None
@@ -234,6 +241,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     adaptation: AdaptationSettings = Field(default_factory=AdaptationSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
 
     def __repr_args__(self):  # nested sections mask themselves; top-level strings too

@@ -4,8 +4,12 @@ SIGKILL it; after each marker it sleeps so the kill lands *at* that point.
 
     python -m tests.crash_worker DATA_DIR WORK POINT
 
-WORK: ingest | cycle | distill | delete. POINT: the marker after which the worker stalls
-(``none`` = never stall). Acknowledged ingests print ``ACK <ids>`` once ``ingest`` returns.
+WORK: ingest | cycle | distill | delete | feedback. POINT: the marker after which the worker
+stalls (``none`` = never stall). Acknowledged ingests print ``ACK <ids>`` once ``ingest``
+returns; acknowledged feedback prints ``ACK <n>`` after each ``feedback`` call returns
+(row n: :func:`feedback_row`), then ``BATCH`` before one ``feedback_batch`` of
+``FEEDBACK_BATCH`` rows and ``ACK BATCH`` after it — the stream never stalls, the parent kills
+it while it writes; ``batch_in_transaction`` marks the batch inserted but not committed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ from tests.test_sedimentation import _corpus, _queries
 
 STALL_S = 30.0
 DELETE_IDS = [f"d{i}" for i in range(0, 120, 3)]  # 40 of the 120 prepared documents
+FEEDBACK_SINGLE, FEEDBACK_BATCH = 400, 3000
+
+
+def feedback_row(n: int) -> dict:
+    """Feedback row ``n`` of the worker (distinct queries: no row replaces another)."""
+    return {"query": f"crash query {n}", "doc_id": f"d{n % 120}", "relevance": n % 4, "source": "click", "rank": 1 + n % 10}
 
 
 def open_engine(data_dir: str, teacher=None) -> AntigravityEngine:
@@ -83,6 +93,15 @@ def main() -> None:
         mark("delete_start")
         n = e.delete(DELETE_IDS)
         print(f"DELETED {n}", flush=True)
+    elif work == "feedback":
+        for n in range(FEEDBACK_SINGLE):
+            e.feedback(**feedback_row(n))
+            print(f"ACK {n}", flush=True)
+        print("BATCH", flush=True)
+        fb, total = e.feedback_store, e.feedback_store._total
+        fb._total = lambda conn, name: (mark("batch_in_transaction"), total(conn, name))[1]  # after the inserts, before COMMIT
+        e.feedback_batch([feedback_row(n) for n in range(FEEDBACK_SINGLE, FEEDBACK_SINGLE + FEEDBACK_BATCH)])
+        print("ACK BATCH", flush=True)
     elif work == "distill":
         mark("distill_start")
         rep = e.run_offline_distillation(_queries(seed=12))

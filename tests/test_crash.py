@@ -1,8 +1,8 @@
 """Crash safety for real: a subprocess (tests/crash_worker.py) ingests, runs a sedimentation
-cycle or an offline distillation on a persistent engine and is killed with SIGKILL at a
-marked point; the restarted engine must hold every acknowledged document exactly once,
-serve vectors of one adapter version consistent with ``active.json`` and its checkpoint,
-and be able to rerun the interrupted work."""
+cycle or an offline distillation, deletes or records relevance feedback on a persistent
+engine and is killed with SIGKILL at a marked point; the restarted engine must hold every
+acknowledged document (and feedback row) exactly once, serve vectors of one adapter version
+consistent with ``active.json`` and its checkpoint, and be able to rerun the interrupted work."""
 
 import os
 import signal
@@ -49,6 +49,7 @@ def _run_and_kill(data_dir: str, work: str, point: str) -> list[str]:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
         proc.wait(timeout=120)
+        lines += [x.strip() for x in proc.stdout.read().splitlines()]  # what it printed before the kill landed
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -152,4 +153,38 @@ def test_kill_during_delete(tmp_path, point):
     e.close()
     e = _check_consistent(d)  # reopens: the manifest bound and the store agree
     assert e.count() == 120 - len(DELETE_IDS)
+    e.close()
+
+
+@pytest.mark.parametrize("point", ["ACK 150", "BATCH", "batch_in_transaction"])
+def test_kill_during_feedback(tmp_path, point):
+    """Feedback is committed (WAL, synchronous=FULL) before ``feedback`` returns: every row
+    acknowledged before SIGKILL is in the database after reopening, and the batch written when
+    the kill landed is there entirely or not at all (one transaction)."""
+    import sqlite3
+
+    from tests.crash_worker import FEEDBACK_BATCH, FEEDBACK_SINGLE, feedback_row
+
+    d = str(tmp_path)
+    e = open_engine(d)
+    e.ingest(_corpus(120))
+    e.close()
+    lines = _run_and_kill(d, "feedback", point)
+    acked = [int(x.split()[1]) for x in lines if x.startswith("ACK ") and x != "ACK BATCH"]
+    assert acked == list(range(len(acked))) and len(acked) >= (151 if point == "ACK 150" else FEEDBACK_SINGLE)
+    path = tmp_path / "feedback" / "antigravity.sqlite"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    e = open_engine(d)
+    stored = {(r["query"], r["doc_id"], r["relevance"], r["rank"]) for r in e.feedback_store.export()}
+    assert e.feedback_store.count() == len(stored)
+    assert {(r["query"], r["doc_id"], r["relevance"], r["rank"]) for r in map(feedback_row, acked)} <= stored  # nothing acknowledged lost
+    batch = {f"crash query {n}" for n in range(FEEDBACK_SINGLE, FEEDBACK_SINGLE + FEEDBACK_BATCH)}
+    in_batch = sum(1 for q, *_ in stored if q in batch)
+    assert in_batch in (0, FEEDBACK_BATCH), f"a partly written batch: {in_batch} of {FEEDBACK_BATCH}"
+    assert in_batch == FEEDBACK_BATCH or "ACK BATCH" not in lines
+    if point == "batch_in_transaction":  # killed with every row of the batch inserted, before COMMIT
+        assert in_batch == 0 and len(stored) == FEEDBACK_SINGLE
+    e.feedback(**feedback_row(0))  # writable again; the same row replaces itself
+    assert e.feedback_store.count() == len(stored) and e.stats()["feedback"]["replaced"] == 1
     e.close()

@@ -41,6 +41,11 @@ class QueryError(AntigravityError, ValueError):
     """A query or search argument is invalid: empty query text, ``k <= 0``, non-finite vector."""
 
 
+class FeedbackError(AntigravityError, ValueError):
+    """A relevance-feedback row is invalid (query, document id, relevance, source, rank or
+    time), or names a document the collection does not hold; nothing of the call was stored."""
+
+
 class EmptyCorpusError(DocumentError):
     """An ingest or benchmark was given no documents."""
 
