@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import torch
 
 from antigravity.adaptation.adapter import ResidualAdapter
@@ -198,3 +199,21 @@ def test_stat_counts_exact_under_8_search_threads(engine, monkeypatch):
     n = n_threads * n_calls
     assert after["queries_served"] - before.get("queries_served", 0) == n
     assert after["signals_recorded"] - before.get("signals_recorded", 0) == n
+
+
+def test_document_ingested_during_a_cycle_is_served_under_the_promoted_version(engine):
+    """A promotion used to write the new slot only for the documents of the cycle's snapshot:
+    a document ingested while the cycle trained kept the previous version's vector in the new
+    slot. Activation now streams every stored raw vector under the write lock."""
+    from antigravity.adaptation.context import AdaptationReport
+    from antigravity.stores.base import RAW
+
+    engine.ingest(TOY_DOCS)
+    ctx = engine.adaptation_context()  # the cycle's snapshot: 5 documents
+    engine.ingest([{"_id": "late", "title": "Late", "text": "A document that arrived during training about fever."}])
+    a = _adapter(engine.encoder.dim, 7)
+    report = AdaptationReport(None, False, "test candidate", ok=True, current=ctx.current, candidate=(None, a))
+    assert engine.runner.promote(report).promoted
+    rec = engine.get("late", with_vectors=True)
+    np.testing.assert_allclose(rec["vectors"]["served"], a.transform(rec["vectors"]["raw"][None])[0], atol=1e-5)
+    assert engine.served_version.slot != RAW
