@@ -271,11 +271,12 @@ class AntigravityEngine:
         return self.runner.run_cycle()
 
     def run_offline_distillation(self, queries: Sequence[str] = (), **kwargs: Any) -> AdaptationReport:
-        """Pre-train the adapter on the teacher's rankings (:func:`antigravity.adaptation.distillation.run_offline_distillation`;
-        the traffic texts are added to ``queries``). A teacher failure returns an unpromoted
-        report (counted in ``stats()["teacher_failures"]``) instead of raising.
-        Raises ConfigurationError (no teacher, bad temperature) or AdaptationError (< 2 texts)."""
+        """Pre-train on the teacher's rankings (:func:`antigravity.adaptation.distillation.run_offline_distillation`, traffic texts added); a teacher failure returns an unpromoted report (counted in ``stats()["teacher_failures"]``). Raises ConfigurationError (no teacher, bad temperature) or AdaptationError (< 2 texts)."""
         return self.runner.pretrain(queries, **kwargs)
+
+    def train_on_feedback(self, **overrides: Any) -> AdaptationReport:
+        """Train on the stored relevance feedback, gated on held-out feedback (:meth:`AdaptationRunner.train_on_feedback`)."""
+        return self.runner.train_on_feedback(**overrides)
 
     @property
     def cycle_reports(self) -> list[AdaptationReport]:
@@ -288,9 +289,8 @@ class AntigravityEngine:
 
     # -- live settings ---------------------------------------------------------------------
     def set_mode(self, mode: str, *, teacher_weight: float | None = None) -> None:
-        """Switch ``mode`` (``baseline`` | ``offline`` | ``hybrid``) on a running engine; no stored data
-        changes. ``offline`` pre-trains once, at the next cycle (or call :meth:`run_offline_distillation`).
-        Counted in ``stats()["mode_switches"]``. Raises ConfigurationError (unknown mode, weight outside [0, 1], no teacher)."""
+        """Switch ``mode`` (``baseline`` | ``offline`` | ``hybrid``) on a running engine; no stored data changes. ``offline`` pre-trains once, at the next cycle
+        (or call :meth:`run_offline_distillation`). Counted in ``stats()["mode_switches"]``. Raises ConfigurationError (unknown mode, weight outside [0, 1], no teacher)."""
         new = settings_dict(self.settings)
         new["mode"] = mode
         if teacher_weight is not None:

@@ -215,6 +215,9 @@ class FeedbackSettings(_Section):
 
     max_rows: int = Field(1_000_000, ge=1, description="rows kept; beyond it the oldest written rows are dropped (counted in stats()['feedback']['dropped'])")
     max_relevance: int = Field(3, ge=1, le=1000, description="highest graded relevance accepted (0 = shown and not relevant, 1..max_relevance = relevant)")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="train_on_feedback: weight α of the feedback cross-entropy in α·CE(feedback) + (1 − α)·T²·KL(teacher); 1 = feedback alone (no teacher loaded), 0 = teacher alone (feedback ignored)")
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="train_on_feedback: share of feedback queries (a stable hash of the query key) never trained on and used to gate the candidate")
+    candidates: int = Field(100, ge=1, le=10000, description="train_on_feedback: the student's top-K documents per feedback query, joined with its judged documents, form the listwise candidates")
 
 
 class BenchmarkSettings(_Section):

@@ -127,6 +127,46 @@ class AdaptationRunner:
                 self.engine.counters.record_failure(failure_kind(exc), exc)
                 return AdaptationReport(None, False, f"teacher failed ({exc}); kept the current version (baseline)", source="offline_distillation")
 
+    def train_on_feedback(self, **overrides: Any) -> AdaptationReport:
+        """Train a candidate on the stored relevance feedback (``α·CE(feedback) + (1 − α)·KL(teacher)``),
+        gate it on held-out feedback and serve it if it passes
+        (:func:`antigravity.adaptation.feedback_training.run_feedback_training`).
+
+        ``overrides``: ``alpha`` (default ``feedback.alpha``), ``temperature``
+        (``teacher.temperature``), ``candidates`` (``feedback.candidates``), ``holdout_fraction``
+        (``feedback.holdout_fraction``), ``seed`` (``adaptation.seed``), ``teacher`` (an object
+        instead of the engine's), ``sources`` (feedback sources to read; default all),
+        ``config`` (:class:`~antigravity.adaptation.feedback_training.FeedbackConfig`).
+        Counted in ``stats()["feedback_trainings_run"]``. A teacher failure returns an
+        unpromoted report (counted in ``stats()["teacher_failures"]``).
+
+        Raises:
+            ConfigurationError: an invalid value, an unknown keyword, or ``α < 1`` without a teacher.
+            AdaptationError: fewer than 2 usable feedback queries (nothing changed).
+        """
+        from antigravity.adaptation.feedback_training import run_feedback_training
+
+        e = self.engine
+        known = {"alpha", "temperature", "candidates", "holdout_fraction", "seed", "teacher", "sources", "config"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigurationError(f"train_on_feedback: unknown argument(s) {unknown}; known: {sorted(known)}")
+        with self.lock:
+            s = e.settings
+            kw = {"alpha": s.feedback.alpha, "temperature": s.teacher.temperature, "candidates": s.feedback.candidates,
+                  "holdout_fraction": s.feedback.holdout_fraction, "seed": s.adaptation.seed, **overrides}
+            sources = kw.pop("sources", None)
+            e.counters.count("feedback_trainings_run")
+            ctx = self.context()
+            try:
+                report = self.promote(run_feedback_training(ctx, e.feedback_store.queries(sources), **kw))
+            except TeacherError as exc:  # the teacher failed: keep the served version, never a crash
+                e.counters.record_failure(failure_kind(exc), exc)
+                report = AdaptationReport(None, False, f"teacher failed ({exc}); kept the current version", source="feedback")
+        logger.info("feedback training: %s", report.reason)
+        e.counters.count("feedback_trainings_promoted" if report.promoted else "feedback_trainings_rejected")
+        return report
+
     def maybe_auto_cycle(self) -> None:
         """Start a background cycle when ``adaptation.auto_cycle`` and enough new signals."""
         s, n = self.engine.settings.adaptation, self.engine.counters.get("signals_recorded")
