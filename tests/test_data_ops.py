@@ -163,7 +163,7 @@ def test_cli_delete_get_and_filtered_search(tmp_path):
     r = _cli("get", "d1", "d2", "--data-dir", data, env=env)
     assert r.returncode == 0 and [json.loads(x)["doc_id"] for x in r.stdout.splitlines()] == ["d1", "d2"]
     r = _cli("delete", "d1", "nope", "--data-dir", data, env=env)
-    assert r.returncode == 0 and "deleted 1 of 2" in r.stdout
+    assert r.returncode == 0 and "deleted 1 of 2" in r.stderr  # status lines go to stderr (rich console), data to stdout
     r = _cli("get", "d1", "--data-dir", data, env=env)
     assert r.returncode == 2 and "not stored" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = _cli("delete", "d1", "--data-dir", data, env=env)
