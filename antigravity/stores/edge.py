@@ -438,7 +438,7 @@ class EdgeStore:
             StoreError: the shard refuses the query (unknown vector name, wrong dimension).
         """
         qe = _qe()
-        flt = parse_filter(filter)
+        flt = parse_filter(filter) if filter is not None else None  # parse_filter imports qdrant_client (seconds, cold)
         edge_flt = edge_filter(flt) if flt is not None else None
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.dim is None:

@@ -1,0 +1,532 @@
+"""The store path of the engine at N documents, beside raw ``qdrant_edge`` and faiss.
+
+Run (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/scale.py --n 10000 100000 --out results/
+    PYTHONPATH=. python benchmarks/scale.py --n 100000 --data lowrank --out results/
+    PYTHONPATH=. python benchmarks/scale.py --quick          # 2k-document smoke run
+
+(``PYTHONPATH=.``: measure this checkout even when another one is installed in editable mode.)
+
+Each N runs in its own subprocess (so ``ru_maxrss`` is that N's peak) and writes
+``<out>/scale_<N>.json``; the parent prints one markdown table per N.
+
+Data: **synthetic** unit-norm 384-d float32 vectors from ``numpy.random.default_rng(seed)``, N
+documents and ``--queries`` queries drawn the same way. Nothing is encoded: the store path is
+what is measured. ``--data gaussian`` (default): isotropic Gaussian rows normalised; random
+high-dimensional vectors have no structure (all similarities crowd around 0), the worst case for
+HNSW recall. ``--data lowrank``: a 32-d Gaussian through a fixed random 32x384 basis plus noise
+0.1 per coordinate, a stand-in for the low intrinsic dimension of real embeddings (written to
+``scale_<N>_lowrank.json``). ``--ef`` sets the search-time ``hnsw_ef`` sweep.
+
+What is measured, per N, in one process:
+
+* **engine** (:class:`antigravity.AntigravityEngine` on a persistent store in a temporary folder,
+  with a stub encoder that maps document text ``doc-<i>`` to row ``i`` of the matrix; queries go
+  through ``search_vectors(record=False)`` so no encoder is timed; ``store.index_threshold`` set
+  above N so no background optimize runs): ``ingest`` of N pre-encoded documents (one call);
+  search p50/p99 at k=10 exact (before optimize) and HNSW (after ``engine.optimize()``, timed);
+  recall@10 of both against exact (faiss) ground truth; a doc-side promotion
+  (``engine.activate(adapter, None, version=1)`` with a perturbed ``ResidualAdapter(384, 32)``:
+  time of the slot rewrite, then search p50 on the rewritten slot, which is searched exactly until
+  the next optimize); reopen (close, construct a new engine on the folder, time until the first
+  ``search_vectors`` returns); disk size of the data folder; peak RSS of the process at the end of
+  the engine phase (``ru_maxrss``; includes the synthetic matrices); queries/s of 8 threads vs 1.
+* **raw qdrant_edge**: one ``EdgeShard`` with one cosine named vector, same HNSW parameters as
+  the engine (m, ef_construct, hnsw_ef from the engine's settings), same upsert batch size,
+  integer point ids, payload ``{"doc_id"}``; search with ``with_payload=False``: upsert docs/s,
+  search p50/p99 exact and HNSW, optimize time, recall, reopen time, disk.
+* **faiss** ``IndexFlatIP`` (exact, 1 OpenMP thread): add time, single-query search p50/p99.
+
+Ratios are engine / raw qdrant_edge from the same process. Machine facts (nproc, CPU model,
+load average at start and end) are recorded: the machine may be shared, so read ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+DIM = 384
+K = 10
+
+
+# ---------------------------------------------------------------------------------------------
+def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM, chunk: int = 100_000) -> np.ndarray:
+    out = np.empty((n, dim), dtype=np.float32)
+    for i in range(0, n, chunk):
+        x = rng.standard_normal((min(chunk, n - i), dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[i : i + len(x)] = x
+    return out
+
+
+def lowrank_rows(rng: np.random.Generator, n: int, basis: np.ndarray, noise: float = 0.1, chunk: int = 100_000) -> np.ndarray:
+    """Unit rows ``normalise(z @ basis + noise * e)``, ``z`` and ``e`` Gaussian: a ``len(basis)``-dimensional
+    structure in 384-d, closer to real embeddings' low intrinsic dimension than isotropic rows."""
+    out = np.empty((n, basis.shape[1]), dtype=np.float32)
+    r = len(basis)
+    for i in range(0, n, chunk):
+        m = min(chunk, n - i)
+        x = rng.standard_normal((m, r), dtype=np.float32) @ basis + noise * rng.standard_normal((m, basis.shape[1]), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[i : i + m] = x
+    return out
+
+
+def make_data(kind: str, seed: int, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return unit_rows(rng, n), unit_rows(rng, nq)
+    basis = rng.standard_normal((32, DIM), dtype=np.float32) / np.sqrt(DIM).astype(np.float32)
+    basis /= np.linalg.norm(basis, axis=1, keepdims=True)
+    return lowrank_rows(rng, n, basis), lowrank_rows(rng, nq, basis)
+
+
+class StubEncoder:
+    """Encoder protocol over precomputed rows: ``doc-<i>`` -> docs[i], ``q-<j>`` -> queries[j]."""
+
+    def __init__(self, docs: np.ndarray, queries: np.ndarray) -> None:
+        self.name, self.dim = "synthetic-stub-384", DIM
+        self.docs, self.queries = docs, queries
+
+    def _rows(self, texts) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, DIM), np.float32)
+        src = self.docs if texts[0].startswith("doc-") else self.queries
+        idx = np.fromiter((int(t.rsplit("-", 1)[1]) for t in texts), dtype=np.int64, count=len(texts))
+        return src[idx]
+
+    def encode(self, texts):
+        return self._rows(list(texts))
+
+    def encode_uncached(self, texts):
+        return self._rows(list(texts))
+
+    def release(self) -> None:
+        pass
+
+
+def pct(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def time_queries(fn: Callable[[int], Any], nq: int, warm: int = 5) -> tuple[dict[str, float], list[Any]]:
+    for j in range(min(warm, nq)):
+        fn(j)
+    ms, out = [], []
+    for j in range(nq):
+        t0 = time.perf_counter()
+        r = fn(j)
+        ms.append((time.perf_counter() - t0) * 1e3)
+        out.append(r)
+    return pct(ms), out
+
+
+def recall(found: list[list[int]], truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[:K]) & set(t[:K].tolist())) / K for f, t in zip(found, truth)]))
+
+
+def qps(fn: Callable[[int], Any], nq: int, threads: int) -> tuple[float, float]:
+    """Queries/s of ``threads`` Python threads sharing ``nq`` queries, and the process CPU
+    seconds per wall second meanwhile (about 1.0 when the calls are serialised)."""
+    chunks = [range(t, nq, threads) for t in range(threads)]  # fn takes j modulo its query count
+    ths = [threading.Thread(target=lambda c=c: [fn(j) for j in c]) for c in chunks]
+    c0, t0 = time.process_time(), time.perf_counter()
+    if threads == 1:
+        for j in range(nq):
+            fn(j)
+    else:
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+    wall = time.perf_counter() - t0
+    return nq / wall, (time.process_time() - c0) / wall
+
+
+def du(path: str | Path) -> dict[str, int]:
+    """Allocated (``du``) and apparent bytes of the files under ``path``."""
+    alloc = apparent = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.lstat(os.path.join(root, f))
+            alloc += st.st_blocks * 512
+            apparent += st.st_size
+    return {"disk_bytes": alloc, "apparent_bytes": apparent}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def machine() -> dict[str, Any]:
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
+    return {"nproc": os.cpu_count(), "cpu_model": model, "loadavg": list(os.getloadavg()), "python": sys.version.split()[0]}
+
+
+def paired(sides: dict[str, Callable[[int], list[int]]], nq: int, truth: np.ndarray, warm: int = 5) -> dict[str, dict[str, float]]:
+    """p50/p99/mean ms and recall@10 of each side, the sides called in turn for every query
+    (order alternating), so load from other jobs falls on all of them alike."""
+    names = list(sides)
+    for j in range(min(warm, nq)):
+        for nm in names:
+            sides[nm](j)
+    ms: dict[str, list[float]] = {nm: [] for nm in names}
+    found: dict[str, list[list[int]]] = {nm: [] for nm in names}
+    for j in range(nq):
+        for nm in (names if j % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            r = sides[nm](j)
+            ms[nm].append((time.perf_counter() - t0) * 1e3)
+            found[nm].append(r)
+    return {nm: {**pct(ms[nm]), "recall@10": recall(found[nm], truth)} for nm in names}
+
+
+class EngineSide:
+    """The engine on a persistent store in ``<root>/engine`` with the stub encoder."""
+
+    def __init__(self, root: str, docs: np.ndarray, queries: np.ndarray) -> None:
+        from antigravity import AntigravityEngine
+
+        self.docs, self.queries = docs, queries
+        self.data = os.path.join(root, "engine")
+        self.kw = dict(data_dir=self.data, store__collection="scale", store__index_threshold=10**9, store__backend="edge")
+        self.eng = AntigravityEngine(encoder=StubEncoder(docs, queries), **self.kw)
+        s = self.eng.settings.store
+        self.settings = {"m": s.m, "ef_construct": s.ef_construct, "hnsw_ef": s.hnsw_ef, "upsert_batch_size": s.upsert_batch_size, "store_text": s.store_text}
+
+    def ingest(self) -> float:
+        t0 = time.perf_counter()
+        self.eng.ingest([(f"doc-{i}", f"doc-{i}") for i in range(len(self.docs))])
+        return time.perf_counter() - t0
+
+    def search(self, j: int) -> list[int]:
+        j %= len(self.queries)
+        return [int(h.doc_id[4:]) for h in self.eng.search_vectors(self.queries[j : j + 1], K, record=False)[0]]
+
+    def optimize(self) -> float:
+        return self.eng.optimize()
+
+    def set_ef(self, ef: int | None) -> None:
+        self.eng.store.hnsw_ef = ef  # what store__hnsw_ef=ef gives a new engine (search-time)
+
+    def close(self) -> None:
+        self.eng.close()
+
+    def reopen(self) -> float:
+        from antigravity import AntigravityEngine
+
+        t0 = time.perf_counter()
+        self.eng = AntigravityEngine(encoder=StubEncoder(self.docs, self.queries), **self.kw)
+        self.eng.search_vectors(self.queries[:1], K, record=False)
+        return time.perf_counter() - t0
+
+
+class RawSide:
+    """One ``qdrant_edge.EdgeShard`` with one cosine named vector ``v``, HNSW like the engine's."""
+
+    def __init__(self, root: str, docs: np.ndarray, queries: np.ndarray, settings: dict[str, Any]) -> None:
+        import qdrant_edge as qe
+
+        self.qe, self.docs, self.queries, self.bs = qe, docs, queries, settings["upsert_batch_size"]
+        self.dir = os.path.join(root, "raw")
+        self.path = os.path.join(self.dir, "shard")
+        os.makedirs(self.path)
+        self.cfg = qe.EdgeConfig(
+            vectors={"v": qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine)},
+            hnsw_config=qe.HnswIndexConfig(m=settings["m"], ef_construct=settings["ef_construct"], full_scan_threshold=10000),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10000),
+        )
+        self.shard = qe.EdgeShard.create(self.path, self.cfg)
+        self.set_ef(settings["hnsw_ef"])
+
+    def ingest(self) -> float:
+        qe, docs, n = self.qe, self.docs, len(self.docs)
+        t0 = time.perf_counter()
+        for i in range(0, n, self.bs):
+            pts = [qe.Point(j, {"v": docs[j].tolist()}, {"doc_id": f"doc-{j}"}) for j in range(i, min(n, i + self.bs))]
+            self.shard.update(qe.UpdateOperation.upsert_points(pts))
+        return time.perf_counter() - t0
+
+    def search(self, j: int) -> list[int]:
+        qe = self.qe
+        j %= len(self.queries)
+        req = qe.QueryRequest(limit=K, query=qe.Query.Nearest(self.queries[j].tolist(), using="v"), with_payload=False, with_vector=False, params=self.params)
+        return [int(p.id) for p in self.shard.query(req)]
+
+    def optimize(self) -> float:
+        t0 = time.perf_counter()
+        self.shard.optimize()
+        return time.perf_counter() - t0
+
+    def set_ef(self, ef: int | None) -> None:
+        self.params = self.qe.SearchParams(hnsw_ef=ef) if ef else None
+
+    def close(self) -> None:
+        self.shard.close()
+
+    def reopen(self) -> float:
+        t0 = time.perf_counter()
+        self.shard = self.qe.EdgeShard.load(self.path, self.cfg)
+        self.search(0)
+        return time.perf_counter() - t0
+
+
+def run_faiss(docs: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    idx = faiss.IndexFlatIP(DIM)
+    t0 = time.perf_counter()
+    idx.add(docs)
+    r: dict[str, Any] = {"add_s": time.perf_counter() - t0}
+    r["add_docs_per_s"] = len(docs) / r["add_s"]
+    r["exact"], _ = time_queries(lambda j: idx.search(queries[j : j + 1], K), len(queries))
+    r["exact"]["recall@10"] = 1.0
+    return r
+
+
+def cold_reopen_child(kind: str, folder: str) -> None:
+    """In a fresh interpreter: import, open ``folder`` and run one query; prints JSON seconds
+    (``import_s``, ``open_s`` = construct, ``first_result_s`` = construct + first search)."""
+    t0 = time.perf_counter()
+    q = unit_rows(np.random.default_rng(123), 1)
+    if kind == "engine":
+        from antigravity import AntigravityEngine
+
+        t1 = time.perf_counter()
+        eng = AntigravityEngine(encoder=StubEncoder(np.zeros((0, DIM), np.float32), q), data_dir=folder, store__collection="scale", store__index_threshold=10**9, store__backend="edge")
+        t2 = time.perf_counter()
+        eng.search_vectors(q, K, record=False)
+        t3 = time.perf_counter()
+        eng.close()
+    else:
+        import qdrant_edge as qe
+
+        t1 = time.perf_counter()
+        cfg = qe.EdgeConfig(vectors={"v": qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine)})
+        shard = qe.EdgeShard.load(folder, cfg)
+        t2 = time.perf_counter()
+        shard.query(qe.QueryRequest(limit=K, query=qe.Query.Nearest(q[0].tolist(), using="v"), with_payload=False, with_vector=False))
+        t3 = time.perf_counter()
+        shard.close()
+    print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "first_result_s": t3 - t1, "qdrant_client_imported": "qdrant_client" in sys.modules}))
+
+
+def cold_reopen(kind: str, folder: str) -> dict[str, Any]:
+    """Reopen in a new process (a restart): the child's own timings plus the wall time of the
+    whole subprocess (interpreter start and imports included)."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--reopen", kind, folder], capture_output=True, text=True, check=True)
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "process_wall_s": time.perf_counter() - t0}
+
+
+DATA_DOC = {
+    "gaussian": "synthetic unit-norm isotropic Gaussian 384-d float32 (worst case for HNSW recall)",
+    "lowrank": "synthetic unit-norm 384-d float32: a 32-d Gaussian through a fixed random 32x384 basis plus Gaussian noise 0.1 per coordinate",
+}
+
+
+def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str | None, efs: list[int], data: str = "gaussian") -> None:
+    import faiss
+    import torch
+
+    from antigravity.adaptation.adapter import ResidualAdapter
+
+    def log(msg: str) -> None:
+        print(f"[n={n} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    import antigravity
+
+    res: dict[str, Any] = {"antigravity": antigravity.__file__, "n": n, "dim": DIM, "k": K, "queries": nq, "threads_queries": threads_nq, "seed": seed, "machine_start": machine(),
+                           "data": DATA_DOC[data]}
+    docs, queries = make_data(data, seed, n, nq)
+    gt = faiss.IndexFlatIP(DIM)
+    gt.add(docs)
+    _, truth = gt.search(queries, K)
+    del gt
+    root = tempfile.mkdtemp(prefix=f"ag-scale-{n}-", dir=tmp_root)
+    e: dict[str, Any] = {}
+    q: dict[str, Any] = {}
+    res["engine"], res["raw_qdrant_edge"] = e, q
+    try:
+        eng = EngineSide(root, docs, queries)
+        raw = RawSide(root, docs, queries, eng.settings)
+        e["settings"] = eng.settings
+        sides = {"engine": eng.search, "raw": raw.search}
+        for r, side, name in ((e, eng, "engine"), (q, raw, "raw")):
+            r["ingest_s"] = side.ingest()
+            r["ingest_docs_per_s"] = n / r["ingest_s"]
+            log(f"{name} ingest {r['ingest_s']:.1f}s")
+        t = paired(sides, nq, truth)
+        e["exact"], q["exact"] = t["engine"], t["raw"]
+        for r, side, name in ((e, eng, "engine"), (q, raw, "raw")):
+            r["optimize_s"] = side.optimize()
+            log(f"{name} optimize {r['optimize_s']:.1f}s")
+        t = paired(sides, nq, truth)
+        e["hnsw"], q["hnsw"] = t["engine"], t["raw"]
+        for r, side in ((e, eng), (q, raw)):
+            r["qps_1_thread"], r["cpu_per_wall_1_thread"] = qps(side.search, threads_nq, 1)
+            r["qps_8_threads"], r["cpu_per_wall_8_threads"] = qps(side.search, threads_nq, 8)
+            r["threads_8_over_1"] = r["qps_8_threads"] / r["qps_1_thread"]
+        e["ef_sweep"], q["ef_sweep"] = [], []
+        for ef in efs:
+            eng.set_ef(ef)
+            raw.set_ef(ef)
+            t = paired(sides, nq, truth)
+            e["ef_sweep"].append({"hnsw_ef": ef, **t["engine"]})
+            q["ef_sweep"].append({"hnsw_ef": ef, **t["raw"]})
+        eng.set_ef(eng.settings["hnsw_ef"])
+        raw.set_ef(eng.settings["hnsw_ef"])
+        log("searches done")
+
+        torch.manual_seed(0)
+        adapter = ResidualAdapter(DIM, 32)
+        with torch.no_grad():
+            adapter.up.weight.normal_(0.0, 0.05)
+        t0 = time.perf_counter()
+        eng.eng.activate(adapter, None, version=1)
+        e["promotion_s"] = time.perf_counter() - t0
+        log(f"engine promotion {e['promotion_s']:.1f}s")
+        moved = adapter.transform(docs)
+        moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+        fi = faiss.IndexFlatIP(DIM)
+        fi.add(np.ascontiguousarray(moved, dtype=np.float32))
+        _, truth_moved = fi.search(queries, K)
+        del fi, moved
+        e["after_promotion"] = {**paired({"engine": eng.search}, nq, truth_moved)["engine"], "slot": eng.eng.served_version.slot}
+        e["indexed_vectors_after_promotion"] = eng.eng.store.indexed_vectors_count()
+
+        for r, side in ((e, eng), (q, raw)):
+            side.close()
+        for r, side in ((e, eng), (q, raw)):
+            r["reopen_to_first_result_s"] = side.reopen()
+        e["reopen_served_version"] = eng.eng.served_version.version
+        for side in (eng, raw):
+            side.close()
+        e["cold_reopen"] = cold_reopen("engine", eng.data)
+        q["cold_reopen"] = cold_reopen("raw", raw.path)
+        log("cold reopens done")
+        e.update(du(eng.data))
+        q.update(du(raw.dir))
+        e["rss_peak_mb"] = rss_mb()  # the process: engine + raw shard + matrices (see module doc)
+        log("engine and raw done")
+        res["faiss"] = run_faiss(docs, queries)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    res["rss_peak_process_mb"] = rss_mb()
+    res["machine_end"] = machine()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / result_name(n, data)).write_text(json.dumps(res, indent=2) + "\n")
+    log(f"wrote {out / result_name(n, data)}")
+
+
+# ---------------------------------------------------------------------------------------------
+def result_name(n: int, data: str) -> str:
+    return f"scale_{n}.json" if data == "gaussian" else f"scale_{n}_{data}.json"
+
+
+def table(res: dict[str, Any]) -> str:
+    e, q, f = res["engine"], res["raw_qdrant_edge"], res["faiss"]
+
+    def fmt(v: Any, nd: int = 2) -> str:
+        if v is None:
+            return "—"
+        if isinstance(v, float):
+            return f"{v:,.{nd}f}" if abs(v) < 1000 else f"{v:,.0f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    rows = [
+        ("ingest / upsert / add, docs/s", e["ingest_docs_per_s"], q["ingest_docs_per_s"], f["add_docs_per_s"], True),
+        ("search p50 ms, exact", e["exact"]["p50_ms"], q["exact"]["p50_ms"], f["exact"]["p50_ms"], True),
+        ("search p99 ms, exact", e["exact"]["p99_ms"], q["exact"]["p99_ms"], f["exact"]["p99_ms"], True),
+        ("recall@10, exact", e["exact"]["recall@10"], q["exact"]["recall@10"], 1.0, False),
+        ("optimize s", e["optimize_s"], q["optimize_s"], None, True),
+        ("search p50 ms, HNSW", e["hnsw"]["p50_ms"], q["hnsw"]["p50_ms"], None, True),
+        ("search p99 ms, HNSW", e["hnsw"]["p99_ms"], q["hnsw"]["p99_ms"], None, True),
+        ("recall@10, HNSW", e["hnsw"]["recall@10"], q["hnsw"]["recall@10"], None, True),
+        ("q/s, 1 thread (HNSW)", e["qps_1_thread"], q["qps_1_thread"], None, True),
+        ("q/s, 8 threads (HNSW)", e["qps_8_threads"], q["qps_8_threads"], None, True),
+        ("8 threads / 1 thread", e["threads_8_over_1"], q["threads_8_over_1"], None, True),
+        ("CPU s per wall s, 8 threads", e["cpu_per_wall_8_threads"], q["cpu_per_wall_8_threads"], None, False),
+        ("doc-side promotion s", e["promotion_s"], None, None, False),
+        ("search p50 ms after promotion (exact)", e["after_promotion"]["p50_ms"], None, None, False),
+        ("recall@10 after promotion", e["after_promotion"]["recall@10"], None, None, False),
+        ("reopen to first result s (same process)", e["reopen_to_first_result_s"], q["reopen_to_first_result_s"], None, True),
+        ("reopen to first result s (new process, after imports)", e["cold_reopen"]["first_result_s"], q["cold_reopen"]["first_result_s"], None, True),
+        ("  imports s (new process)", e["cold_reopen"]["import_s"], q["cold_reopen"]["import_s"], None, True),
+        ("disk MB", e["disk_bytes"] / 2**20, q["disk_bytes"] / 2**20, None, True),
+        ("peak RSS MB (whole process: engine + raw + faiss + data)", res["rss_peak_process_mb"], None, None, False),
+    ]
+    lines = [f"N = {res['n']:,}, data: {res['data']}", "", "| metric | engine | raw qdrant_edge | faiss FlatIP | engine / raw |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, ev, qv, fv, ratio in rows:
+        rt = fmt(ev / qv) if ratio and ev is not None and qv else "—"
+        nd = 3 if "recall" in name else 2
+        lines.append(f"| {name} | {fmt(ev, nd)} | {fmt(qv, nd)} | {fmt(fv, nd)} | {rt} |")
+    lines += ["", f"hnsw_ef sweep at N = {res['n']:,} (search-time; same graphs)", "",
+              "| hnsw_ef | engine p50 ms | engine recall@10 | raw p50 ms | raw recall@10 | p50 engine / raw |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for es, qs in zip(e.get("ef_sweep", []), q.get("ef_sweep", [])):
+        lines.append(f"| {es['hnsw_ef']} | {es['p50_ms']:.2f} | {es['recall@10']:.3f} | {qs['p50_ms']:.2f} | {qs['recall@10']:.3f} | {es['p50_ms'] / qs['p50_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--out", type=Path, default=Path("results"))
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--threads-queries", type=int, default=2000, help="queries for the 1- vs 8-thread q/s")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", choices=sorted(DATA_DOC), default="gaussian", help="gaussian: isotropic unit rows (default); lowrank: 32-d structure plus noise")
+    ap.add_argument("--ef", type=int, nargs="*", default=[64, 128, 256, 512, 1024, 2048], help="hnsw_ef values of the search-time sweep")
+    ap.add_argument("--tmp", default=None, help="parent folder of the temporary stores")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per N before its subprocess is stopped")
+    ap.add_argument("--quick", action="store_true", help="2k-document smoke run (50 queries)")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--reopen", nargs=2, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.quick:
+        a.n, a.queries, a.threads_queries = [2000], 50, 400
+    if a.reopen is not None:
+        cold_reopen_child(*a.reopen)
+        return
+    if a.child is not None:
+        child(a.child, a.queries, a.threads_queries, a.seed, a.out, a.tmp, a.ef, a.data)
+        return
+    for n in a.n:
+        cmd = [sys.executable, __file__, "--child", str(n), "--out", str(a.out), "--queries", str(a.queries), "--threads-queries", str(a.threads_queries), "--seed", str(a.seed), "--data", a.data, "--ef", *map(str, a.ef)]
+        if a.tmp:
+            cmd += ["--tmp", a.tmp]
+        proc = subprocess.Popen(cmd)
+        try:
+            rc = proc.wait(timeout=a.timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            print(f"N = {n}: stopped after {a.timeout} s (not measured)", file=sys.stderr)
+            continue
+        if rc != 0:
+            print(f"N = {n}: subprocess failed (exit {rc})", file=sys.stderr)
+            continue
+        print(table(json.loads((a.out / result_name(n, a.data)).read_text())) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
