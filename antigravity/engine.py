@@ -1,15 +1,6 @@
-"""The engine facade: one object a search backend embeds.
-
-    from antigravity import AntigravityEngine
-    with AntigravityEngine(store__location=":memory:") as engine:
-        engine.ingest([{"_id": "d1", "text": "..."}])
-        hits = engine.search("query", k=10)
-        engine.run_sedimentation_cycle()
-
-It wires small parts together (:mod:`antigravity.serving`: documents, versions, traffic,
-teacher service, counters; :mod:`antigravity.modes`: what a mode does) and hands adaptation
-code (:mod:`antigravity.adaptation`) a frozen :class:`AdaptationContext`.
-"""
+"""The engine facade a search backend embeds: it wires the serving parts (documents, versions,
+traffic, teacher, counters, search, index policy, feedback) and the mode runner together and
+delegates to them (``docs/architecture.md``). Usage: README, "Embedding the engine"."""
 
 from __future__ import annotations
 

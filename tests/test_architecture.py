@@ -50,7 +50,7 @@ def test_nothing_outside_an_encoder_calls_an_encoder_private():
 
 def test_engine_is_a_facade():
     n = len((PKG / "engine.py").read_text().splitlines())
-    assert n <= 320, f"engine.py has {n} lines: move behaviour into serving/ or adaptation/"
+    assert n <= 310, f"engine.py has {n} lines: move behaviour into serving/ or adaptation/"
 
 
 def test_mode_registry_agrees_with_settings():
