@@ -103,13 +103,12 @@ class Searcher:
 
     def search_vectors(self, raw: Any, k: int, record: bool, texts: Sequence[str] | None, filter: Any = None) -> list[list[SearchHit]]:
         """Search raw query vectors ``(m, d) float32`` under the served version (one version
-        per call, however long it runs). A payload ``filter`` (:func:`antigravity.stores.filters.parse_filter`)
-        restricts the candidates; filtered searches are not recorded as traffic (their top-k
-        is not the query's neighbourhood), counted as ``filtered_searches``."""
-        from antigravity.stores.filters import parse_filter
-
+        per call, however long it runs). A payload ``filter`` restricts the candidates; the store
+        validates and converts it (:func:`antigravity.stores.filters.parse_filter`, once per
+        call); ``None`` or ``{}`` is no filter. Filtered searches are not recorded as traffic
+        (their top-k is not the query's neighbourhood), counted as ``filtered_searches``."""
         raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
-        flt = parse_filter(filter) if filter is not None else None
+        flt = filter if filter is not None and filter != {} else None
         s = self._settings()
         fusion = s.teacher.fusion_weight if texts is not None else 0.0
         with self.versions.reading() as state:
