@@ -206,8 +206,18 @@ class EngineSide:
         self.data = os.path.join(root, "engine")
         self.kw = dict(data_dir=self.data, store__collection="scale", store__index_threshold=10**9, store__backend="edge")
         self.eng = AntigravityEngine(encoder=StubEncoder(docs, queries), **self.kw)
-        s = self.eng.settings.store
-        self.settings = {"m": s.m, "ef_construct": s.ef_construct, "hnsw_ef": s.hnsw_ef, "upsert_batch_size": s.upsert_batch_size, "store_text": s.store_text}
+        self.settings = self.store_settings(self.eng.settings.store)
+
+    @staticmethod
+    def store_settings(s: Any) -> dict[str, Any]:
+        return {"m": s.m, "ef_construct": s.ef_construct, "hnsw_ef": s.hnsw_ef, "upsert_batch_size": s.upsert_batch_size, "store_text": s.store_text}
+
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        """The store settings an engine would get (for a raw side run without the engine)."""
+        from antigravity.settings import Settings
+
+        return cls.store_settings(Settings().store)
 
     def ingest(self) -> float:
         t0 = time.perf_counter()
@@ -341,103 +351,179 @@ DATA_DOC = {
 }
 
 
-def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str | None, efs: list[int], data: str = "gaussian") -> None:
-    import faiss
+def exact_top_k(docs: np.ndarray, queries: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] | None = None, chunk: int = 100_000) -> np.ndarray:
+    """Exact cosine top-``K`` row indices ``(len(queries), K)`` int64 of ``docs`` (unit rows, or
+    ``transform(docs)`` re-normalised), streamed in chunks so no copy of the matrix is held."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for i in range(0, len(docs), chunk):
+        block = docs[i : i + chunk]
+        if transform is not None:
+            block = transform(block)
+            block = block / np.linalg.norm(block, axis=1, keepdims=True)
+        sc = queries @ block.T
+        s = np.concatenate([best_s, sc], axis=1)
+        idx = np.concatenate([best_i, np.broadcast_to(np.arange(i, i + len(block)), sc.shape)], axis=1)
+        top = np.argsort(-s, axis=1, kind="stable")[:, :K]
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(idx, top, 1)
+    return best_i
+
+
+class PeakMemory:
+    """Samples ``/proc/self/status`` every ``interval`` s in a daemon thread and keeps the peak
+    ``VmRSS``, ``RssAnon`` (heap: what the process really holds) and ``RssFile`` (mapped file
+    pages, e.g. Qdrant's mmapped segments: counted by ``ru_maxrss`` but reclaimable by the kernel)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.peak: dict[str, float] = {"VmRSS": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def sample(self) -> dict[str, float]:
+        now = {}
+        for ln in Path("/proc/self/status").read_text().splitlines():
+            key = ln.split(":", 1)[0]
+            if key in self.peak:
+                now[key] = int(ln.split()[1]) / 1024  # kB -> MiB
+                self.peak[key] = max(self.peak[key], now[key])
+        return now
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return {f"peak_{k}_mb": v for k, v in self.peak.items()}
+
+
+def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str | None, efs: list[int], data: str = "gaussian",
+          sides_run: tuple[str, ...] = ("engine", "raw", "faiss")) -> None:
     import torch
 
     from antigravity.adaptation.adapter import ResidualAdapter
 
     def log(msg: str) -> None:
-        print(f"[n={n} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+        print(f"[n={n} {'+'.join(sides_run)} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     import antigravity
 
+    mem = PeakMemory()
     res: dict[str, Any] = {"antigravity": antigravity.__file__, "n": n, "dim": DIM, "k": K, "queries": nq, "threads_queries": threads_nq, "seed": seed, "machine_start": machine(),
-                           "data": DATA_DOC[data]}
+                           "data": DATA_DOC[data], "sides_in_this_process": list(sides_run)}
     docs, queries = make_data(data, seed, n, nq)
-    gt = faiss.IndexFlatIP(DIM)
-    gt.add(docs)
-    _, truth = gt.search(queries, K)
-    del gt
+    res["data_matrix_mb"] = (docs.nbytes + queries.nbytes) / 2**20
+    truth = exact_top_k(docs, queries)
     root = tempfile.mkdtemp(prefix=f"ag-scale-{n}-", dir=tmp_root)
     e: dict[str, Any] = {}
     q: dict[str, Any] = {}
-    res["engine"], res["raw_qdrant_edge"] = e, q
     try:
-        eng = EngineSide(root, docs, queries)
-        raw = RawSide(root, docs, queries, eng.settings)
-        e["settings"] = eng.settings
-        sides = {"engine": eng.search, "raw": raw.search}
-        for r, side, name in ((e, eng, "engine"), (q, raw, "raw")):
+        pairs: list[tuple[dict[str, Any], Any, str]] = []
+        settings = EngineSide.default_settings()
+        if "engine" in sides_run:
+            eng = EngineSide(root, docs, queries)
+            settings = e["settings"] = eng.settings
+            pairs.append((e, eng, "engine"))
+            res["engine"] = e
+        if "raw" in sides_run:
+            raw = RawSide(root, docs, queries, settings)
+            pairs.append((q, raw, "raw"))
+            res["raw_qdrant_edge"] = q
+        sides = {name: side.search for _, side, name in pairs}
+        for r, side, name in pairs:
             r["ingest_s"] = side.ingest()
             r["ingest_docs_per_s"] = n / r["ingest_s"]
             log(f"{name} ingest {r['ingest_s']:.1f}s")
-        t = paired(sides, nq, truth)
-        e["exact"], q["exact"] = t["engine"], t["raw"]
-        for r, side, name in ((e, eng, "engine"), (q, raw, "raw")):
-            r["optimize_s"] = side.optimize()
-            log(f"{name} optimize {r['optimize_s']:.1f}s")
-        t = paired(sides, nq, truth)
-        e["hnsw"], q["hnsw"] = t["engine"], t["raw"]
-        for r, side in ((e, eng), (q, raw)):
-            r["qps_1_thread"], r["cpu_per_wall_1_thread"] = qps(side.search, threads_nq, 1)
-            r["qps_8_threads"], r["cpu_per_wall_8_threads"] = qps(side.search, threads_nq, 8)
-            r["threads_8_over_1"] = r["qps_8_threads"] / r["qps_1_thread"]
-        e["ef_sweep"], q["ef_sweep"] = [], []
-        for ef in efs:
-            eng.set_ef(ef)
-            raw.set_ef(ef)
+        if pairs:
             t = paired(sides, nq, truth)
-            e["ef_sweep"].append({"hnsw_ef": ef, **t["engine"]})
-            q["ef_sweep"].append({"hnsw_ef": ef, **t["raw"]})
-        eng.set_ef(eng.settings["hnsw_ef"])
-        raw.set_ef(eng.settings["hnsw_ef"])
-        log("searches done")
+            for r, _, name in pairs:
+                r["exact"] = t[name]
+            for r, side, name in pairs:
+                r["optimize_s"] = side.optimize()
+                log(f"{name} optimize {r['optimize_s']:.1f}s")
+            t = paired(sides, nq, truth)
+            for r, _, name in pairs:
+                r["hnsw"] = t[name]
+            for r, side, _ in pairs:
+                r["qps_1_thread"], r["cpu_per_wall_1_thread"] = qps(side.search, threads_nq, 1)
+                r["qps_8_threads"], r["cpu_per_wall_8_threads"] = qps(side.search, threads_nq, 8)
+                r["threads_8_over_1"] = r["qps_8_threads"] / r["qps_1_thread"]
+            for r, _, _ in pairs:
+                r["ef_sweep"] = []
+            for ef in efs:
+                for _, side, _ in pairs:
+                    side.set_ef(ef)
+                t = paired(sides, nq, truth)
+                for r, _, name in pairs:
+                    r["ef_sweep"].append({"hnsw_ef": ef, **t[name]})
+            for _, side, _ in pairs:
+                side.set_ef(settings["hnsw_ef"])
+            log("searches done")
 
-        torch.manual_seed(0)
-        adapter = ResidualAdapter(DIM, 32)
-        with torch.no_grad():
-            adapter.up.weight.normal_(0.0, 0.05)
-        t0 = time.perf_counter()
-        eng.eng.activate(adapter, None, version=1)
-        e["promotion_s"] = time.perf_counter() - t0
-        log(f"engine promotion {e['promotion_s']:.1f}s")
-        moved = adapter.transform(docs)
-        moved /= np.linalg.norm(moved, axis=1, keepdims=True)
-        fi = faiss.IndexFlatIP(DIM)
-        fi.add(np.ascontiguousarray(moved, dtype=np.float32))
-        _, truth_moved = fi.search(queries, K)
-        del fi, moved
-        e["after_promotion"] = {**paired({"engine": eng.search}, nq, truth_moved)["engine"], "slot": eng.eng.served_version.slot}
-        e["indexed_vectors_after_promotion"] = eng.eng.store.indexed_vectors_count()
+        if "engine" in sides_run:
+            torch.manual_seed(0)
+            adapter = ResidualAdapter(DIM, 32)
+            with torch.no_grad():
+                adapter.up.weight.normal_(0.0, 0.05)
+            t0 = time.perf_counter()
+            eng.eng.activate(adapter, None, version=1)
+            e["promotion_s"] = time.perf_counter() - t0
+            log(f"engine promotion {e['promotion_s']:.1f}s")
+            truth_moved = exact_top_k(docs, queries, transform=adapter.transform)
+            e["after_promotion"] = {**paired({"engine": eng.search}, nq, truth_moved)["engine"], "slot": eng.eng.served_version.slot}
+            e["indexed_vectors_after_promotion"] = eng.eng.store.indexed_vectors_count()
 
-        for r, side in ((e, eng), (q, raw)):
+        for _, side, _ in pairs:
             side.close()
-        for r, side in ((e, eng), (q, raw)):
+        for r, side, _ in pairs:
             r["reopen_to_first_result_s"] = side.reopen()
-        e["reopen_served_version"] = eng.eng.served_version.version
-        for side in (eng, raw):
+        if "engine" in sides_run:
+            e["reopen_served_version"] = eng.eng.served_version.version
+        for _, side, _ in pairs:
             side.close()
-        e["cold_reopen"] = cold_reopen("engine", eng.data)
-        q["cold_reopen"] = cold_reopen("raw", raw.path)
-        log("cold reopens done")
-        e.update(du(eng.data))
-        q.update(du(raw.dir))
-        e["rss_peak_mb"] = rss_mb()  # the process: engine + raw shard + matrices (see module doc)
-        log("engine and raw done")
-        res["faiss"] = run_faiss(docs, queries)
+        if "engine" in sides_run:
+            e["cold_reopen"] = cold_reopen("engine", eng.data)
+            e.update(du(eng.data))
+        if "raw" in sides_run:
+            q["cold_reopen"] = cold_reopen("raw", raw.path)
+            q.update(du(raw.dir))
+        if pairs:
+            log("cold reopens done")
+        for r, _, _ in pairs:
+            r["rss_peak_mb"] = rss_mb()  # this process up to here: the sides in it + the matrices (see module doc)
+            r.update(mem.stop() if len(pairs) == 1 else {})
+        if "faiss" in sides_run:
+            res["faiss"] = run_faiss(docs, queries)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     res["rss_peak_process_mb"] = rss_mb()
     res["machine_end"] = machine()
     out.mkdir(parents=True, exist_ok=True)
-    (out / result_name(n, data)).write_text(json.dumps(res, indent=2) + "\n")
-    log(f"wrote {out / result_name(n, data)}")
+    (out / result_name(n, data, sides_run)).write_text(json.dumps(res, indent=2) + "\n")
+    log(f"wrote {out / result_name(n, data, sides_run)}")
 
 
 # ---------------------------------------------------------------------------------------------
-def result_name(n: int, data: str) -> str:
-    return f"scale_{n}.json" if data == "gaussian" else f"scale_{n}_{data}.json"
+def result_name(n: int, data: str, sides: tuple[str, ...] | None = None) -> str:
+    """``scale_<N>[_<data>].json``; a one-side part of a ``--separate`` run adds ``.<side>``."""
+    base = f"scale_{n}" if data == "gaussian" else f"scale_{n}_{data}"
+    return f"{base}.json" if sides is None or len(sides) != 1 else f"{base}.{sides[0]}.json"
+
+
+def merge_separate(n: int, data: str, out: Path) -> dict[str, Any]:
+    """One result from the per-side files of a ``--separate`` run (searches not paired)."""
+    parts = {side: json.loads((out / result_name(n, data, (side,))).read_text()) for side in ("engine", "raw", "faiss")}
+    res = {k: v for k, v in parts["engine"].items() if k not in ("rss_peak_process_mb", "sides_in_this_process")}
+    res["raw_qdrant_edge"], res["faiss"] = parts["raw"]["raw_qdrant_edge"], parts["faiss"]["faiss"]
+    res["separate_processes"] = True
+    res["rss_peak_process_mb"] = parts["engine"]["rss_peak_process_mb"]
+    res["machine_end"] = parts["faiss"]["machine_end"]
+    res["parts"] = {side: {"machine_start": p["machine_start"], "machine_end": p["machine_end"], "rss_peak_process_mb": p["rss_peak_process_mb"]} for side, p in parts.items()}
+    (out / result_name(n, data)).write_text(json.dumps(res, indent=2) + "\n")
+    return res
 
 
 def table(res: dict[str, Any]) -> str:
@@ -470,7 +556,10 @@ def table(res: dict[str, Any]) -> str:
         ("reopen to first result s (new process, after imports)", e["cold_reopen"]["first_result_s"], q["cold_reopen"]["first_result_s"], None, True),
         ("  imports s (new process)", e["cold_reopen"]["import_s"], q["cold_reopen"]["import_s"], None, True),
         ("disk MB", e["disk_bytes"] / 2**20, q["disk_bytes"] / 2**20, None, True),
-        ("peak RSS MB (whole process: engine + raw + faiss + data)", res["rss_peak_process_mb"], None, None, False),
+        (("peak RSS MB (engine process: engine + data)" if res.get("separate_processes") else "peak RSS MB (whole process: engine + raw + faiss + data)"),
+         res["rss_peak_process_mb"], res["parts"]["raw"]["rss_peak_process_mb"] if res.get("separate_processes") else None, None, False),
+        ("  of which heap (peak RssAnon MB)", e.get("peak_RssAnon_mb"), q.get("peak_RssAnon_mb"), None, False),
+        ("  of which mapped files (peak RssFile MB)", e.get("peak_RssFile_mb"), q.get("peak_RssFile_mb"), None, False),
     ]
     lines = [f"N = {res['n']:,}, data: {res['data']}", "", "| metric | engine | raw qdrant_edge | faiss FlatIP | engine / raw |", "| --- | ---: | ---: | ---: | ---: |"]
     for name, ev, qv, fv, ratio in rows:
@@ -496,6 +585,8 @@ def main() -> None:
     ap.add_argument("--tmp", default=None, help="parent folder of the temporary stores")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per N before its subprocess is stopped")
     ap.add_argument("--quick", action="store_true", help="2k-document smoke run (50 queries)")
+    ap.add_argument("--separate", action="store_true", help="engine, raw qdrant_edge and faiss each in its own process (own peak RSS; searches not paired)")
+    ap.add_argument("--sides", nargs="+", default=["engine", "raw", "faiss"], help=argparse.SUPPRESS)
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--reopen", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -505,27 +596,34 @@ def main() -> None:
         cold_reopen_child(*a.reopen)
         return
     if a.child is not None:
-        child(a.child, a.queries, a.threads_queries, a.seed, a.out, a.tmp, a.ef, a.data)
+        child(a.child, a.queries, a.threads_queries, a.seed, a.out, a.tmp, a.ef, a.data, tuple(a.sides))
         return
     for n in a.n:
-        cmd = [sys.executable, __file__, "--child", str(n), "--out", str(a.out), "--queries", str(a.queries), "--threads-queries", str(a.threads_queries), "--seed", str(a.seed), "--data", a.data, "--ef", *map(str, a.ef)]
-        if a.tmp:
-            cmd += ["--tmp", a.tmp]
-        proc = subprocess.Popen(cmd)
-        try:
-            rc = proc.wait(timeout=a.timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
+        ok = True
+        for sides in ([["engine"], ["raw"], ["faiss"]] if a.separate else [["engine", "raw", "faiss"]]):
+            cmd = [sys.executable, __file__, "--child", str(n), "--out", str(a.out), "--queries", str(a.queries), "--threads-queries", str(a.threads_queries), "--seed", str(a.seed),
+                   "--data", a.data, "--ef", *map(str, a.ef), "--sides", *sides]
+            if a.tmp:
+                cmd += ["--tmp", a.tmp]
+            proc = subprocess.Popen(cmd)
             try:
-                proc.wait(30)
+                rc = proc.wait(timeout=a.timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-            print(f"N = {n}: stopped after {a.timeout} s (not measured)", file=sys.stderr)
-            continue
-        if rc != 0:
-            print(f"N = {n}: subprocess failed (exit {rc})", file=sys.stderr)
-            continue
-        print(table(json.loads((a.out / result_name(n, a.data)).read_text())) + "\n", flush=True)
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                print(f"N = {n} ({'+'.join(sides)}): stopped after {a.timeout} s (not measured)", file=sys.stderr)
+                ok = False
+                break
+            if rc != 0:
+                print(f"N = {n} ({'+'.join(sides)}): subprocess failed (exit {rc})", file=sys.stderr)
+                ok = False
+                break
+        if ok:
+            res = merge_separate(n, a.data, a.out) if a.separate else json.loads((a.out / result_name(n, a.data)).read_text())
+            print(table(res) + "\n", flush=True)
 
 
 if __name__ == "__main__":

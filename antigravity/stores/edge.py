@@ -413,11 +413,14 @@ class EdgeStore:
     def optimize(self) -> None:
         """Build the HNSW graphs (and merge segments), blocking until the shard has nothing left
         to optimise; holds the GIL meanwhile (about 5 s for 10k 128-d points on 2 cores).
-        Documents written afterwards are searched exactly until the next call."""
+        Documents written afterwards are searched exactly until the next call. Flushes after
+        the build: until a flush, qdrant-edge 0.9.0 keeps the segments the build replaced on
+        disk (twice the vector storage)."""
         if self.dim is None:
             return
         with self._write_lock, self._errors("optimize"):
             self._shard().optimize()
+            self._shard().flush()
 
     # -- reads -------------------------------------------------------------------------------
     def indexed_vectors_count(self) -> int:
