@@ -166,7 +166,11 @@ def test_alpha_zero_equals_training_without_hard_labels(tmp_path, recorded):
         assert data.hard is not None and data.hard.any()  # the labels were there ...
         q0, d0, _ = ft.train_feedback_adapters(current, dataclasses.replace(data, hard=None), D, **kw)
         q1, d1 = r.candidate
+        assert q1 is not None and d1 is None  # default: query adapter only
         for a, b in ((q0, q1), (d0, d1)):
+            if a is None:
+                assert b is None
+                continue
             diff = max(float((x - y).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
             assert diff <= 1e-7, diff  # ... and changed nothing
     finally:
@@ -323,5 +327,64 @@ def test_a_teacher_failure_keeps_the_served_version(tmp_path, recorded):
         r = e.train_on_feedback(alpha=0.5)
         assert not r.promoted and r.source == "feedback" and "teacher failed" in r.reason
         assert e.stats()["teacher_failures"] == {"runtime": 1} and e.served_version.version == 0 and not recorded
+    finally:
+        e.close()
+
+
+# -- generalisation options (query side only, other queries' positives as negatives) ---------
+
+
+def test_other_positive_candidates_are_seeded_draws_from_judged_relevant_documents():
+    judgments = [{0: 2, 1: 0}, {5: 1}, {7: 3, 9: 0}]
+    a = ft.other_positive_candidates(judgments, 2, seed=4)
+    assert a.shape == (3, 2) and a.dtype == np.int64
+    assert set(a.ravel()) <= {0, 5, 7}  # grade ≥ 1 only: rows 1 and 9 are never drawn
+    assert all(len(set(r)) == 2 for r in a)  # without replacement
+    assert np.array_equal(a, ft.other_positive_candidates(judgments, 2, seed=4))
+    assert ft.other_positive_candidates(judgments, 10, seed=0).shape == (3, 3)  # capped at the 3 positives
+    assert ft.other_positive_candidates(judgments, 0, seed=0).shape == (3, 0)
+    assert ft.other_positive_candidates([{1: 0}], 5, seed=0).shape == (1, 0)
+
+
+def test_build_targets_appends_other_positives_with_their_own_grades():
+    rng = np.random.default_rng(0)
+    D = rng.standard_normal((30, 8)).astype(np.float32)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Sq = D[[0, 10]] + 0.01
+    judgments = [{3: 2}, {20: 1, 3: 0}]
+    base = ft.build_feedback_targets(Sq, D, judgments, k=4, alpha=1.0, temperature=0.05, teacher_scores=None)
+    more = ft.build_feedback_targets(Sq, D, judgments, k=4, alpha=1.0, temperature=0.05, teacher_scores=None, other_positives=2, seed=1)
+    w = base.candidates.shape[1]
+    assert more.candidates.shape == (2, w + 2)
+    assert np.array_equal(more.candidates[:, :w], base.candidates)
+    assert set(more.candidates[:, w:].ravel()) <= {3, 20}
+    # query 1 judged document 3 as not relevant: where it appears as an "other positive" it gets no hard mass
+    for c, h in zip(more.candidates[1], more.hard[1]):
+        assert (h > 0) == (c == 20)
+
+
+def test_query_only_training_leaves_the_served_document_adapter_untouched(tmp_path, recorded):
+    e = _engine(tmp_path, rows=planted_rows())
+    try:
+        r = e.train_on_feedback(alpha=1.0, config=ft.FeedbackConfig(train_documents=False))
+        q, d = r.candidate
+        assert q is not None and d is None  # nothing served on the document side: identity stays identity
+        (current, data, D, kw), = recorded
+        assert kw["config"].train_documents is False
+        r2 = e.runner.train_on_feedback(alpha=1.0, config=ft.FeedbackConfig(train_documents=True))
+        assert r2.candidate[1] is not None and r2.candidate[1] is not r2.candidate[0]
+    finally:
+        e.close()
+
+
+def test_gate_reports_the_held_out_queries_whose_documents_training_never_judged(tmp_path):
+    e = _engine(tmp_path, rows=planted_rows())
+    try:
+        r = e.train_on_feedback(alpha=1.0)
+        gm = r.metrics["gate_metrics"]
+        # every item has its own relevant document, so no held-out query's document was judged in training
+        assert gm["n_never_seen"] == r.metrics["n_gate_queries"] >= 2
+        assert gm["delta_never_seen"] == pytest.approx(gm["delta"])
+        assert "no training feedback judged" in r.reason
     finally:
         e.close()
