@@ -218,6 +218,9 @@ class FeedbackSettings(_Section):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="train_on_feedback: weight α of the feedback cross-entropy in α·CE(feedback) + (1 − α)·T²·KL(teacher); 1 = feedback alone (no teacher loaded), 0 = teacher alone (feedback ignored)")
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="train_on_feedback: share of feedback queries (a stable hash of the query key) never trained on and used to gate the candidate")
     candidates: int = Field(100, ge=1, le=10000, description="train_on_feedback: the student's top-K documents per feedback query, joined with its judged documents, form the listwise candidates")
+    prior_boost: float = Field(0.0, ge=0.0, le=1.0, description="feedback prior at serving time (opt-in; 0 = off): added to the cosine of a candidate judged relevant for a similar feedback query (antigravity.serving.feedback_prior)")
+    prior_similarity: float = Field(0.8, ge=-1.0, le=1.0, description="feedback prior: minimum cosine between the raw student vectors of the query and a feedback query")
+    prior_candidates: int = Field(100, ge=1, le=10000, description="feedback prior: how many of the student's top candidates are re-ranked (a boosted document outside them is not pulled in)")
 
 
 class BenchmarkSettings(_Section):

@@ -207,6 +207,8 @@ class FeedbackStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        #: incremented by every committed write of this process (readers that cache derived data compare it)
+        self.generation = 0
 
     # -- connection ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -305,6 +307,7 @@ class FeedbackStore:
                 for name, n in (("rows", len(rows) - replaced - dropped), ("stored", len(rows)), ("replaced", replaced), ("dropped", dropped)):
                     conn.execute("UPDATE totals SET value = value + ? WHERE name = ?", (n, name))
                 conn.execute("COMMIT")
+                self.generation += 1
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

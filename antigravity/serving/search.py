@@ -80,13 +80,15 @@ class Searcher:
         encoder: the student. store: the vector store. versions: the version manager.
         teacher: the teacher service (fusion). traffic: the traffic buffer. counters: stats.
         settings: ``() -> Settings`` (read live). on_recorded: called after traffic is recorded.
+        prior: the opt-in feedback prior (:class:`~antigravity.serving.feedback_prior.FeedbackPrior`), or ``None``.
     """
 
     def __init__(self, encoder: Any, store: Any, versions: Any, teacher: Any, traffic: Any, counters: Any,
-                 settings: Callable[[], Any], on_recorded: Callable[[], None]) -> None:
+                 settings: Callable[[], Any], on_recorded: Callable[[], None], prior: Any = None) -> None:
         self.encoder, self.store, self.versions, self.teacher = encoder, store, versions, teacher
         self.traffic, self.counters, self._settings, self._on_recorded = traffic, counters, settings, on_recorded
         self._encode = Coalescer(lambda texts: self.encoder.encode_uncached(texts))
+        self.prior = prior
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Raw student vectors ``(m, d) float32`` (not cached: traffic is unbounded). Raises QueryError."""
@@ -106,17 +108,23 @@ class Searcher:
         per call, however long it runs). A payload ``filter`` restricts the candidates; the store
         validates and converts it (:func:`antigravity.stores.filters.parse_filter`, once per
         call); ``None`` or ``{}`` is no filter. Filtered searches are not recorded as traffic
-        (their top-k is not the query's neighbourhood), counted as ``filtered_searches``."""
+        (their top-k is not the query's neighbourhood), counted as ``filtered_searches``. With
+        ``feedback.prior_boost > 0`` the candidates are re-ranked by the feedback prior
+        (scores are then cosine + boost; counted as ``prior_boosted_queries``)."""
         raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
         flt = filter if filter is not None and filter != {} else None
         s = self._settings()
         fusion = s.teacher.fusion_weight if texts is not None else 0.0
+        prior = self.prior is not None and s.feedback.prior_boost > 0
         with self.versions.reading() as state:
             q = state.query_adapter.transform(raw) if state.query_adapter is not None else raw
-            limit = max(k, s.teacher.fusion_candidates) if fusion > 0 else k
+            limit = max(k, s.teacher.fusion_candidates if fusion > 0 else k, s.feedback.prior_candidates if prior else k)
             results = self.store.search(q, using=state.slot, k=limit) if flt is None else self.store.search(q, using=state.slot, k=limit, filter=flt)
         if fusion > 0:
-            results = self.teacher.fuse(list(texts), results, k, fusion)
+            results = self.teacher.fuse(list(texts), results, limit if prior else k, fusion)
+        if prior:
+            results, touched = self.prior.rerank(raw, results, k)
+            self.counters.count("prior_boosted_queries", touched)
         self.counters.count("queries_served", len(raw))
         if flt is not None:
             self.counters.count("filtered_searches", len(raw))
