@@ -173,9 +173,21 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def memory_cgroup() -> dict[str, Any] | None:
+    """The process's cgroup-v1 memory limit and peak usage (bytes; page cache included, which the
+    kernel reclaims at the limit), or ``None`` when there is no readable memory cgroup."""
+    try:
+        rel = next(ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines() if ln.split(":")[1] == "memory")
+        base = Path("/sys/fs/cgroup/memory") / rel.lstrip("/")
+        return {"path": rel, "limit_bytes": int((base / "memory.limit_in_bytes").read_text()), "max_usage_bytes": int((base / "memory.max_usage_in_bytes").read_text()),
+                "failcnt": int((base / "memory.failcnt").read_text())}
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def machine() -> dict[str, Any]:
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
-    return {"nproc": os.cpu_count(), "cpu_model": model, "loadavg": list(os.getloadavg()), "python": sys.version.split()[0]}
+    return {"nproc": os.cpu_count(), "cpu_model": model, "loadavg": list(os.getloadavg()), "python": sys.version.split()[0], "memory_cgroup": memory_cgroup()}
 
 
 def paired(sides: dict[str, Callable[[int], list[int]]], nq: int, truth: np.ndarray, warm: int = 5) -> dict[str, dict[str, float]]:
