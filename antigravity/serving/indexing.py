@@ -4,7 +4,10 @@ Qdrant Edge has no background optimizer: points written after the last ``optimiz
 searched exactly (correct, slower) until the next one. The policy here: exact search below
 ``store.index_threshold`` documents; above it, ``optimize()`` runs in a background thread
 after an ingest call and after a promotion rewrote a slot, and on request
-(:meth:`Indexer.optimize`, ``antigravity index``). Searches keep working while it runs.
+(:meth:`Indexer.optimize`, ``antigravity index``). Searches keep working while it runs: on
+the Edge store the graphs are built in a child process on a copy of the shard, swapped in at the
+end (:meth:`antigravity.stores.edge.EdgeStore.optimize`; measured by
+``benchmarks/search_during_optimize.py``); ingest, delete and promotions wait for it.
 """
 
 from __future__ import annotations

@@ -35,8 +35,10 @@ writes alike: the shard synchronises internally, see https://docs.rs/qdrant-edge
 puts no lock around searches, scrolls, counts or retrieves. Measured with qdrant-edge-py 0.9.0
 on 2 cores: ``query``, ``query_batch`` and ``optimize`` hold the GIL for their whole call, so
 calls on one store from several Python threads are serialised by the GIL rather than run in
-parallel, and a long ``optimize()`` (about 5 s for 10k 128-d points) stalls every Python thread
-of the process. Writes (``ensure_collection``, ``upsert``, ``set_served``, ``delete``,
+parallel, and a shard's own ``optimize()`` stalls every Python thread of the process for as long
+as it runs (30k 384-d documents: no search completed for 77 s). :meth:`EdgeStore.optimize`
+therefore builds in a child process on a copy of the shard and swaps it in; reads take a
+counted read section (:meth:`EdgeStore._reading`) so the swap never closes a shard under a read. Writes (``ensure_collection``, ``upsert``, ``set_served``, ``delete``,
 ``create_payload_index``, ``optimize``, ``drop_collection``, ``close``) take one re-entrant
 *write lock*, which searches and other reads never take: it keeps the multi-step writes whole
 (``set_served`` checks the ids, then writes; ``delete`` deletes, then recounts
@@ -53,7 +55,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import weakref
@@ -138,6 +143,18 @@ def _edge_condition(cond: Any) -> Any:
     return qe.FieldCondition(cond.key, match=match, range=rng)
 
 
+#: what the child process of :meth:`EdgeStore.optimize` runs: only ``qdrant_edge`` is imported
+#: (not this package), the shard copy is loaded with the configuration its ``edge_config.json`` holds
+_BUILD_CHILD = """
+import sys
+import qdrant_edge
+shard = qdrant_edge.EdgeShard.load(sys.argv[1])
+shard.optimize()
+shard.flush()
+shard.close()
+"""
+
+
 class _Handle:
     """The open shard and, for ``":memory:"``, the temporary folder; released by
     :meth:`EdgeStore.close` or when the store is garbage-collected."""
@@ -181,6 +198,9 @@ class EdgeStore:
             HNSW graph (Qdrant default 10000; must be > 0).
         raw_hnsw: also build a graph for the ``raw`` vector (default ``False``: raw searches are
             exact). The engine serves ``raw`` before the first adapter is trained.
+        optimize_in_subprocess: :meth:`optimize` builds the graphs in a child process on a copy
+            of the shard and swaps it in (default ``True``: searches of this process keep
+            running meanwhile); ``False`` builds in this process (holding the GIL throughout).
 
     The HNSW options apply when the collection is created and are re-applied when it is
     opened again (they take effect at the next :meth:`optimize`).
@@ -205,6 +225,7 @@ class EdgeStore:
         full_scan_threshold: int = 10000,
         indexing_threshold: int = 10000,
         raw_hnsw: bool = False,
+        optimize_in_subprocess: bool = True,
     ) -> None:
         if not isinstance(collection, str) or not collection or "/" in collection or "\\" in collection or collection in (".", ".."):
             raise StoreError(f"invalid collection name {collection!r} for an EdgeStore (it is a folder name)")
@@ -222,6 +243,10 @@ class EdgeStore:
         self.n_empty = 0
         self.dim: int | None = None
         self._write_lock = threading.RLock()
+        self.optimize_in_subprocess = bool(optimize_in_subprocess)
+        self._rw = threading.Condition()  # reads in flight vs. the shard swap of optimize()
+        self._n_reading = 0
+        self._swapping = False
         tmpdir = None
         if location == ":memory:":
             tmpdir = tempfile.mkdtemp(prefix="antigravity-edge-")
@@ -231,6 +256,7 @@ class EdgeStore:
             self._root = Path(location).expanduser()
         self._handle = _Handle(tmpdir)
         self._finalizer = weakref.finalize(self, self._handle.release)
+        self._recover_interrupted_optimize()
         if self._path.exists():
             self._open_existing()
 
@@ -238,6 +264,45 @@ class EdgeStore:
     @property
     def _path(self) -> Path:
         return self._root / self.collection
+
+    @property
+    def _build_dir(self) -> Path:
+        """Where :meth:`optimize` builds the indexed copy of the shard."""
+        return self._root / f".{self.collection}.optimizing"
+
+    @property
+    def _replaced_dir(self) -> Path:
+        """Where the shard an :meth:`optimize` replaced waits to be removed."""
+        return self._root / f".{self.collection}.replaced"
+
+    def _recover_interrupted_optimize(self) -> None:
+        """Finish or undo an :meth:`optimize` that a crash interrupted: a half-built copy is
+        removed; a shard moved aside but not yet replaced (crash between the two renames) is
+        moved back; a replaced shard left behind is removed. Nothing acknowledged is lost: the
+        copy is only ever built from a flushed, closed-to-writes shard."""
+        build, replaced = self._build_dir, self._replaced_dir
+        if build.exists():
+            shutil.rmtree(build)
+        if replaced.exists():
+            if self._path.exists():
+                shutil.rmtree(replaced)
+            else:
+                os.rename(replaced, self._path)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """The open shard for one read call; :meth:`optimize` swaps shards only when no read is in flight."""
+        with self._rw:
+            while self._swapping:
+                self._rw.wait()
+            self._n_reading += 1
+        try:
+            yield self._shard()
+        finally:
+            with self._rw:
+                self._n_reading -= 1
+                if not self._n_reading:
+                    self._rw.notify_all()
 
     @property
     def meta_file(self) -> Path | None:
@@ -412,23 +477,71 @@ class EdgeStore:
 
     def optimize(self) -> None:
         """Build the HNSW graphs (and merge segments), blocking until the shard has nothing left
-        to optimise; holds the GIL meanwhile (about 5 s for 10k 128-d points on 2 cores).
-        Documents written afterwards are searched exactly until the next call. Flushes after
-        the build: until a flush, qdrant-edge 0.9.0 keeps the segments the build replaced on
-        disk (twice the vector storage)."""
+        to optimise. Documents written afterwards are searched exactly until the next call.
+
+        With ``optimize_in_subprocess`` (default), under the write lock (ingest, delete and
+        slot writes wait; searches and other reads do not): flush, copy the shard folder to
+        ``.<collection>.optimizing``, build there in a child Python process that imports only
+        ``qdrant_edge``, then swap the folders (reads wait only for the swap itself: close,
+        two renames, load) and remove the old one. ``qdrant_edge``'s ``optimize`` holds the
+        GIL for its whole call (0.9.0), so building in this process stalls every search of the
+        process for as long as the build takes (measured: ``benchmarks/search_during_optimize.py``).
+        Costs: disk and page cache for a second copy of the shard while it runs. A crash at any
+        point leaves the old or the new shard (see :meth:`_recover_interrupted_optimize`).
+
+        Without it: the build runs in this process, then a flush (until a flush, qdrant-edge
+        0.9.0 keeps the segments the build replaced on disk).
+
+        Raises:
+            StoreError: the build failed (the served shard is unchanged), or the swapped-in
+                shard cannot be loaded.
+        """
         if self.dim is None:
             return
-        with self._write_lock, self._errors("optimize"):
-            self._shard().optimize()
-            self._shard().flush()
+        if not self.optimize_in_subprocess:
+            with self._write_lock, self._errors("optimize"):
+                self._shard().optimize()
+                self._shard().flush()
+            return
+        with self._write_lock:
+            with self._errors("optimize (flush)"):
+                self._shard().flush()
+            build, replaced = self._build_dir, self._replaced_dir
+            shutil.rmtree(build, ignore_errors=True)
+            try:
+                shutil.copytree(self._path, build)
+                child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build)], capture_output=True, text=True)
+                if child.returncode != 0:
+                    tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise StoreError(f"optimize failed on {self.describe()}: the index build process exited with {child.returncode}: {tail}; the served shard is unchanged")
+            except BaseException as exc:
+                shutil.rmtree(build, ignore_errors=True)
+                if isinstance(exc, OSError):
+                    raise StoreError(f"optimize failed on {self.describe()}: {type(exc).__name__}: {exc}; the served shard is unchanged") from exc
+                raise
+            with self._rw:
+                self._swapping = True
+                while self._n_reading:
+                    self._rw.wait()
+            try:
+                self._handle.close_shard()
+                os.rename(self._path, replaced)
+                os.rename(build, self._path)
+                with self._errors("cannot open the optimized shard at {where}"):
+                    self._handle.shard = _qe().EdgeShard.load(str(self._path), self._config(self.dim))
+            finally:
+                with self._rw:
+                    self._swapping = False
+                    self._rw.notify_all()
+            shutil.rmtree(replaced, ignore_errors=True)
 
     # -- reads -------------------------------------------------------------------------------
     def indexed_vectors_count(self) -> int:
         """Qdrant's ``indexed_vectors_count``: vectors (of all names) in HNSW-indexed segments."""
         if self.dim is None:
             return 0
-        with self._errors("info"):
-            return int(self._shard().info().indexed_vectors_count)
+        with self._errors("info"), self._reading() as shard:
+            return int(shard.info().indexed_vectors_count)
 
     def search(self, vectors: np.ndarray, using: str, k: int, filter: Any = None) -> list[list[tuple[str, float, dict]]]:
         """Top-``k`` cosine search for each row of ``vectors`` (``(m, d) float32``) against the
@@ -446,7 +559,6 @@ class EdgeStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.dim is None:
             return [[] for _ in range(len(vectors))]
-        shard = self._shard()
         params = qe.SearchParams(hnsw_ef=self.hnsw_ef) if self.hnsw_ef else None
 
         def fetch(rows: list[int], limit: int) -> list[list[tuple[float, dict]]]:
@@ -454,7 +566,7 @@ class EdgeStore:
                 qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vectors[i].tolist(), using=using), with_payload=True, with_vector=False, filter=edge_flt, params=params)
                 for i in rows
             ]
-            with self._errors("search"):
+            with self._errors("search"), self._reading() as shard:
                 results = shard.query_batch(qe.QueryBatchRequest(reqs)) if len(reqs) > 1 else [shard.query(reqs[0])]
             return [[(p.score, p.payload) for p in res] for res in results]
 
@@ -467,8 +579,8 @@ class EdgeStore:
         ids, names = id_list(doc_ids, "retrieve"), vector_names(with_vectors)
         if self.dim is None or not ids:
             return {}
-        with self._errors("retrieve"):
-            recs = self._shard().retrieve([point_id(d) for d in ids], True, names or False)
+        with self._errors("retrieve"), self._reading() as shard:
+            recs = shard.retrieve([point_id(d) for d in ids], True, names or False)
         return retrieved(recs, names if with_vectors else None)
 
     def _scroll(self, batch_size: int, with_payload: Any, with_vector: Any) -> Iterator[list]:
@@ -477,8 +589,8 @@ class EdgeStore:
         qe = _qe()
         offset = None
         while True:
-            with self._errors("scroll"):
-                recs, offset = self._shard().scroll(qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=with_vector))
+            with self._errors("scroll"), self._reading() as shard:
+                recs, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=with_vector))
             if recs:
                 yield recs
             if offset is None:
@@ -499,8 +611,8 @@ class EdgeStore:
         """Number of stored documents (empty ones included); 0 without a collection."""
         if self.dim is None:
             return 0
-        with self._errors("count"):
-            return int(self._shard().count(_qe().CountRequest(exact=True)))
+        with self._errors("count"), self._reading() as shard:
+            return int(shard.count(_qe().CountRequest(exact=True)))
 
     def count_empty(self) -> int:
         """Number of stored empty documents (payload flag ``_ag_empty``); 0 without a collection."""
@@ -508,8 +620,8 @@ class EdgeStore:
             return 0
         qe = _qe()
         flt = qe.Filter(must=[qe.FieldCondition(EMPTY_FLAG, match=qe.MatchValue(_edge_value(True)))])
-        with self._errors("count"):
-            return int(self._shard().count(qe.CountRequest(exact=True, filter=flt)))
+        with self._errors("count"), self._reading() as shard:
+            return int(shard.count(qe.CountRequest(exact=True, filter=flt)))
 
     def close(self) -> None:
         """Flush and close the shard (releasing its lock); an in-memory store's folder is
