@@ -77,10 +77,21 @@ def benchmark(
     config: ConfigOpt = None,
     cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
     teacher_weight: Optional[str] = typer.Option(None, help="hybrid teacher weight(s), comma-separated sweep, e.g. 0.3,0.5,0.7"),
+    feedback: Optional[str] = typer.Option(None, help="run the relevance-feedback protocol instead (docs/feedback.md): 'train' = TRAIN qrels (or, without a train split, half the judged queries per seed) as judgments; alpha = feedback.alpha if set, else 1"),
 ) -> None:
     """Index BEIR corpora into fresh Qdrant stores, adapt as deployed, and score held-out
-    queries per mode, cycle, seed and stratum (docs/protocol.md)."""
+    queries per mode, cycle, seed and stratum (docs/protocol.md). With ``--feedback train``:
+    train on judgments and score frozen / prior / adapted per stratum (docs/feedback.md)."""
     from antigravity.harness.benchmark import ALL_MODES, LABELS, resolve_data_dirs, run_benchmark, strip_private
+
+    if feedback is not None:
+        given = [flag for flag, on in (("--modes", modes != "baseline"), ("--labels", labels != "none"), ("--cycles", cycles is not None),
+                                       ("--pseudo-queries", pseudo_queries != 0), ("--teacher-weight", teacher_weight is not None)) if on]
+        if given:
+            raise ConfigurationError(f"--feedback runs the feedback protocol only: remove {', '.join(given)}")
+        _feedback_benchmark(feedback, task=task, student=student, teacher=teacher, seeds=seeds, data_dir=data_dir, suite=suite, split=split,
+                            output=output, config=config, cache_dir=cache_dir)
+        return
 
     mode_list = list(ALL_MODES) if modes.strip() == "all" else list(dict.fromkeys(m.strip() for m in modes.split(",") if m.strip()))
     bad = [m for m in mode_list if m not in ALL_MODES]
@@ -136,6 +147,34 @@ def benchmark(
 
         plot_ndcg(result, output.with_suffix(".png"))
         console.print(f"wrote {output} and {output.with_suffix('.png')}")
+
+
+def _feedback_benchmark(kind: str, *, task: Optional[str], student: Optional[str], teacher: Optional[str], seeds: str, data_dir: Optional[List[Path]],
+                        suite: Optional[str], split: str, output: Optional[Path], config: Optional[Path], cache_dir: Optional[Path]) -> None:
+    """``benchmark --feedback KIND`` (:func:`antigravity.harness.feedback_benchmark.run_feedback_benchmark`): table, and JSON with ``--output``."""
+    from antigravity.harness.benchmark import resolve_data_dirs, strip_private
+    from antigravity.harness.feedback_benchmark import FEEDBACK_COLUMNS, feedback_table_rows, run_feedback_benchmark, validate_feedback_kind
+
+    validate_feedback_kind(kind)
+    seed_list = _ints(seeds, "--seeds")
+    dirs = resolve_data_dirs([str(d) for d in data_dir or []], suite)
+    if task is None and not dirs:
+        task = "SciFact"
+    settings = _settings(config, student__name=student, teacher__name=teacher, cache_dir=str(cache_dir) if cache_dir else None)
+    result = strip_private(run_feedback_benchmark(settings, task=task, data_dir=dirs, split=split, seeds=seed_list, feedback=kind,
+                                                  progress=lambda msg: console.print(f"[dim]{msg}[/dim]")))
+    table = Table(title=(f"feedback {result['feedback']} — student {result['student']} ({result['student_precision']}), alpha {result['alpha']}, "
+                         f"recipe {result['recipe']}, prior boost {result['prior_boost']}, seeds {result['seeds']}; mean ± sample std over seeds, "
+                         f"Δ vs frozen with paired-t p Holm-corrected over {result['holm_family_size']} tests"))
+    for col in FEEDBACK_COLUMNS:
+        table.add_column(col, justify="left" if col in ("corpus", "row", "gate") else "right")
+    for row in feedback_table_rows(result):
+        table.add_row(*row)
+    Console(width=220).print(table)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {output}")
 
 
 def _print_table(result: dict[str, Any]) -> None:

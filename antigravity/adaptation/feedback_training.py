@@ -128,10 +128,12 @@ def usable_queries(feedback_queries: Sequence[Any], doc_ids: Sequence[str]) -> l
     return [out[k] for k in sorted(out)]
 
 
-def split_feedback(keys: Sequence[str], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def split_feedback(keys: Sequence[str], fraction: float, salt: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, held)`` of ``keys``: :func:`~antigravity.adaptation.gates.split_held_out`
-    (stable hash of the key; paraphrases of a held-out key are dropped from ``train``)."""
-    return split_held_out(list(keys), fraction)
+    (stable hash of the key; paraphrases of a held-out key are dropped from ``train``).
+    ``salt`` (an int ≥ 0, e.g. a benchmark seed) draws another fixed hold-out per value;
+    ``None`` (the default, what a deployment uses) is the unsalted assignment."""
+    return split_held_out(list(keys), fraction, salt)
 
 
 def feedback_distribution(grades: np.ndarray) -> np.ndarray:
@@ -284,6 +286,7 @@ def run_feedback_training(
     seed: Any,
     teacher: Any = None,
     config: FeedbackConfig | None = None,
+    split_seed: Any = None,
 ) -> AdaptationReport:
     """Train a candidate ``(query_adapter, doc_adapter)`` on stored feedback (and, for
     ``α < 1``, the teacher's rankings) and gate it on held-out feedback (see the module doc).
@@ -291,7 +294,10 @@ def run_feedback_training(
     Validation, in this order, before anything is loaded or trained: ``seed`` (int ≥ 0),
     ``temperature`` (> 0), ``alpha`` (a real number in [0, 1]; ``bool``/NaN refused),
     ``holdout_fraction`` (in (0, 1)), ``candidates`` (int ≥ 1), a teacher when ``α < 1``,
-    then at least 2 usable feedback queries (a judged document still stored).
+    ``split_seed`` (None, or an int ≥ 0) salts the hold-out hash (:func:`split_feedback`):
+    ``None`` keeps the fixed assignment; the benchmark passes its seed so that seeds vary
+    which feedback queries gate. Then at least 2 usable feedback queries (a judged document
+    still stored).
 
     Returns:
         ``AdaptationReport(source="feedback", ok=..., candidate=(q, d), metrics=...)``;
@@ -309,6 +315,7 @@ def run_feedback_training(
     alpha = validate_alpha(alpha)
     holdout_fraction = validate_holdout_fraction(holdout_fraction)
     k = validate_candidates(candidates)
+    split_seed = None if split_seed is None else validate_seed(split_seed)
     settings = ctx.settings
     if alpha < 1 and teacher is None and ctx.teacher_source is None and not (settings.teacher.name or settings.teacher.base_url):
         raise ConfigurationError(f"feedback training with alpha = {alpha} < 1 needs a teacher: set teacher.name or teacher.base_url, or alpha = 1 (feedback alone)")
@@ -318,12 +325,12 @@ def run_feedback_training(
     if len(usable) < 2:
         raise AdaptationError(f"need at least 2 feedback queries with a judged document still stored, got {len(usable)}; nothing changed")
     t_start = time.perf_counter()
-    train_idx, held_idx = split_feedback([u[0] for u in usable], holdout_fraction)
+    train_idx, held_idx = split_feedback([u[0] for u in usable], holdout_fraction, split_seed)
     train, held = [usable[i] for i in train_idx], [usable[i] for i in held_idx]
     if len(train) < 2:
         raise AdaptationError(f"need at least 2 feedback queries to train on besides the {len(held)} held out for the gate, got {len(train)}; nothing changed")
     metrics: dict[str, Any] = {
-        "alpha": alpha, "temperature": temperature, "candidates": k, "holdout_fraction": holdout_fraction, "seed": seed,
+        "alpha": alpha, "temperature": temperature, "candidates": k, "holdout_fraction": holdout_fraction, "seed": seed, "split_seed": split_seed,
         "n_feedback_queries": len(usable), "n_train": len(train), "n_held_out": len(held),
         "train_keys": [u[0] for u in train], "held_out_keys": [u[0] for u in held],
     }

@@ -74,19 +74,24 @@ def token_set(text: str) -> frozenset[str]:
     return frozenset(_WORDS.findall(text.lower()))
 
 
-def _bucket(text: str) -> float:
+def _bucket(text: str, salt: int | None = None) -> float:
     """A stable number in [0, 1) for ``text``: blake2b of its sorted token set, so case,
-    punctuation and word-order variants of one text share a bucket."""
-    key = " ".join(sorted(token_set(text))).encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64
+    punctuation and word-order variants of one text share a bucket. ``salt`` (an int, e.g. a
+    benchmark seed) prefixes the key, giving another fixed assignment per salt; ``None`` is the
+    unsalted hash every served gate uses."""
+    key = " ".join(sorted(token_set(text)))
+    if salt is not None:
+        key = f"salt{int(salt)}:{key}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2.0**64
 
 
-def is_held_out(text: str | None, fraction: float) -> bool:
+def is_held_out(text: str | None, fraction: float, salt: int | None = None) -> bool:
     """Whether a traffic/distillation text belongs to the label-free gate's held-out set. The
-    assignment is a fixed function of the text, so a text held out once is held out in every
-    cycle and in offline distillation: no served or candidate adapter ever trains on it.
-    Texts without text (vector-only searches) are never held out (they cannot be judged)."""
-    return bool(text) and _bucket(text) < fraction
+    assignment is a fixed function of the text (and of ``salt``, see :func:`_bucket`), so a
+    text held out once is held out in every cycle and in offline distillation: no served or
+    candidate adapter ever trains on it. Texts without text (vector-only searches) are never
+    held out (they cannot be judged)."""
+    return bool(text) and _bucket(text, salt) < fraction
 
 
 def is_stopping_half(text: str) -> bool:
@@ -117,12 +122,13 @@ def near_duplicate_mask(texts: Sequence[str | None], others: Sequence[str], thre
     return out
 
 
-def split_held_out(texts: Sequence[str | None], fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, held)`` of ``texts`` for the label-free gate: held = :func:`is_held_out`;
-    train = the rest minus near-duplicates (Jaccard ≥ 0.8) of a held-out text, so paraphrases
-    of a judged text are never trained on."""
-    held = np.array([i for i, t in enumerate(texts) if is_held_out(t, fraction)], np.int64)
-    rest = np.array([i for i in range(len(texts)) if not is_held_out(texts[i], fraction)], np.int64)
+def split_held_out(texts: Sequence[str | None], fraction: float, salt: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, held)`` of ``texts`` for the label-free gate: held = :func:`is_held_out`
+    (with ``salt``; ``None``: the served gates' fixed assignment); train = the rest minus
+    near-duplicates (Jaccard ≥ 0.8) of a held-out text, so paraphrases of a judged text are
+    never trained on."""
+    held = np.array([i for i, t in enumerate(texts) if is_held_out(t, fraction, salt)], np.int64)
+    rest = np.array([i for i in range(len(texts)) if not is_held_out(texts[i], fraction, salt)], np.int64)
     if len(held) and len(rest):
         near = near_duplicate_mask([texts[i] for i in rest], [texts[i] for i in held])
         rest = rest[~near]

@@ -270,9 +270,11 @@ def evaluate_engine(engine, data: BenchmarkData, qvecs: np.ndarray, cycle: Any, 
     return row
 
 
-def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: tuple) -> dict[str, dict[str, float]]:
-    """Per-query metrics of an adapter pair ``(query, doc)`` that need not be served (exact
-    search over the raw vectors; the same ranking the engine would serve)."""
+def adapters_run(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: tuple, k: int = 100) -> dict[str, dict[str, float]]:
+    """The top-``k`` run ``{qid: {doc_id: cosine}}`` of the evaluation queries (raw vectors
+    ``qvecs (n, d) float32``, rows in ``data.eval_queries`` order) under an adapter pair
+    ``(query, doc)`` (``(None, None)``: the frozen student) that need not be served: exact
+    search over the stored raw vectors, the same ranking the engine would serve."""
     from antigravity.adaptation.gates import ranked_run
 
     doc_ids, D = engine.raw_matrix()
@@ -280,7 +282,13 @@ def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: 
     if empty:  # empty documents are stored but never served (antigravity.core.documents)
         keep = [i for i, d in enumerate(doc_ids) if d not in empty]
         doc_ids, D = [doc_ids[i] for i in keep], D[keep]
-    return evaluate_per_query(data.eval_qrels, ranked_run(list(data.eval_queries), qvecs, doc_ids, D, *adapters))
+    return ranked_run(list(data.eval_queries), qvecs, doc_ids, D, *adapters, k=k)
+
+
+def evaluate_adapters(engine, data: BenchmarkData, qvecs: np.ndarray, adapters: tuple) -> dict[str, dict[str, float]]:
+    """Per-query metrics of an adapter pair ``(query, doc)`` that need not be served
+    (:func:`adapters_run`)."""
+    return evaluate_per_query(data.eval_qrels, adapters_run(engine, data, qvecs, adapters))
 
 
 def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str) -> dict[str, Any] | None:
@@ -357,7 +365,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
         engine.store.close()  # the shared encoder stays loaded for the next run
 
 
-def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], datas: list[BenchmarkData], stratum: str) -> dict[str, Any]:
+def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], datas: list[Any], stratum: str) -> dict[str, Any]:
     """Means over seeds of one row on one stratum, sample std (ddof = 1), per-seed deltas vs
     the frozen row of the same seed, and a paired t-test of per-query NDCG@10 deltas (each
     query's delta averaged over the seeds that evaluate it)."""
@@ -386,10 +394,11 @@ def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], data
     return out
 
 
-def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[BenchmarkData]) -> dict[str, Any]:
-    """Merge one mode's per-seed results (``datas[i]`` is seed ``seeds[i]``'s split): each row
-    gets means over seeds (all evaluation queries, for the table), ``std`` (ddof = 1),
-    ``per_seed``, ``strata`` (:func:`_stratum_stats` per stratum) and ``per_query_ndcg@10``
+def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[Any], strata: tuple[str, ...] = STRATA) -> dict[str, Any]:
+    """Merge one mode's per-seed results (``datas[i]`` is seed ``seeds[i]``'s split: anything
+    with ``stratum(name) -> [qid]`` and ``protocol["seed"]``): each row gets means over seeds
+    (all evaluation queries, for the table), ``std`` (ddof = 1), ``per_seed``, ``strata``
+    (:func:`_stratum_stats` per name in ``strata``) and ``per_query_ndcg@10``
     ``{seed: {qid: score}}``; ``decisions`` lists every gate decision of every seed."""
     out: dict[str, Any] = {
         "pretraining_time_s": _mean_or_none([r["pretraining_time_s"] for r in per_seed]),
@@ -413,7 +422,7 @@ def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[Benc
         if len(rows) > 1:
             row["std"] = {m: float(np.std([r[m] for r in rows], ddof=1)) for m in METRICS}
         row["per_seed"] = {str(sd): {m: r[m] for m in METRICS} for sd, r in zip(seeds, rows)}
-        row["strata"] = {st: _stratum_stats(rows, bases, datas, st) for st in STRATA}
+        row["strata"] = {st: _stratum_stats(rows, bases, datas, st) for st in strata}
         row["per_query_ndcg@10"] = {str(sd): {q: v["ndcg@10"] for q, v in r["_per_query"].items()} for sd, r in zip(seeds, rows)}
         return row
 
@@ -504,6 +513,33 @@ def resolve_data_dirs(data_dirs: list[str] | None, suite: str | None, suite_root
     return dirs
 
 
+def load_sources(task: str | None, data_dir: str | list[str] | None, split: str) -> list[CorpusSource]:
+    """The task (if any) then every BEIR folder, each loaded once (:func:`load_source`).
+
+    Raises:
+        ConfigurationError: neither a task nor a folder. EmptyCorpusError: a corpus without documents.
+    """
+    dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir or [])
+    sources = ([load_source(task, dirs[0] if dirs and task else None, split)] if task else []) + [load_source(None, d, split) for d in (dirs if not task else dirs[1:])]
+    if not sources:
+        raise ConfigurationError("give a task or at least one data folder")
+    for src in sources:
+        if not src.doc_ids:
+            from antigravity.core.errors import EmptyCorpusError
+
+            raise EmptyCorpusError(f"the corpus {src.name!r} is empty")
+    return sources
+
+
+def student_encoder(settings: Settings):
+    """The student :class:`~antigravity.encoders.model.Encoder` named in ``settings.student``
+    (shared by every engine of a benchmark run; the caller releases it)."""
+    from antigravity.encoders.model import Encoder
+
+    s = settings.student
+    return Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
+
+
 def run_corpus(
     settings: Settings, src: CorpusSource, *, modes: list[str], seeds: list[int], cycles: int, labels: str, pseudo_queries: int, encoder, say: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -556,28 +592,17 @@ def run_benchmark(
         ConfigurationError: no corpus, unknown label setting. DatasetError: unreadable folder.
         EmptyCorpusError: a corpus without documents.
     """
-    from antigravity.encoders.model import Encoder
-
     say = progress or (lambda msg: logger.info(msg))
     bad = [lb for lb in labels if lb not in LABELS]
     if bad or not labels:
         raise ConfigurationError(f"labels {bad or labels!r}: choose from {', '.join(LABELS)}")
-    dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir or [])
-    sources = ([load_source(task, dirs[0] if dirs and task else None, split)] if task else []) + [load_source(None, d, split) for d in (dirs if not task else dirs[1:])]
-    if not sources:
-        raise ConfigurationError("give a task or at least one data folder")
-    for src in sources:
-        if not src.doc_ids:
-            from antigravity.core.errors import EmptyCorpusError
-
-            raise EmptyCorpusError(f"the corpus {src.name!r} is empty")
+    sources = load_sources(task, data_dir, split)
     if teacher_weights and "hybrid" in modes:
         i = modes.index("hybrid")
         modes = modes[:i] + [f"hybrid@{w:g}" for w in teacher_weights] + modes[i + 1 :]
-    s = settings.student
     own_encoder = encoder is None
     if own_encoder:
-        encoder = Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
+        encoder = student_encoder(settings)
     result: dict[str, Any] = {
         "student": encoder.name,
         "student_precision": getattr(encoder, "precision", "bf16" if getattr(encoder, "bf16", False) else "fp32"),

@@ -134,7 +134,8 @@ class AdaptationRunner:
 
         ``overrides``: ``alpha`` (default ``feedback.alpha``), ``temperature``
         (``teacher.temperature``), ``candidates`` (``feedback.candidates``), ``holdout_fraction``
-        (``feedback.holdout_fraction``), ``seed`` (``adaptation.seed``), ``teacher`` (an object
+        (``feedback.holdout_fraction``), ``seed`` (``adaptation.seed``), ``split_seed`` (None:
+        the fixed hold-out hash; an int salts it — benchmarks), ``teacher`` (an object
         instead of the engine's), ``sources`` (feedback sources to read; default all),
         ``config`` (:class:`~antigravity.adaptation.feedback_training.FeedbackConfig`).
         Counted in ``stats()["feedback_trainings_run"]``. A teacher failure returns an
@@ -147,7 +148,7 @@ class AdaptationRunner:
         from antigravity.adaptation.feedback_training import run_feedback_training
 
         e = self.engine
-        known = {"alpha", "temperature", "candidates", "holdout_fraction", "seed", "teacher", "sources", "config"}
+        known = {"alpha", "temperature", "candidates", "holdout_fraction", "seed", "split_seed", "teacher", "sources", "config"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigurationError(f"train_on_feedback: unknown argument(s) {unknown}; known: {sorted(known)}")
