@@ -218,6 +218,9 @@ class FeedbackSettings(_Section):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="train_on_feedback: weight α of the feedback cross-entropy in α·CE(feedback) + (1 − α)·T²·KL(teacher); 1 = feedback alone (no teacher loaded), 0 = teacher alone (feedback ignored)")
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="train_on_feedback: share of feedback queries (a stable hash of the query key) never trained on and used to gate the candidate")
     candidates: int = Field(100, ge=1, le=10000, description="train_on_feedback: the student's top-K documents per feedback query, joined with its judged documents, form the listwise candidates")
+    propensity: Literal["none", "position"] = Field("none", description="train_on_feedback: none = clicks count as given; position = inverse-propensity weighting of click rows by 1/p_rank, p_rank = rank^-propensity_eta (Joachims et al. 2017, position bias); judgments, qrels and clicks without a rank are not reweighted")
+    propensity_eta: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="train_on_feedback: η of the position propensity p_rank = rank^-η (propensity = position)")
+    propensity_clip: float = Field(10.0, ge=1.0, description="train_on_feedback: largest inverse-propensity weight of a click (clipping bounds the variance; inf = no clipping)")
 
 
 class BenchmarkSettings(_Section):
