@@ -221,6 +221,9 @@ class FeedbackSettings(_Section):
     prior_boost: float = Field(0.0, ge=0.0, le=1.0, description="feedback prior at serving time (opt-in; 0 = off): added to the cosine of a candidate judged relevant for a similar feedback query (antigravity.serving.feedback_prior)")
     prior_similarity: float = Field(0.8, ge=-1.0, le=1.0, description="feedback prior: minimum cosine between the raw student vectors of the query and a feedback query")
     prior_candidates: int = Field(100, ge=1, le=10000, description="feedback prior: how many of the student's top candidates are re-ranked (a boosted document outside them is not pulled in)")
+    propensity: Literal["none", "position"] = Field("none", description="train_on_feedback: none = clicks count as given; position = inverse-propensity weighting of click rows by 1/p_rank, p_rank = rank^-propensity_eta (Joachims et al. 2017, position bias); judgments, qrels and clicks without a rank are not reweighted")
+    propensity_eta: float = Field(1.0, gt=0.0, allow_inf_nan=False, description="train_on_feedback: η of the position propensity p_rank = rank^-η (propensity = position)")
+    propensity_clip: float = Field(10.0, ge=1.0, description="train_on_feedback: largest inverse-propensity weight of a click (clipping bounds the variance; inf = no clipping)")
 
 
 class BenchmarkSettings(_Section):

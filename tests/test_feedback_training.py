@@ -336,12 +336,14 @@ def test_a_teacher_failure_keeps_the_served_version(tmp_path, recorded):
 
 def test_other_positive_candidates_are_seeded_draws_from_judged_relevant_documents():
     judgments = [{0: 2, 1: 0}, {5: 1}, {7: 3, 9: 0}]
-    a = ft.other_positive_candidates(judgments, 2, seed=4)
-    assert a.shape == (3, 2) and a.dtype == np.int64
+    a = ft.other_positive_candidates(judgments, 1, seed=4)
+    assert a.shape == (3, 1) and a.dtype == np.int64
     assert set(a.ravel()) <= {0, 5, 7}  # grade ≥ 1 only: rows 1 and 9 are never drawn
-    assert all(len(set(r)) == 2 for r in a)  # without replacement
-    assert np.array_equal(a, ft.other_positive_candidates(judgments, 2, seed=4))
-    assert ft.other_positive_candidates(judgments, 10, seed=0).shape == (3, 3)  # capped at the 3 positives
+    assert all(not set(r) & set(j) for r, j in zip(a, judgments))  # never one of the query's own judged documents
+    assert np.array_equal(a, ft.other_positive_candidates(judgments, 1, seed=4))
+    assert ft.other_positive_candidates(judgments, 10, seed=0).shape == (3, 1)  # 3 positives − at most 2 judged per query
+    b = ft.other_positive_candidates([{0: 1}, {1: 1}, {2: 1}, {3: 1}], 2, seed=0)
+    assert b.shape == (4, 2) and all(len(set(r)) == 2 and i not in r for i, r in enumerate(b))  # without replacement
     assert ft.other_positive_candidates(judgments, 0, seed=0).shape == (3, 0)
     assert ft.other_positive_candidates([{1: 0}], 5, seed=0).shape == (1, 0)
 
@@ -355,12 +357,15 @@ def test_build_targets_appends_other_positives_with_their_own_grades():
     base = ft.build_feedback_targets(Sq, D, judgments, k=4, alpha=1.0, temperature=0.05, teacher_scores=None)
     more = ft.build_feedback_targets(Sq, D, judgments, k=4, alpha=1.0, temperature=0.05, teacher_scores=None, other_positives=2, seed=1)
     w = base.candidates.shape[1]
-    assert more.candidates.shape == (2, w + 2)
+    assert more.candidates.shape == (2, w)  # 2 positives − 2 judged by query 1: nothing to draw
+    judgments = [{3: 2}, {20: 1}]
+    base = ft.build_feedback_targets(Sq, D, judgments, k=4, alpha=1.0, temperature=0.05, teacher_scores=None)
+    more = ft.build_feedback_targets(Sq, D, judgments, k=4, alpha=1.0, temperature=0.05, teacher_scores=None, other_positives=2, seed=1)
+    w = base.candidates.shape[1]
+    assert more.candidates.shape == (2, w + 1)
     assert np.array_equal(more.candidates[:, :w], base.candidates)
-    assert set(more.candidates[:, w:].ravel()) <= {3, 20}
-    # query 1 judged document 3 as not relevant: where it appears as an "other positive" it gets no hard mass
-    for c, h in zip(more.candidates[1], more.hard[1]):
-        assert (h > 0) == (c == 20)
+    assert more.candidates[0, w] == 20 and more.candidates[1, w] == 3  # the other query's positive, as a negative
+    assert more.hard[0, w] == 0 and more.hard[1, w] == 0 and np.allclose(more.hard.sum(1), 1)
 
 
 def test_query_only_training_leaves_the_served_document_adapter_untouched(tmp_path, recorded):

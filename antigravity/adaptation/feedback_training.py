@@ -25,6 +25,23 @@ with ``s_c = cos(f_q(q), f_d(d_c))`` (:class:`~antigravity.adaptation.training.L
   weight 0 and the teacher is never resolved or called; with ``α = 0`` the hard labels are
   not used at all (the result equals training on the soft targets alone, same seed).
 
+**Position bias** (``propensity = "position"``). A click is biased evidence: a document
+shown at rank ``r`` is examined — and so can be clicked — with probability ``p_r``, so
+relevant documents shown low are under-counted (the position-based model of
+:mod:`antigravity.clicks`). Inverse-propensity weighting (Joachims, Swaminathan & Schnabel,
+"Unbiased Learning-to-Rank with Biased Feedback", WSDM 2017) multiplies each click's gain in
+the hard target by ``w = min(1 / p_r, clip)`` with ``p_r = r^(−η)`` (a click at rank 5 with
+``η = 1`` weighs 5×), so that in expectation every relevant document shown gets the same
+mass wherever it was shown. Clipping the weight bounds the variance that small propensities
+cause, at the price of some bias (Strehl, Langford, Li & Kakade, "Learning from Logged
+Implicit Exploration Data", NeurIPS 2010; Joachims et al. 2017 §5). Only rows whose latest
+source is ``click`` are reweighted (judgments and qrels are not position-biased); a click
+without a recorded rank weighs 1 (counted in ``metrics["n_click_rows_unknown_rank"]``). The
+target stays normalised per query, so the weights move mass between a query's clicked
+documents — they do not reweight queries against each other as the unbiased risk estimate
+of Joachims et al. does (the listwise loss divides by each query's total target mass).
+``propensity = "none"`` (the default) leaves the target exactly as without this option.
+
 **Gate.** A deterministic slice of the feedback queries — :func:`~antigravity.adaptation.gates.split_held_out`
 on the query keys with ``holdout_fraction`` (the same stable hash the label-free gate uses
 for traffic; paraphrases of a held-out query are dropped from training too) — is never
@@ -53,12 +70,14 @@ from antigravity.adaptation.context import AdaptationContext, AdaptationReport
 from antigravity.adaptation.distillation import TeacherDistillationHelper, validate_temperature
 from antigravity.adaptation.gates import DevSetGate, GateDecision, ranked_run, split_held_out, top_rows
 from antigravity.adaptation.training import ListwiseTargets, TrainResult, fit_listwise
+from antigravity.clicks import position_propensity
 from antigravity.core.errors import AdaptationError, ConfigurationError
 from antigravity.evaluation import evaluate_per_query
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "feedback"
+PROPENSITIES: tuple[str, ...] = ("none", "position")
 
 
 @dataclass
@@ -116,6 +135,35 @@ def validate_candidates(k: Any) -> int:
     return int(k)
 
 
+def validate_propensity(propensity: Any, eta: Any, clip: Any) -> tuple[str, float, float]:
+    """``(propensity, η, clip)``: ``propensity`` one of :data:`PROPENSITIES`, ``η`` a finite
+    real > 0, ``clip`` a real ≥ 1 (``inf``: no clipping; ``bool``/NaN refused). Raises
+    :class:`ConfigurationError` naming the first bad value."""
+    if not isinstance(propensity, str) or propensity not in PROPENSITIES:
+        raise ConfigurationError(f"feedback propensity = {propensity!r}: must be one of {', '.join(PROPENSITIES)}")
+    if isinstance(eta, bool) or not isinstance(eta, Real) or not math.isfinite(float(eta)) or float(eta) <= 0:
+        raise ConfigurationError(f"feedback propensity_eta = {eta!r}: must be a finite real number > 0")
+    if isinstance(clip, bool) or not isinstance(clip, Real) or math.isnan(float(clip)) or float(clip) < 1:
+        raise ConfigurationError(f"feedback propensity_clip = {clip!r}: must be a real number >= 1 (inf: no clipping)")
+    return propensity, float(eta), float(clip)
+
+
+def click_weights(clicks: dict[str, int | None], *, eta: float, clip: float) -> tuple[dict[str, float], dict[str, int]]:
+    """Inverse-propensity weights ``{doc_id: min(1 / p_r, clip)}`` of click rows ``{doc_id:
+    rank}`` with ``p_r = r^(−η)`` (:func:`antigravity.clicks.position_propensity`); a click
+    without a rank (``None``) weighs 1. Also returns counts ``{"n_click_rows",
+    "n_click_rows_unknown_rank", "n_click_rows_clipped"}``."""
+    out, unknown, clipped = {}, 0, 0
+    for d, r in clicks.items():
+        if r is None:
+            out[d], unknown = 1.0, unknown + 1
+            continue
+        w = 1.0 / float(position_propensity(r, eta))
+        clipped += w > clip
+        out[d] = min(w, clip)
+    return out, {"n_click_rows": len(clicks), "n_click_rows_unknown_rank": unknown, "n_click_rows_clipped": int(clipped)}
+
+
 def usable_queries(feedback_queries: Sequence[Any], doc_ids: Sequence[str]) -> list[tuple[str, str, dict[str, int]]]:
     """``(key, text, judgments)`` of the queries with at least one judged document still
     stored (judgments restricted to stored documents), sorted by key."""
@@ -136,10 +184,13 @@ def split_feedback(keys: Sequence[str], fraction: float, salt: int | None = None
     return split_held_out(list(keys), fraction, salt)
 
 
-def feedback_distribution(grades: np.ndarray) -> np.ndarray:
-    """ListNet top-one targets from grades ``(m, K)`` (0 for unjudged): rows ∝ ``2^g − 1``;
-    a row without a relevant candidate is all zeros (no hard signal)."""
+def feedback_distribution(grades: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """ListNet top-one targets from grades ``(m, K)`` (0 for unjudged): rows ∝ ``2^g − 1``,
+    times ``weights (m, K)`` (inverse propensities, 1 = unweighted) when given; a row without
+    a relevant candidate is all zeros (no hard signal). Returns ``(m, K) float32``."""
     gain = np.exp2(np.maximum(grades, 0).astype(np.float64)) - 1.0
+    if weights is not None:
+        gain = gain * np.asarray(weights, np.float64)
     tot = gain.sum(1, keepdims=True)
     return np.divide(gain, tot, out=np.zeros_like(gain), where=tot > 0).astype(np.float32)
 
@@ -166,33 +217,38 @@ def feedback_candidates(Sq: np.ndarray, D: np.ndarray, judged: Sequence[Sequence
 
 
 def other_positive_candidates(judgments: Sequence[dict[int, int]], n: int, seed: int) -> np.ndarray:
-    """``(m, min(n, P)) int64``: for each query, ``n`` rows drawn without replacement (seeded)
-    from the ``P`` documents judged relevant (grade ≥ 1) for any query of ``judgments``
-    (possibly its own, which then keeps its grade). ``(m, 0)`` when ``n = 0`` or ``P = 0``."""
+    """``(m, W) int64``: for each query, ``W`` rows drawn without replacement (seeded) from the
+    documents judged relevant (grade ≥ 1) for *other* queries of ``judgments`` and not judged
+    for this one (so they are negatives, and no candidate is repeated); ``W = min(n, P − J)``
+    with ``P`` the relevant documents of all queries and ``J`` the most any query judged.
+    ``(m, 0)`` when ``n = 0`` or there is nothing to draw."""
     pos = np.array(sorted({r for j in judgments for r, g in j.items() if g >= 1}), np.int64)
-    width = min(int(n), len(pos))
+    width = max(0, min(int(n), len(pos) - max((len(j) for j in judgments), default=0)))
     if width == 0:
         return np.zeros((len(judgments), 0), np.int64)
     rng = np.random.Generator(np.random.PCG64(seed))
-    return np.stack([rng.choice(pos, size=width, replace=False) for _ in judgments])
+    return np.stack([rng.choice(pos[~np.isin(pos, list(j))], size=width, replace=False) for j in judgments])
 
 
 def build_feedback_targets(Sq: np.ndarray, D: np.ndarray, judgments: Sequence[dict[int, int]], *, k: int, alpha: float,
                            temperature: float, teacher_scores: Callable[[np.ndarray], np.ndarray] | None,
-                           other_positives: int = 0, seed: int = 0) -> ListwiseTargets:
+                           other_positives: int = 0, seed: int = 0, weights: Sequence[dict[int, float]] | None = None) -> ListwiseTargets:
     """:class:`ListwiseTargets` for raw query vectors ``Sq (m, d)``, documents ``D (N, d)``
     (the space the student top-``k`` is taken in) and per-query ``{doc row: grade}``: ``hard``
     = :func:`feedback_distribution` of the grades over the candidates (unused by the loss when
-    ``α = 0``); ``probs`` = the teacher's softmax over the candidates, ``teacher_scores(cand)
-    -> (m, W)`` cosines (not called when ``α = 1``: ``probs`` is then uniform and has weight 0).
-    ``other_positives``: columns of :func:`other_positive_candidates` appended to the
-    candidates (a document already among them is then a duplicate column: harmless for the
-    listwise losses, which compare distributions column by column)."""
+    ``α = 0``), each judged row's gain times its weight in ``weights`` (per-query ``{doc row:
+    weight}``, 1 where absent; ``None``: unweighted); ``probs`` = the teacher's softmax over the
+    candidates, ``teacher_scores(cand) -> (m, W)`` cosines (not called when ``α = 1``: ``probs``
+    is then uniform and has weight 0). ``other_positives``: columns of
+    :func:`other_positive_candidates` appended to the candidates (a document already among them
+    is then a duplicate column: harmless for the listwise losses, which compare distributions
+    column by column)."""
     cand = feedback_candidates(Sq, D, [list(j) for j in judgments], k)
     if other_positives:
         cand = np.concatenate([cand, other_positive_candidates(judgments, other_positives, seed)], axis=1)
     grades = np.array([[j.get(int(r), 0) for r in row] for j, row in zip(judgments, cand)], np.float32)
-    hard = feedback_distribution(grades)  # kept at α = 0 too: the loss then ignores it (tested)
+    W = None if weights is None else np.array([[w.get(int(r), 1.0) for r in row] for w, row in zip(weights, cand)], np.float64)
+    hard = feedback_distribution(grades, W)  # kept at α = 0 too: the loss then ignores it (tested)
     if alpha < 1:
         z = np.asarray(teacher_scores(cand), np.float64) / temperature
         P = np.exp(z - z.max(1, keepdims=True))
@@ -287,22 +343,31 @@ def run_feedback_training(
     teacher: Any = None,
     config: FeedbackConfig | None = None,
     split_seed: Any = None,
+    propensity: Any = "none",
+    propensity_eta: Any = 1.0,
+    propensity_clip: Any = 10.0,
 ) -> AdaptationReport:
     """Train a candidate ``(query_adapter, doc_adapter)`` on stored feedback (and, for
     ``α < 1``, the teacher's rankings) and gate it on held-out feedback (see the module doc).
 
     Validation, in this order, before anything is loaded or trained: ``seed`` (int ≥ 0),
     ``temperature`` (> 0), ``alpha`` (a real number in [0, 1]; ``bool``/NaN refused),
-    ``holdout_fraction`` (in (0, 1)), ``candidates`` (int ≥ 1), a teacher when ``α < 1``,
+    ``holdout_fraction`` (in (0, 1)), ``candidates`` (int ≥ 1), ``propensity``,
+    ``propensity_eta``, ``propensity_clip`` (:func:`validate_propensity`), a teacher when
+    ``α < 1``, then at least 2 usable feedback queries (a judged document still stored).
     ``split_seed`` (None, or an int ≥ 0) salts the hold-out hash (:func:`split_feedback`):
     ``None`` keeps the fixed assignment; the benchmark passes its seed so that seeds vary
-    which feedback queries gate. Then at least 2 usable feedback queries (a judged document
-    still stored).
+    which feedback queries gate.
+    ``propensity = "position"`` weighs each training click by its inverse propensity (module
+    doc); the objects in ``feedback_queries`` then give click ranks as ``clicks = {doc_id:
+    rank}`` (absent: no click rows).
 
     Returns:
         ``AdaptationReport(source="feedback", ok=..., candidate=(q, d), metrics=...)``;
         ``metrics`` holds ``alpha``, ``n_feedback_queries``, ``n_train``, ``n_held_out``,
-        ``train_keys``, ``held_out_keys``, losses and the gate's numbers. The caller promotes.
+        ``train_keys``, ``held_out_keys``, losses and the gate's numbers; with ``propensity =
+        "position"`` also ``n_click_rows``, ``n_click_rows_unknown_rank``,
+        ``n_click_rows_clipped`` (training queries) and ``max_click_weight``. The caller promotes.
 
     Raises:
         ConfigurationError: an invalid argument, or ``α < 1`` without a teacher configured.
@@ -316,6 +381,7 @@ def run_feedback_training(
     holdout_fraction = validate_holdout_fraction(holdout_fraction)
     k = validate_candidates(candidates)
     split_seed = None if split_seed is None else validate_seed(split_seed)
+    propensity, eta, clip = validate_propensity(propensity, propensity_eta, propensity_clip)
     settings = ctx.settings
     if alpha < 1 and teacher is None and ctx.teacher_source is None and not (settings.teacher.name or settings.teacher.base_url):
         raise ConfigurationError(f"feedback training with alpha = {alpha} < 1 needs a teacher: set teacher.name or teacher.base_url, or alpha = 1 (feedback alone)")
@@ -332,7 +398,7 @@ def run_feedback_training(
     metrics: dict[str, Any] = {
         "alpha": alpha, "temperature": temperature, "candidates": k, "holdout_fraction": holdout_fraction, "seed": seed, "split_seed": split_seed,
         "n_feedback_queries": len(usable), "n_train": len(train), "n_held_out": len(held),
-        "train_keys": [u[0] for u in train], "held_out_keys": [u[0] for u in held],
+        "train_keys": [u[0] for u in train], "held_out_keys": [u[0] for u in held], "propensity": propensity,
     }
     current = ctx.current
     gated = [u for u in held if any(g >= 1 for g in u[2].values())]
@@ -343,6 +409,15 @@ def run_feedback_training(
     row = {d: i for i, d in enumerate(doc_ids)}
     Sq = np.asarray(ctx.encoder.encode([u[1] for u in train]), np.float32)
     judgments = [{row[d]: g for d, g in u[2].items()} for u in train]
+    weights = None
+    if propensity == "position":
+        clicks = {q.key: getattr(q, "clicks", None) or {} for q in feedback_queries}
+        weights, counts = [], {"n_click_rows": 0, "n_click_rows_unknown_rank": 0, "n_click_rows_clipped": 0}
+        for key, _, j in train:
+            w, n = click_weights({d: r for d, r in clicks.get(key, {}).items() if d in j}, eta=eta, clip=clip)
+            weights.append({row[d]: x for d, x in w.items()})
+            counts = {c: counts[c] + n[c] for c in counts}
+        metrics.update(propensity_eta=eta, propensity_clip=clip, **counts, max_click_weight=max((x for w in weights for x in w.values()), default=1.0))
     helper = None
     checkpoint: dict[str, Any] = {}
     try:
@@ -360,12 +435,12 @@ def run_feedback_training(
                 return np.einsum("md,mkd->mk", Tq, Td[pos])
 
             data = build_feedback_targets(Sq, D, judgments, k=k, alpha=alpha, temperature=temperature, teacher_scores=teacher_scores,
-                                          other_positives=cfg.other_positives, seed=seed)
+                                          other_positives=cfg.other_positives, seed=seed, weights=weights)
             metrics["teacher_encode_time_s"] = time.perf_counter() - t0
             checkpoint = {"teacher": helper.teacher.name, "teacher_dim": int(helper.teacher.dim)}
         else:
             data = build_feedback_targets(Sq, D, judgments, k=k, alpha=alpha, temperature=temperature, teacher_scores=None,
-                                          other_positives=cfg.other_positives, seed=seed)
+                                          other_positives=cfg.other_positives, seed=seed, weights=weights)
     finally:
         if helper is not None:
             helper.release()

@@ -134,7 +134,8 @@ class AdaptationRunner:
 
         ``overrides``: ``alpha`` (default ``feedback.alpha``), ``temperature``
         (``teacher.temperature``), ``candidates`` (``feedback.candidates``), ``holdout_fraction``
-        (``feedback.holdout_fraction``), ``seed`` (``adaptation.seed``), ``split_seed`` (None:
+        (``feedback.holdout_fraction``), ``propensity``, ``propensity_eta``, ``propensity_clip``
+        (``feedback.*``: inverse-propensity weighting of clicks), ``seed`` (``adaptation.seed``), ``split_seed`` (None:
         the fixed hold-out hash; an int salts it — benchmarks), ``teacher`` (an object
         instead of the engine's), ``sources`` (feedback sources to read; default all),
         ``config`` (:class:`~antigravity.adaptation.feedback_training.FeedbackConfig`).
@@ -148,14 +149,15 @@ class AdaptationRunner:
         from antigravity.adaptation.feedback_training import run_feedback_training
 
         e = self.engine
-        known = {"alpha", "temperature", "candidates", "holdout_fraction", "seed", "split_seed", "teacher", "sources", "config"}
+        known = {"alpha", "temperature", "candidates", "holdout_fraction", "seed", "split_seed", "teacher", "sources", "config", "propensity", "propensity_eta", "propensity_clip"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigurationError(f"train_on_feedback: unknown argument(s) {unknown}; known: {sorted(known)}")
         with self.lock:
             s = e.settings
             kw = {"alpha": s.feedback.alpha, "temperature": s.teacher.temperature, "candidates": s.feedback.candidates,
-                  "holdout_fraction": s.feedback.holdout_fraction, "seed": s.adaptation.seed, **overrides}
+                  "holdout_fraction": s.feedback.holdout_fraction, "seed": s.adaptation.seed, "propensity": s.feedback.propensity,
+                  "propensity_eta": s.feedback.propensity_eta, "propensity_clip": s.feedback.propensity_clip, **overrides}
             sources = kw.pop("sources", None)
             e.counters.count("feedback_trainings_run")
             ctx = self.context()

@@ -55,7 +55,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -113,11 +113,14 @@ class AddResult:
 @dataclass(frozen=True)
 class FeedbackQuery:
     """A distinct query (by key) with its latest text and ``{doc_id: relevance}`` (the latest
-    row per document over the selected sources)."""
+    row per document over the selected sources). ``clicks``: ``{doc_id: rank}`` of the
+    documents whose latest row is a ``click`` (``rank`` ``None`` when not recorded) — the
+    positions inverse-propensity weighting needs (``feedback.propensity``)."""
 
     query: str
     key: str
     judgments: dict[str, int]
+    clicks: dict[str, int | None] = field(default_factory=dict)
 
 
 def query_key(text: str) -> str:
@@ -328,8 +331,8 @@ class FeedbackStore:
 
     def queries(self, sources: Sequence[str] | None = None) -> list[FeedbackQuery]:
         """Distinct queries (by key, sorted by key) with their judged documents and grades,
-        from rows of ``sources`` (default: all)."""
-        sql = "SELECT query_key, query, doc_id, relevance FROM feedback"
+        and the shown rank of those whose latest row is a click, from rows of ``sources`` (default: all)."""
+        sql = "SELECT query_key, query, doc_id, relevance, source, rank FROM feedback"
         args: tuple[Any, ...] = ()
         if sources is not None:
             sql += f" WHERE source IN ({', '.join('?' * len(sources))})"
@@ -337,11 +340,15 @@ class FeedbackStore:
         with self._db(create=False) as conn:
             rows = [] if conn is None else conn.execute(sql + " ORDER BY query_key, at, id", args).fetchall()
         out: dict[str, FeedbackQuery] = {}
-        for key, text, doc_id, rel in rows:  # later rows overwrite: the latest text and grade win
+        for key, text, doc_id, rel, source, rank in rows:  # later rows overwrite: the latest text, grade and source win
             q = out.get(key)
-            judgments = q.judgments if q else {}
+            judgments, clicks = (q.judgments, q.clicks) if q else ({}, {})
             judgments[doc_id] = rel
-            out[key] = FeedbackQuery(text, key, judgments)
+            if source == "click":
+                clicks[doc_id] = rank
+            else:
+                clicks.pop(doc_id, None)
+            out[key] = FeedbackQuery(text, key, judgments, clicks)
         return list(out.values())
 
     def export(self, batch: int = 10000) -> Iterator[dict[str, Any]]:
