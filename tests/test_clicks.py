@@ -231,6 +231,9 @@ def test_default_leaves_clicks_unweighted_and_training_unchanged(tmp_path, recor
         assert np.array_equal(d1.hard, d2.hard) and np.array_equal(d1.candidates, d2.candidates)
         assert r1.metrics["propensity"] == "none" and "n_click_rows" not in r1.metrics
         for a, b in zip(r1.candidate, r2.candidate):
+            if a is None:  # the document side is not trained by default
+                assert b is None
+                continue
             assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     finally:
         e.close()
