@@ -38,6 +38,7 @@ import time
 from collections import Counter
 
 import numpy as np
+from feedback_common import write_json
 
 
 def main() -> None:
@@ -165,10 +166,7 @@ def main() -> None:
     out["summary"] = summary
     out["wall_time_s"] = time.time() - t_start
     print(json.dumps(summary, indent=1, default=float))
-    if args.out:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2, default=float)
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

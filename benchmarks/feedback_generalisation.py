@@ -28,10 +28,10 @@ all) is chosen; then test (300 claims; strata all / seen / never seen, as in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
+from feedback_common import write_json
 
 
 def main() -> None:
@@ -154,10 +154,7 @@ def main() -> None:
             out["test"][v][name] = {"n": len(qs), "frozen": float(f.mean()), "adapted_per_seed": per_seed, "adapted_mean": float(np.mean(per_seed)),
                                     "adapted_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0, "p_vs_frozen_seed_mean": p}
             print(f"test {v:8s} {name:10s} n {len(qs):3d} frozen {f.mean():.4f} adapted {np.mean(per_seed):.4f} ± {out['test'][v][name]['adapted_std']:.4f} p {p:.3g}", flush=True)
-    if args.out:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2, default=float)
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

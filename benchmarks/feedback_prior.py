@@ -20,6 +20,7 @@ import os
 from types import SimpleNamespace
 
 import numpy as np
+from feedback_common import write_json
 
 
 def main() -> None:
@@ -97,10 +98,7 @@ def main() -> None:
                     row[f"p {r}"] = paired_test(dict(zip(qs, runs["frozen"][idx].tolist())), dict(zip(qs, v[idx].tolist())))["p"]
             out["test"][name] = row
             print(name, json.dumps(row), flush=True)
-    if args.out:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2, default=float)
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

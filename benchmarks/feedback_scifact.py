@@ -20,6 +20,7 @@ import json
 import os
 
 import numpy as np
+from feedback_common import write_json
 
 
 def main() -> None:
@@ -91,10 +92,7 @@ def main() -> None:
                 res[name] = {"frozen": f, "prior": p, "adapted": a, "delta": a - f, "p": paired_test({q: frozen[q] for q in qs}, {q: adapted[q] for q in qs})["p"]}
             out["seeds"][seed] = res
             print(seed, json.dumps({k: v for k, v in res.items()}, default=float, indent=1))
-    if args.out:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=2, default=float)
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":
