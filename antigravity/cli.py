@@ -77,7 +77,7 @@ def benchmark(
     config: ConfigOpt = None,
     cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
     teacher_weight: Optional[str] = typer.Option(None, help="hybrid teacher weight(s), comma-separated sweep, e.g. 0.3,0.5,0.7"),
-    feedback: Optional[str] = typer.Option(None, help="run the relevance-feedback protocol instead (docs/feedback.md): 'train' = TRAIN qrels (or, without a train split, half the judged queries per seed) as judgments; alpha = feedback.alpha if set, else 1"),
+    feedback: Optional[str] = typer.Option(None, help="run the relevance-feedback protocol instead (docs/feedback.md): 'train' = TRAIN qrels (or, without a train split, half the judged queries per seed) as judgments; 'clicks' = clicks simulated from them on the frozen top-10 (feedback.propensity: none|position); alpha = feedback.alpha if set, else 1"),
 ) -> None:
     """Index BEIR corpora into fresh Qdrant stores, adapt as deployed, and score held-out
     queries per mode, cycle, seed and stratum (docs/protocol.md). With ``--feedback train``:

@@ -254,7 +254,8 @@ def test_alpha_defaults_to_one_unless_set_and_needs_a_teacher_below_one(tmp_path
 
 def test_bad_feedback_kind_and_corpus_without_judgments(tmp_path):
     with pytest.raises(ConfigurationError, match="not available"):
-        fb.validate_feedback_kind("clicks")
+        fb.validate_feedback_kind("thumbs")
+    assert fb.validate_feedback_kind("clicks") == "clicks"
     d = _write(tmp_path / "nojudged", _docs(4), [{"_id": "q0", "text": "x"}], {"test": []})
     with pytest.raises(ConfigurationError, match="no test qrels"):
         fb.run_feedback_benchmark(_settings(tmp_path), task=None, data_dir=[str(d)], split="test", seeds=[0], encoder=HashEncoder(32))
@@ -281,10 +282,38 @@ def test_cli_feedback_train_writes_json_and_table(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--feedback", "clicks"], "not available (simulated clicks"),
+    (["--feedback", "views"], "not available; choose from train, clicks"),
     (["--feedback", "train", "--modes", "all"], "feedback protocol only: remove --modes"),
 ])
 def test_cli_feedback_errors_are_one_line(args, match):
     res = _run("benchmark", *args)
     assert res.returncode == 2, res.stderr
     assert match in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_feedback_clicks_stores_simulated_clicks_on_the_frozen_top10_seeded(tmp_path, monkeypatch):
+    """``--feedback clicks``: the rows stored are click rows (source click, a rank 1..10 of the
+    frozen ranking, relevance 1), simulated from the feedback qrels, the same for the same seed."""
+    stored = []
+    real = fb.simulated_click_rows
+
+    def spy(engine, data, seed):
+        rows = real(engine, data, seed)
+        shown = {data.feedback_queries[q]: [h.doc_id for h in hs] for q, hs in
+                 zip(sorted(data.feedback_queries), engine.search_batch([data.feedback_queries[q] for q in sorted(data.feedback_queries)], k=10, record=False))}
+        stored.append((seed, rows, shown, data))
+        return rows
+
+    monkeypatch.setattr(fb, "simulated_click_rows", spy)
+    corpus = str(_half_corpus(tmp_path))
+    r = fb.run_feedback_benchmark(_settings(tmp_path), task=None, data_dir=[corpus], split="test", seeds=[0, 0, 1], feedback="clicks", encoder=HashEncoder(32))
+    assert r["feedback"] == "clicks" and r["click_model"] == fb.CLICK_MODEL and r["propensity"] == "none"
+    (s0, rows0, shown0, data0), (_, rows0b, _, _), (s1, rows1, _, _) = stored
+    assert rows0 and rows0 == rows0b and rows0 != rows1  # seeded
+    for row in rows0:
+        assert row["source"] == "click" and row["relevance"] == 1
+        assert shown0[row["query"]][row["rank"] - 1] == row["doc_id"]  # clicked where the frozen student showed it
+    relevant = {(data0.feedback_queries[q], d) for q, ds in data0.feedback_qrels.items() for d, g in ds.items() if g > 0}
+    shown_rel = sum(1 for qt, ds in shown0.items() for d in ds if (qt, d) in relevant)
+    assert sum((row["query"], row["doc_id"]) in relevant for row in rows0) >= 1 and shown_rel >= 1
+    assert all(d["n_feedback_events"] == len(rows) for d, (_, rows, _, _) in zip(r["corpora"]["halves"]["decisions"], stored))

@@ -70,8 +70,16 @@ from antigravity.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: ``--feedback`` values: ``train`` = qrels as judgments (clicks are not simulated yet)
-FEEDBACK_KINDS = ("train",)
+#: ``--feedback`` values: ``train`` = qrels as judgments; ``clicks`` = clicks simulated from the
+#: same qrels on the frozen student's top-10 of each feedback query (:data:`CLICK_MODEL`)
+FEEDBACK_KINDS = ("train", "clicks")
+
+#: ``--feedback clicks``: the position-based click model of :func:`antigravity.clicks.simulate_clicks`
+#: with the parameters of Joachims, Swaminathan & Schnabel (WSDM 2017, §6): examination ``p_r = r^−η``
+#: with η = 1, a relevant examined document clicked with ε+ = 1, a non-relevant one with ε− = 0.1
+#: (noise), 5 sessions per feedback query, each shown the frozen student's top ``k`` = 10. Clicks are
+#: seeded by the benchmark seed. ``feedback.propensity`` (settings) chooses unweighted or inverse-propensity training.
+CLICK_MODEL = {"k": 10, "sessions": 5, "eta": 1.0, "eps_pos": 1.0, "eps_neg": 0.1}
 FEEDBACK_STRATA = ("all", "seen", "never_seen")
 FEEDBACK_HEADLINE = "never_seen"
 #: rows of a corpus result, in table order (``candidate`` only when every seed trained one)
@@ -91,8 +99,8 @@ def benchmark_recipe() -> FeedbackConfig:
 def validate_feedback_kind(kind: Any) -> str:
     """``kind`` must be one of :data:`FEEDBACK_KINDS`; raises :class:`ConfigurationError`."""
     if kind not in FEEDBACK_KINDS:
-        extra = " (simulated clicks are not available yet)" if kind == "clicks" else ""
-        raise ConfigurationError(f"--feedback {kind!r}: not available{extra}; choose from {', '.join(FEEDBACK_KINDS)} (qrels of a train split, or of half the judged queries, as judgments)")
+        raise ConfigurationError(f"--feedback {kind!r}: not available; choose from {', '.join(FEEDBACK_KINDS)} (train: qrels of a train split, or of half the judged queries, "
+                                 "as judgments; clicks: clicks simulated from them)")
     return str(kind)
 
 
@@ -186,8 +194,22 @@ def boosted_run(run: dict[str, dict[str, float]], docs: set[str], boost: float) 
     return {q: {d: s + (boost if d in docs else 0.0) for d, s in hits.items()} for q, hits in run.items()}
 
 
+def simulated_click_rows(engine: Any, data: FeedbackData, seed: int) -> list[dict[str, Any]]:
+    """Click rows for the feedback queries of ``data`` under :data:`CLICK_MODEL`: each query is
+    shown the engine's current top-``k`` (the frozen student before training) and clicked on by
+    :func:`antigravity.clicks.simulate_clicks` with its qrels as the true relevance (seeded)."""
+    from antigravity.clicks import simulate_clicks
+
+    m = CLICK_MODEL
+    qids = sorted(data.feedback_queries)
+    hits = engine.search_batch([data.feedback_queries[q] for q in qids], k=m["k"], record=False)
+    shown = {q: [h.doc_id for h in hs] for q, hs in zip(qids, hits)}
+    return simulate_clicks(shown, data.feedback_qrels, data.feedback_queries, sessions=m["sessions"], eta=m["eta"], eps_pos=m["eps_pos"],
+                           eps_neg=m["eps_neg"], seed=seed)
+
+
 def run_feedback_seed(settings: Settings, data: FeedbackData, seed: int, encoder, qvecs: np.ndarray, *, alpha: float,
-                      recipe: FeedbackConfig, boost: float = PRIOR_BOOST) -> dict[str, Any]:
+                      recipe: FeedbackConfig, boost: float = PRIOR_BOOST, kind: str = "train") -> dict[str, Any]:
     """One seed: a fresh in-memory engine (``adaptation.seed = seed``) with the corpus; the frozen
     and prior rows; the feedback rows stored; ``engine.train_on_feedback(alpha, seed,
     split_seed=seed, config=recipe)``; the served (``adapted``) and ``candidate`` rows.
@@ -209,7 +231,8 @@ def run_feedback_seed(settings: Settings, data: FeedbackData, seed: int, encoder
         frozen_run = adapters_run(engine, data, qvecs, (None, None))
         frozen = evaluate_per_query(data.eval_qrels, frozen_run)
         prior = evaluate_per_query(data.eval_qrels, boosted_run(frozen_run, data.seen_docs, boost))
-        n_rows = engine.feedback_batch(data.feedback_rows(s.feedback.max_relevance))
+        fb_rows = simulated_click_rows(engine, data, seed) if kind == "clicks" else data.feedback_rows(s.feedback.max_relevance)
+        n_rows = engine.feedback_batch(fb_rows)
         t1 = time.perf_counter()
         try:
             rep = engine.train_on_feedback(alpha=alpha, seed=seed, split_seed=seed, config=recipe)
@@ -223,7 +246,7 @@ def run_feedback_seed(settings: Settings, data: FeedbackData, seed: int, encoder
         extra = {"gate": reason, "promoted": promoted}
         rows = [_row(frozen, "frozen", {}), _row(prior, "prior", {"boost": boost}), _row(adapted, "adapted", {**extra, "adapter_version": served.version})]
         decision: dict[str, Any] = {"seed": seed, "promoted": promoted, "reason": reason, "trained": candidate is not None,
-                                    "n_feedback_rows_stored": n_rows, "train_time_s": train_time, "gate_held_out_ndcg@10": gate,
+                                    "n_feedback_rows_stored": n_rows, "n_feedback_events": len(fb_rows), "train_time_s": train_time, "gate_held_out_ndcg@10": gate,
                                     **{k: metrics.get(k) for k in ("n_feedback_queries", "n_train", "n_held_out", "n_gate_queries", "split_seed")}}
         if candidate is not None:
             cand = evaluate_adapters(engine, data, qvecs, candidate)
@@ -240,7 +263,7 @@ def run_feedback_seed(settings: Settings, data: FeedbackData, seed: int, encoder
 
 
 def run_feedback_corpus(settings: Settings, src: CorpusSource, *, seeds: list[int], encoder, alpha: float, recipe: FeedbackConfig,
-                        boost: float = PRIOR_BOOST, say: Callable[[str], None] = logger.info) -> dict[str, Any]:
+                        boost: float = PRIOR_BOOST, say: Callable[[str], None] = logger.info, kind: str = "train") -> dict[str, Any]:
     """Every seed on one corpus; ``rows`` = :data:`ROWS` merged over seeds
     (:func:`~antigravity.harness.benchmark.aggregate` with :data:`FEEDBACK_STRATA`)."""
     datas = [feedback_split(src, sd) for sd in seeds]
@@ -250,9 +273,9 @@ def run_feedback_corpus(settings: Settings, src: CorpusSource, *, seeds: list[in
     per_seed = []
     for sd, data in zip(seeds, datas):
         p = data.protocol
-        say(f"{src.name}: feedback train, seed {sd} ({p['n_feedback_queries']} feedback queries, {p['n_eval']} evaluation queries: {p['n_eval_seen']} seen, {p['n_eval_never_seen']} never seen)")
+        say(f"{src.name}: feedback {kind}, seed {sd} ({p['n_feedback_queries']} feedback queries, {p['n_eval']} evaluation queries: {p['n_eval_seen']} seen, {p['n_eval_never_seen']} never seen)")
         qvecs = encoder.encode(list(data.eval_queries.values()))
-        per_seed.append(run_feedback_seed(settings, data, sd, encoder, qvecs, alpha=alpha, recipe=recipe, boost=boost))
+        per_seed.append(run_feedback_seed(settings, data, sd, encoder, qvecs, alpha=alpha, recipe=recipe, boost=boost, kind=kind))
     merged = aggregate(per_seed, seeds, datas, strata=FEEDBACK_STRATA)
     rows = {r["cycle"]: r for r in merged["cycles"]}
     return {
@@ -330,12 +353,13 @@ def run_feedback_benchmark(settings: Settings, *, task: str | None, data_dir: st
     sources = load_sources(task, data_dir, split)
     for src in sources:
         if not src.eval_qrels:
-            raise ConfigurationError(f"--feedback train: the corpus {src.name!r} has no {split} qrels to evaluate on")
+            raise ConfigurationError(f"--feedback {feedback}: the corpus {src.name!r} has no {split} qrels to evaluate on")
     own_encoder = encoder is None
     if own_encoder:
         encoder = student_encoder(settings)
     try:
-        corpora = {src.name: run_feedback_corpus(settings, src, seeds=seeds, encoder=encoder, alpha=alpha, recipe=recipe, boost=boost, say=say) for src in sources}
+        corpora = {src.name: run_feedback_corpus(settings, src, seeds=seeds, encoder=encoder, alpha=alpha, recipe=recipe, boost=boost, say=say, kind=feedback)
+                   for src in sources}
     finally:
         if own_encoder:
             encoder.release()
@@ -347,6 +371,8 @@ def run_feedback_benchmark(settings: Settings, *, task: str | None, data_dir: st
         "recipe_source": "chosen on SciFact held-out TRAIN feedback queries (benchmarks/feedback_scifact.py --sweep), not on test",
         "prior_boost": boost, "seeds": seeds, "strata": list(FEEDBACK_STRATA), "headline_stratum": FEEDBACK_HEADLINE,
         "holm_family_size": family, "corpora": corpora, "summary": summarise_feedback(corpora),
+        **({"click_model": dict(CLICK_MODEL), "propensity": settings.feedback.propensity, "propensity_eta": settings.feedback.propensity_eta,
+            "propensity_clip": settings.feedback.propensity_clip} if feedback == "clicks" else {}),
     }
 
 
