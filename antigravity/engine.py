@@ -251,15 +251,6 @@ class AntigravityEngine:
             raise QueryError(f"validation queries without qrels: {missing[:5]}")
         self.runner.validation = (DevSetGate(list(query_ids), query_vectors, qrels), list(queries) if queries is not None else None)
 
-    def exclude_texts(self, texts: Sequence[str]) -> None:
-        """Texts adaptation must never use (e.g. a benchmark's evaluation queries): the
-        label-free gate's pseudo-queries (``gate.min_judged_texts``) whose case- and
-        whitespace-normalised form equals one are dropped. Only fingerprints are kept
-        (:func:`~antigravity.adaptation.gates.text_digest`); replaces the previous set."""
-        from antigravity.adaptation.gates import text_digest
-
-        self.runner.excluded = frozenset(text_digest(t) for t in texts if isinstance(t, str))
-
     def adaptation_context(self) -> AdaptationContext:
         """A frozen view of the engine for one adaptation run (corpus, traffic, served version)."""
         return self.runner.context()

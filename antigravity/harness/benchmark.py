@@ -12,7 +12,7 @@ queries per mode, cycle, seed and stratum. Written up in ``docs/protocol.md``.
   queries keeps its qrels for the labelled dev gate, the rest is traffic.
 * **No evaluation text in adaptation.** Adaptation texts (traffic, dev, pseudo-queries) whose
   case/whitespace-normalised form equals an evaluation text are dropped and counted; the
-  engine gets the evaluation texts' fingerprints (``engine.exclude_texts``) so the label-free
+  engine gets the evaluation texts' fingerprints (``engine.runner.exclude``) so the label-free
   gate's own pseudo-queries (``gate.min_judged_texts``) never copy one either.
 * **Strata.** Every row is reported on all evaluation queries and on two strata: with and
   without a near-duplicate (token Jaccard ≥ 0.8 over lower-cased ``\\w+`` tokens) among the
@@ -331,7 +331,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
     if weight:
         s.teacher.weight = float(weight)
     engine = AntigravityEngine(s, encoder=encoder)
-    engine.exclude_texts(list(data.eval_queries.values()))  # the gate's pseudo-queries never copy an evaluation text
+    engine.runner.exclude(list(data.eval_queries.values()))  # the gate's pseudo-queries never copy an evaluation text
     try:
         t0 = time.perf_counter()
         engine.ingest(({"_id": d, "text": t} for d, t in zip(data.doc_ids, data.doc_texts)), batch_size=512)

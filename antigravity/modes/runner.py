@@ -41,6 +41,15 @@ class AdaptationRunner:
         self._signals_at_last_cycle = 0
         self._auto_thread: threading.Thread | None = None
 
+    def exclude(self, texts: Sequence[str]) -> None:
+        """Texts adaptation must never use (e.g. a benchmark's evaluation queries): the
+        label-free gate's pseudo-queries (``gate.min_judged_texts``) whose case- and
+        whitespace-normalised form equals one are dropped. Only fingerprints are kept
+        (:func:`~antigravity.adaptation.gates.text_digest`); replaces the previous set."""
+        from antigravity.adaptation.gates import text_digest
+
+        self.excluded = frozenset(text_digest(t) for t in texts if isinstance(t, str))
+
     def context(self) -> AdaptationContext:
         """A frozen view of the engine for one adaptation run."""
         e = self.engine
