@@ -16,7 +16,9 @@ Three gates, one decision shape (:class:`GateDecision`):
   lists for query-performance prediction without labels (Soboroff, Nicholas & Cahan,
   SIGIR 2001; Shtok, Kurland & Carmel, SIGIR 2016); the caution that predictors generalise
   poorly across collections (arXiv 2504.01101) is why the rule is conservative: too few
-  held-out queries, or a gain that is not significant, means *reject*.
+  held-out queries, or a gain that is not significant, means *reject*. Too few held-out
+  traffic texts are topped up to ``gate.min_judged_texts`` with label-free corpus
+  pseudo-queries that are judged only (:func:`judged_pseudo_texts`, :func:`top_up_judged`).
 * :class:`ProxyGate` — the earlier label-free rule (overlap@10 with the frozen student
   ≥ ``min_overlap`` and a falling loss). It bounds drift, not quality; kept only as an
   explicit choice (``gate.judge = "proxy"``).
