@@ -43,6 +43,9 @@ class AdaptationContext:
         teacher: ``() -> TeacherDistillationHelper`` (lazy; raises ConfigurationError without a teacher).
         teacher_source: the teacher object given to the engine, if any (``None``: from settings).
         report_failure: ``(kind, exc) -> None`` counts a teacher failure in ``stats()``.
+        excluded: fingerprints (:func:`~antigravity.adaptation.gates.text_digest`) of texts the
+            adaptation must never use, e.g. a benchmark's evaluation queries; the label-free
+            gate drops pseudo-queries that match one (the texts themselves are never handed over).
     """
 
     settings: Any
@@ -58,6 +61,7 @@ class AdaptationContext:
     teacher: Callable[[], Any]
     teacher_source: Any
     report_failure: Callable[[str, BaseException], None]
+    excluded: frozenset[str] = frozenset()
 
     def traffic_texts(self) -> list[str]:
         """Texts of the buffered traffic queries that have one."""

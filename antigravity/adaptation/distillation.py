@@ -34,7 +34,7 @@ from antigravity.core.errors import (
     AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherAlignmentError, TeacherDimensionError,
     TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError, TeacherRuntimeError, failure_kind,
 )
-from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out
+from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out, top_up_judged
 from antigravity.teacher import Alignment, TeacherSource, resolve_teacher
 from antigravity.adaptation.training import ListwiseTargets, fit_listwise
 
@@ -349,8 +349,10 @@ def run_offline_distillation(
         stop_gate = gate
         if gate is None and settings.gate.enabled:
             # half of the held-out texts pick the epoch, the other half judge the result
-            stop_gate = _label_free_distillation_gate(ctx, helper, [t for t in held if is_stopping_half(t)], doc_ids, Td)
-            gate = _label_free_distillation_gate(ctx, helper, [t for t in held if not is_stopping_half(t)], doc_ids, Td)
+            # (each half topped up to gate.min_judged_texts with pseudo-queries of its own half, judged only)
+            stop_gate = _label_free_distillation_gate(ctx, helper, [t for t in held if is_stopping_half(t)], doc_ids, Td, trained=q_texts, seed=cfg.seed, stopping_half=True)
+            gate = _label_free_distillation_gate(ctx, helper, [t for t in held if not is_stopping_half(t)], doc_ids, Td, trained=q_texts, seed=cfg.seed, stopping_half=False)
+            metrics["judged_texts"] = {"gate": getattr(gate, "judged_texts", None), "stopping": getattr(stop_gate, "judged_texts", None)}
         # 4. train (early stopping on dev NDCG@10, or on the judge's score of the stopping half)
         t1 = time.perf_counter()
         q_ad, d_ad, res = train_ranking_distillation(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=stop_gate)
@@ -401,19 +403,29 @@ def run_offline_distillation(
         emit("release_teacher", {})
 
 
-def _label_free_distillation_gate(ctx: AdaptationContext, helper: TeacherDistillationHelper, held: list[str], doc_ids: list[str], Td: np.ndarray):
+def _label_free_distillation_gate(
+    ctx: AdaptationContext, helper: TeacherDistillationHelper, held: list[str], doc_ids: list[str], Td: np.ndarray,
+    *, trained: Sequence[str] = (), seed: int = 0, stopping_half: bool | None = None,
+):
     """Offline distillation's label-free gate on the ``held`` texts: the teacher itself judges
     (its top-10 over the corpus as graded pseudo-relevance), or BM25 / the proxy when
-    ``gate.judge`` says so. See :mod:`antigravity.adaptation.gates`."""
+    ``gate.judge`` says so. See :mod:`antigravity.adaptation.gates`. A judge gate with fewer
+    than ``gate.min_judged_texts`` held texts also judges pseudo-queries from the corpus
+    (:func:`~antigravity.adaptation.gates.top_up_judged`, of the given ``stopping_half``, never
+    a ``trained`` text nor a near-duplicate of one; judged only)."""
     g = ctx.settings.gate
     name = resolve_judge(ctx.settings)
     if g.judge == "auto":
         name = "teacher"  # offline distillation always has its teacher loaded
-    vecs = ctx.encoder.encode(held) if held else np.zeros((0, ctx.encoder.dim), np.float32)
     if name == "proxy":
-        return ProxyGate(vecs)
+        return ProxyGate(ctx.encoder.encode(held) if held else np.zeros((0, ctx.encoder.dim), np.float32))
+    pseudo = top_up_judged(ctx, held, trained, seed=seed, stopping_half=stopping_half)
+    texts = [*held, *pseudo]
+    vecs = ctx.encoder.encode(texts) if texts else np.zeros((0, ctx.encoder.dim), np.float32)
     judge = TeacherJudge(Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(ctx, doc_ids)
-    return JudgeGate.build(judge, held, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha)
+    return JudgeGate.build(
+        judge, texts, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha, judged_texts={"traffic": len(held), "pseudo": len(pseudo)}
+    )
 
 
 def _emitter(callback: Callback | None) -> Callback:

@@ -16,7 +16,9 @@ Three gates, one decision shape (:class:`GateDecision`):
   lists for query-performance prediction without labels (Soboroff, Nicholas & Cahan,
   SIGIR 2001; Shtok, Kurland & Carmel, SIGIR 2016); the caution that predictors generalise
   poorly across collections (arXiv 2504.01101) is why the rule is conservative: too few
-  held-out queries, or a gain that is not significant, means *reject*.
+  held-out queries, or a gain that is not significant, means *reject*. Too few held-out
+  traffic texts are topped up to ``gate.min_judged_texts`` with label-free corpus
+  pseudo-queries that are judged only (:func:`judged_pseudo_texts`, :func:`top_up_judged`).
 * :class:`ProxyGate` — the earlier label-free rule (overlap@10 with the frozen student
   ≥ ``min_overlap`` and a falling loss). It bounds drift, not quality; kept only as an
   explicit choice (``gate.judge = "proxy"``).
@@ -133,6 +135,97 @@ def split_held_out(texts: Sequence[str | None], fraction: float, salt: int | Non
         near = near_duplicate_mask([texts[i] for i in rest], [texts[i] for i in held])
         rest = rest[~near]
     return rest, held
+
+
+def text_digest(text: str) -> str:
+    """A fingerprint of ``text``'s case- and whitespace-normalised form (the protocol's
+    exact-duplicate test): blake2b, 16 bytes, hex. Callers that must keep texts out of
+    adaptation (a benchmark's evaluation queries) hand the engine these, not the texts."""
+    return hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=16).hexdigest()
+
+
+def judged_pseudo_texts(
+    doc_fields: dict[str, dict[str, str]],
+    held: Sequence[str],
+    trained: Sequence[str],
+    need: int,
+    fraction: float,
+    seed: int,
+    *,
+    excluded: frozenset[str] = frozenset(),
+    stopping_half: bool | None = None,
+) -> list[str]:
+    """Label-free pseudo-queries that top up a label-free gate's held-out texts to ``need``
+    (``gate.min_judged_texts``): up to ``need - len(held)`` texts made from the corpus
+    (:func:`antigravity.adaptation.distillation.pseudo_queries`: a quarter titles when the
+    documents have titles, the rest abstract sentences of 8–60 words; numpy PCG64 ``seed``), in
+    that seeded order, keeping only texts that
+
+    * fall in the held-out bucket themselves (:func:`is_held_out` with ``fraction``): a text
+      the gate judges is held out of every cycle's and offline distillation's training, now
+      and later, exactly like held-out traffic;
+    * are in the requested half (:func:`is_stopping_half` == ``stopping_half``; ``None``: any);
+    * are neither a held nor a ``trained`` text (normalised), nor a near-duplicate (token
+      Jaccard ≥ 0.8) of a ``trained`` text;
+    * whose :func:`text_digest` is not in ``excluded`` (e.g. a benchmark's evaluation queries).
+
+    They are judged only, never trained on. Why a count of about 350: the gate's one-sided
+    paired t-test at α = 0.05 detects a mean judged-NDCG@10 gain δ with power 0.8 when
+    n ≥ ((z₀.₉₅ + z₀.₈) · σ / δ)²; for δ = 0.02 and a per-query sd of the paired difference
+    σ ≈ 0.15 that is ((1.645 + 0.842) · 0.15 / 0.02)² ≈ 348. Fixed before any suite run.
+    """
+    short = need - len(held)
+    if short <= 0:
+        return []
+    from antigravity.adaptation.distillation import pseudo_queries
+
+    titles = pseudo_queries(doc_fields, len(doc_fields), 0, seed)
+    sentences = pseudo_queries(doc_fields, 0, 10**9, seed)
+    norm = lambda t: " ".join(t.lower().split())  # noqa: E731
+    seen = {norm(t) for t in (*held, *trained) if t}
+
+    def usable(t: str) -> bool:
+        if not t.strip() or not is_held_out(t, fraction):
+            return False
+        if stopping_half is not None and is_stopping_half(t) != stopping_half:
+            return False
+        n = norm(t)
+        if n in seen or (excluded and text_digest(t) in excluded):
+            return False
+        seen.add(n)
+        return True
+
+    titles = [t for t in titles if usable(t)]
+    sentences = [t for t in sentences if usable(t)]
+    n_titles = min(len(titles), short // 4) if titles else 0
+    ordered = [*titles[:n_titles], *sentences, *titles[n_titles:]]
+    trained = [t for t in trained if t]
+    out: list[str] = []
+    step = max(2 * short, 64)
+    for i in range(0, len(ordered), step):  # near-duplicate test in chunks: stop once enough
+        chunk = ordered[i : i + step]
+        near = near_duplicate_mask(chunk, trained) if trained else np.zeros(len(chunk), bool)
+        out += [t for t, bad in zip(chunk, near) if not bad]
+        if len(out) >= short:
+            break
+    return out[:short]
+
+
+def top_up_judged(ctx, held: list[str], trained: Sequence[str | None], *, seed: int, stopping_half: bool | None = None) -> list[str]:
+    """The pseudo-queries that top a label-free gate's ``held`` traffic texts up to
+    ``gate.min_judged_texts`` (:func:`judged_pseudo_texts` over the stored documents of
+    ``ctx``, excluding ``ctx.excluded``); ``[]`` when the setting is 0, the held-out texts are
+    enough, or the store keeps no text."""
+    need = int(getattr(ctx.settings.gate, "min_judged_texts", 0) or 0)
+    if need <= len(held):
+        return []
+    fields = {}
+    for d in ctx.doc_ids:
+        try:
+            fields[d] = ctx.document_fields(d)
+        except Exception:  # noqa: BLE001 - a document without stored fields gives no pseudo-query
+            continue
+    return judged_pseudo_texts(fields, held, [t for t in trained if t], need, ctx.settings.gate.holdout_fraction, seed, excluded=getattr(ctx, "excluded", frozenset()), stopping_half=stopping_half)
 
 
 class UnavailableGate:
@@ -301,7 +394,8 @@ class JudgeGate:
         alpha: one-sided paired t-test level for "candidate agrees better with the judge".
     """
 
-    def __init__(self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]], judge: str, *, min_queries: int = 20, min_gain: float = 0.0, alpha: float = 0.05) -> None:
+    def __init__(self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]], judge: str, *, min_queries: int = 20, min_gain: float = 0.0, alpha: float = 0.05, judged_texts: dict[str, int] | None = None) -> None:
+        self.judged_texts = judged_texts  # {"traffic": n, "pseudo": m} texts handed to the judge, when known
         keep = [i for i, q in enumerate(qids) if qrels.get(q)]
         self.qids = [qids[i] for i in keep]
         self.vectors = np.asarray(vectors, np.float32)[keep]
@@ -332,7 +426,7 @@ class JudgeGate:
     def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, **context: Any) -> GateDecision:
         n = len(self.qids)
         if n < self.min_queries:
-            return GateDecision(False, f"{self.name}: {n} held-out queries with a judgment < min {self.min_queries}; cannot estimate quality, kept the current version", metrics={"n": n})
+            return GateDecision(False, f"{self.name}: {n} held-out queries with a judgment < min {self.min_queries}; cannot estimate quality, kept the current version", metrics={"n": n, **self._sources()})
         a = self.per_query(*current, doc_ids, D)
         b = self.per_query(*candidate, doc_ids, D)
         diff = b - a
@@ -344,7 +438,10 @@ class JudgeGate:
             p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
         ok = delta > self.min_gain and p < self.alpha
         why = f"{self.name} {a.mean():.4f} -> {b.mean():.4f} (Δ {delta:+.4f}, one-sided p {p:.3g}, n {n}; promote if Δ > {self.min_gain} and p < {self.alpha})"
-        return GateDecision(ok, why, float(a.mean()), float(b.mean()), {"n": n, "delta": delta, "p": p})
+        return GateDecision(ok, why, float(a.mean()), float(b.mean()), {"n": n, "delta": delta, "p": p, **self._sources()})
+
+    def _sources(self) -> dict[str, Any]:
+        return {"judged_texts": dict(self.judged_texts)} if self.judged_texts is not None else {}
 
 
 _BM25_LOCK = threading.Lock()

@@ -27,7 +27,7 @@ import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
 from antigravity.core.errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
-from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, resolve_judge, serve as _serve, split_held_out
+from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, resolve_judge, serve as _serve, split_held_out, top_up_judged
 from antigravity.adaptation.signals import Traffic, get_signal
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport, TrafficRecord
 from antigravity.adaptation.training import fit_blend
@@ -91,13 +91,19 @@ def candidate_adapters(current: tuple[Any, Any], side: str, dim: int, rank: int,
     return q, d
 
 
-def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np.ndarray, doc_ids: list[str], *, teacher_docs: np.ndarray | None = None):
+def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np.ndarray, doc_ids: list[str], *, teacher_docs: np.ndarray | None = None, trained: list[str | None] | None = None):
     """The gate used without a labelled dev split (:class:`~antigravity.adaptation.gates.JudgeGate` or,
     with ``gate.judge = "proxy"``, :class:`~antigravity.adaptation.gates.ProxyGate`) for held-out traffic
     ``texts`` / raw ``vectors (m, d)``. A teacher judge that fails falls back to BM25 (the
     failure is counted in ``stats()["teacher_failures"]``); held-out queries without text
     cannot be judged and are dropped. ``teacher_docs``: teacher vectors of ``doc_ids`` when
-    the caller already has them."""
+    the caller already has them.
+
+    With fewer than ``gate.min_judged_texts`` held-out texts the judge gate also judges
+    label-free pseudo-queries from the corpus (:func:`~antigravity.adaptation.gates.top_up_judged`;
+    seeded by ``adaptation.seed``; never a ``trained`` text or a near-duplicate of one, never
+    an excluded text; judged only — the cycle has already trained). The counts are in the
+    decision's ``metrics["judged_texts"]`` (``traffic``, ``pseudo``)."""
     g = ctx.settings.gate
     name = resolve_judge(ctx.settings)
     if name == "proxy":
@@ -105,7 +111,12 @@ def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np
     keep = [i for i, t in enumerate(texts) if t]
     texts = [texts[i] for i in keep]
     vectors = vectors[keep]
-    kwargs = {"min_queries": g.min_queries, "min_gain": g.min_gain, "alpha": g.alpha}
+    pseudo = top_up_judged(ctx, texts, trained or [], seed=ctx.settings.adaptation.seed)
+    n_traffic = len(texts)
+    if pseudo:
+        texts = [*texts, *pseudo]
+        vectors = np.concatenate([np.asarray(vectors, np.float32), np.asarray(ctx.encoder.encode(pseudo), np.float32)])
+    kwargs = {"min_queries": g.min_queries, "min_gain": g.min_gain, "alpha": g.alpha, "judged_texts": {"traffic": n_traffic, "pseudo": len(pseudo)}}
     if name == "teacher":
         from antigravity.core.errors import failure_kind
 
@@ -150,12 +161,14 @@ def run_cycle(ctx: AdaptationContext, teacher_guidance: Callable | None = None) 
     gate = ctx.validation
     held_texts: list[str] = []
     held_vecs = np.zeros((0, D.shape[1]), np.float32)
+    trained_texts: list[str | None] = []
     if gate is None:  # label-free: judge held-out traffic that no adapter of this engine trains on
         texts = traffic.texts if traffic.texts is not None else [None] * len(traffic.queries)
         train, hold = split_held_out(texts, ctx.settings.gate.holdout_fraction)
         held_vecs = traffic.raw_queries[hold]
         held_texts = [texts[i] for i in hold]
         traffic = _subset(traffic, train)
+        trained_texts = [texts[i] for i in train]
     report = AdaptationReport(None, False, "", signal=signal.name, n_signals=n_signals, gate=getattr(gate, "name", ""))
     try:
         if not np.isfinite(D).all() or not np.isfinite(traffic.raw_queries).all():
@@ -186,7 +199,7 @@ def run_cycle(ctx: AdaptationContext, teacher_guidance: Callable | None = None) 
         else:
             try:
                 if gate is None:
-                    gate = label_free_gate(ctx, held_texts, held_vecs, doc_ids)
+                    gate = label_free_gate(ctx, held_texts, held_vecs, doc_ids, trained=trained_texts)
                 if isinstance(gate, DevSetGate):
                     gate.tolerance = ctx.settings.gate.tolerance
                 decision = gate.decide(report.current, report.candidate, doc_ids, D, loss_before=res.loss_before, loss_after=res.loss_after)

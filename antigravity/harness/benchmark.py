@@ -11,7 +11,9 @@ queries per mode, cycle, seed and stratum. Written up in ``docs/protocol.md``.
   (:mod:`antigravity.adaptation.gates`). ``labels="dev"``: a seeded ``dev_fraction`` of the adaptation
   queries keeps its qrels for the labelled dev gate, the rest is traffic.
 * **No evaluation text in adaptation.** Adaptation texts (traffic, dev, pseudo-queries) whose
-  case/whitespace-normalised form equals an evaluation text are dropped and counted.
+  case/whitespace-normalised form equals an evaluation text are dropped and counted; the
+  engine gets the evaluation texts' fingerprints (``engine.runner.exclude``) so the label-free
+  gate's own pseudo-queries (``gate.min_judged_texts``) never copy one either.
 * **Strata.** Every row is reported on all evaluation queries and on two strata: with and
   without a near-duplicate (token Jaccard ≥ 0.8 over lower-cased ``\\w+`` tokens) among the
   adaptation texts. ``no_near_dup`` is the headline.
@@ -299,6 +301,9 @@ def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str
     cur = evaluate_adapters(engine, data, qvecs, report.current)
     cand = evaluate_adapters(engine, data, qvecs, report.candidate)
     out = {"stage": stage, "promoted": bool(report.promoted), "reason": report.reason}
+    judged = (report.metrics.get("gate_metrics") or {}).get("judged_texts")
+    if judged is not None:  # label-free judge gate: texts judged for this decision, traffic vs pseudo-queries
+        out["judged_texts"] = judged
     for st in STRATA:
         ids = data.stratum(st)
         out[f"delta_{st}"] = float(np.mean([cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in ids])) if ids else None
@@ -326,6 +331,7 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
     if weight:
         s.teacher.weight = float(weight)
     engine = AntigravityEngine(s, encoder=encoder)
+    engine.runner.exclude(list(data.eval_queries.values()))  # the gate's pseudo-queries never copy an evaluation text
     try:
         t0 = time.perf_counter()
         engine.ingest(({"_id": d, "text": t} for d, t in zip(data.doc_ids, data.doc_texts)), batch_size=512)

@@ -34,11 +34,21 @@ class AdaptationRunner:
         self.engine = engine
         self.lock = threading.Lock()  # one adaptation run (cycle, distillation, rollback, settings change) at a time
         self.validation: tuple[Any, list[str] | None] = (None, None)  # (dev gate, dev texts)
+        self.excluded: frozenset[str] = frozenset()  # text_digest of texts adaptation must never use
         self.reports: list[AdaptationReport] = []
         self.pretrain_pending = False  # offline mode: pre-train once before the next cycle
         self._guidance_status: str | None = None  # hybrid cycle: "used" or "failed:<kind>"
         self._signals_at_last_cycle = 0
         self._auto_thread: threading.Thread | None = None
+
+    def exclude(self, texts: Sequence[str]) -> None:
+        """Texts adaptation must never use (e.g. a benchmark's evaluation queries): the
+        label-free gate's pseudo-queries (``gate.min_judged_texts``) whose case- and
+        whitespace-normalised form equals one are dropped. Only fingerprints are kept
+        (:func:`~antigravity.adaptation.gates.text_digest`); replaces the previous set."""
+        from antigravity.adaptation.gates import text_digest
+
+        self.excluded = frozenset(text_digest(t) for t in texts if isinstance(t, str))
 
     def context(self) -> AdaptationContext:
         """A frozen view of the engine for one adaptation run."""
@@ -46,7 +56,7 @@ class AdaptationRunner:
         doc_ids, D = e.collection.raw_matrix()
         cur = e.versions.served
         return AdaptationContext(e.settings, doc_ids, D, (cur.query_adapter, cur.doc_adapter), e.traffic.snapshot(), self.validation[0], self.validation[1],
-                                 e.encoder, e.collection.document_fields, e.collection.document_texts, lambda: e.teacher.helper, e.teacher.source, e.counters.record_failure)
+                                 e.encoder, e.collection.document_fields, e.collection.document_texts, lambda: e.teacher.helper, e.teacher.source, e.counters.record_failure, self.excluded)
 
     def checkpoint_meta(self, metrics: dict[str, Any]) -> CheckpointMeta:
         """Metadata saved with a new checkpoint (:meth:`AdapterRegistry.save`)."""
