@@ -205,3 +205,30 @@ def test_benchmark_gate_never_judges_an_evaluation_text(tmp_path, built):
     assert any(is_held_out(t, 0.2) for t in data.eval_queries.values())  # without the exclusion some would be judged
     judged = [t for call in built for t in call["texts"]]
     assert judged and not evals & {normalise(t) for t in judged}
+
+
+def test_pseudo_pool_reads_a_bounded_seeded_sample_of_a_large_corpus(monkeypatch):
+    """Above ``PSEUDO_POOL_DOCS_PER_TEXT × min_judged_texts`` documents only a seeded sample is read."""
+    from types import SimpleNamespace
+
+    from antigravity.adaptation import gates
+
+    read: list[str] = []
+
+    def fields(d):
+        read.append(d)
+        return {"title": f"title of document number {d} about topic", "text": ""}
+
+    monkeypatch.setattr(gates, "PSEUDO_POOL_DOCS_PER_TEXT", 2)
+    ctx = SimpleNamespace(settings=SimpleNamespace(gate=SimpleNamespace(min_judged_texts=10, holdout_fraction=0.2)), doc_ids=[f"d{i}" for i in range(100)],
+                          document_fields=fields, excluded=frozenset())
+    gates.top_up_judged(ctx, [], [], seed=3)
+    first = list(read)
+    assert len(first) == 20 and len(set(first)) == 20
+    read.clear()
+    gates.top_up_judged(ctx, [], [], seed=3)
+    assert read == first  # the same sample for the same seed
+    read.clear()
+    ctx.doc_ids = ctx.doc_ids[:15]
+    gates.top_up_judged(ctx, [], [], seed=3)
+    assert len(read) == 15  # below the cap: every document

@@ -211,16 +211,27 @@ def judged_pseudo_texts(
     return out[:short]
 
 
+#: the pseudo-query pool of :func:`top_up_judged` is drawn from at most this many documents per
+#: judged text needed (a seeded sample above it), so a cycle's cost does not grow with the corpus;
+#: 50 × 350 = 17,500 documents covers every corpus of the development suite whole
+PSEUDO_POOL_DOCS_PER_TEXT = 50
+
+
 def top_up_judged(ctx, held: list[str], trained: Sequence[str | None], *, seed: int, stopping_half: bool | None = None) -> list[str]:
     """The pseudo-queries that top a label-free gate's ``held`` traffic texts up to
     ``gate.min_judged_texts`` (:func:`judged_pseudo_texts` over the stored documents of
-    ``ctx``, excluding ``ctx.excluded``); ``[]`` when the setting is 0, the held-out texts are
-    enough, or the store keeps no text."""
+    ``ctx`` — a seeded sample of ``PSEUDO_POOL_DOCS_PER_TEXT × min_judged_texts`` of them on a
+    larger corpus — excluding ``ctx.excluded``); ``[]`` when the setting is 0, the held-out
+    texts are enough, or the store keeps no text."""
     need = int(getattr(ctx.settings.gate, "min_judged_texts", 0) or 0)
     if need <= len(held):
         return []
     fields = {}
-    for d in ctx.doc_ids:
+    doc_ids = list(ctx.doc_ids)
+    cap = PSEUDO_POOL_DOCS_PER_TEXT * need
+    if len(doc_ids) > cap:  # bounded work on a large corpus: a seeded sample of documents
+        doc_ids = [doc_ids[i] for i in sorted(np.random.Generator(np.random.PCG64(seed)).choice(len(doc_ids), size=cap, replace=False))]
+    for d in doc_ids:
         try:
             fields[d] = ctx.document_fields(d)
         except Exception:  # noqa: BLE001 - a document without stored fields gives no pseudo-query
