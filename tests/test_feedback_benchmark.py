@@ -85,6 +85,7 @@ def _half_corpus(tmp_path, n: int = 40):
 
 
 def _settings(tmp_path, **kw):
+    kw.setdefault("gate__min_queries", 2)  # the synthetic corpora hold out a handful of feedback queries
     return Settings.load(data_dir=str(tmp_path / "state"), adaptation__rank=32, teacher__name="none", **kw)
 
 

@@ -82,6 +82,7 @@ class CountingTeacher(HashEncoder):
 
 def _engine(tmp_path, *, teacher=None, rows=None, memory=True, **kw) -> AntigravityEngine:
     kw.setdefault("adaptation__rank", 32)
+    kw.setdefault("gate__min_queries", 2)  # the planted corpus holds out ~12 feedback queries
     if memory:
         kw.setdefault("store__location", ":memory:")
     if teacher is None:
@@ -391,5 +392,16 @@ def test_gate_reports_the_held_out_queries_whose_documents_training_never_judged
         assert gm["n_never_seen"] == r.metrics["n_gate_queries"] >= 2
         assert gm["delta_never_seen"] == pytest.approx(gm["delta"])
         assert "no training feedback judged" in r.reason
+    finally:
+        e.close()
+
+
+def test_too_few_held_out_feedback_queries_for_gate_min_queries_is_refused_untrained(tmp_path, recorded):
+    e = _engine(tmp_path, rows=planted_rows(), gate__min_queries=50)  # ~12 feedback queries are held out
+    try:
+        r = e.train_on_feedback(alpha=1.0)
+        assert not r.ok and not r.promoted and r.candidate is None and not recorded
+        assert "< gate.min_queries = 50" in r.reason and "cannot gate" in r.reason
+        assert e.served_version.version == 0
     finally:
         e.close()

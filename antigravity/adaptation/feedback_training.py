@@ -49,9 +49,10 @@ trained on. Its judgments with grade ≥ 1 are the qrels of a :class:`FeedbackGa
 :class:`~antigravity.adaptation.gates.DevSetGate` on raw student query vectors): the
 candidate is promoted only if its held-out NDCG@10 beats the served version's by more than
 ``gate.min_gain`` with a one-sided paired t-test ``p < gate.alpha`` (the label-free gate's
-rule), so noise feedback, which moves rankings at random, is not promoted. Fewer than 2
-held-out queries with a relevant stored document: rejected before training ("cannot
-gate"). Feedback training is always gated (``gate.enabled`` does not switch it off).
+rule), so noise feedback, which moves rankings at random, is not promoted. Fewer held-out
+queries with a relevant stored document than ``gate.min_queries`` (the label-free gate's
+minimum, default 20; at least 2): rejected before training ("cannot gate") — on 4 held-out
+queries a one-sided p < 0.05 promoted a candidate that lost on test (docs/feedback.md). Feedback training is always gated (``gate.enabled`` does not switch it off).
 """
 
 from __future__ import annotations
@@ -403,8 +404,10 @@ def run_feedback_training(
     current = ctx.current
     gated = [u for u in held if any(g >= 1 for g in u[2].values())]
     metrics["n_gate_queries"] = len(gated)
-    if len(gated) < 2:
-        why = f"rejected: {FeedbackGate.name}: {len(gated)} held-out feedback queries with a relevant stored document (< 2); cannot gate, kept the current version (not trained)"
+    need = max(2, int(settings.gate.min_queries))
+    if len(gated) < need:
+        why = (f"rejected: {FeedbackGate.name}: {len(gated)} held-out feedback queries with a relevant stored document (< gate.min_queries = {need}); "
+               "cannot gate, kept the current version (not trained)")
         return AdaptationReport(None, False, why, source=SOURCE, ok=False, gate=FeedbackGate.name, metrics=metrics, current=current, candidate=None)
     row = {d: i for i, d in enumerate(doc_ids)}
     Sq = np.asarray(ctx.encoder.encode([u[1] for u in train]), np.float32)
