@@ -37,8 +37,9 @@ on 2 cores: ``query``, ``query_batch`` and ``optimize`` hold the GIL for their w
 calls on one store from several Python threads are serialised by the GIL rather than run in
 parallel, and a shard's own ``optimize()`` stalls every Python thread of the process for as long
 as it runs (30k 384-d documents: no search completed for 77 s). :meth:`EdgeStore.optimize`
-therefore builds in a child process on a copy of the shard and swaps it in; reads take a
-counted read section (:meth:`EdgeStore._reading`) so the swap never closes a shard under a read. Writes (``ensure_collection``, ``upsert``, ``set_served``, ``delete``,
+therefore builds in a child process on a copy of the shard and swaps it in: reads take the
+shard object when they start, the swap replaces it and closes the old one after
+``swap_grace_s`` (2 s), so reads never wait for the swap and none runs on a closed shard. Writes (``ensure_collection``, ``upsert``, ``set_served``, ``delete``,
 ``create_payload_index``, ``optimize``, ``drop_collection``, ``close``) take one re-entrant
 *write lock*, which searches and other reads never take: it keeps the multi-step writes whole
 (``set_served`` checks the ids, then writes; ``delete`` deletes, then recounts
@@ -61,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -244,9 +246,8 @@ class EdgeStore:
         self.dim: int | None = None
         self._write_lock = threading.RLock()
         self.optimize_in_subprocess = bool(optimize_in_subprocess)
-        self._rw = threading.Condition()  # reads in flight vs. the shard swap of optimize()
-        self._n_reading = 0
-        self._swapping = False
+        #: seconds :meth:`optimize` keeps the replaced shard open after the swap, for reads that took it just before
+        self.swap_grace_s = 2.0
         tmpdir = None
         if location == ":memory:":
             tmpdir = tempfile.mkdtemp(prefix="antigravity-edge-")
@@ -288,21 +289,6 @@ class EdgeStore:
                 shutil.rmtree(replaced)
             else:
                 os.rename(replaced, self._path)
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[Any]:
-        """The open shard for one read call; :meth:`optimize` swaps shards only when no read is in flight."""
-        with self._rw:
-            while self._swapping:
-                self._rw.wait()
-            self._n_reading += 1
-        try:
-            yield self._shard()
-        finally:
-            with self._rw:
-                self._n_reading -= 1
-                if not self._n_reading:
-                    self._rw.notify_all()
 
     @property
     def meta_file(self) -> Path | None:
@@ -482,8 +468,9 @@ class EdgeStore:
         With ``optimize_in_subprocess`` (default), under the write lock (ingest, delete and
         slot writes wait; searches and other reads do not): flush, copy the shard folder to
         ``.<collection>.optimizing``, build there in a child Python process that imports only
-        ``qdrant_edge``, then swap the folders (reads wait only for the swap itself: close,
-        two renames, load) and remove the old one. ``qdrant_edge``'s ``optimize`` holds the
+        ``qdrant_edge``, then swap the folders (two renames — the open shard keeps working on
+        its renamed files — and a load), point reads at the new shard, close the old one after
+        ``swap_grace_s`` seconds and remove it. Reads never wait. ``qdrant_edge``'s ``optimize`` holds the
         GIL for its whole call (0.9.0), so building in this process stalls every search of the
         process for as long as the build takes (measured: ``benchmarks/search_during_optimize.py``).
         Costs: disk and page cache for a second copy of the shard while it runs. A crash at any
@@ -519,20 +506,21 @@ class EdgeStore:
                 if isinstance(exc, OSError):
                     raise StoreError(f"optimize failed on {self.describe()}: {type(exc).__name__}: {exc}; the served shard is unchanged") from exc
                 raise
-            with self._rw:
-                self._swapping = True
-                while self._n_reading:
-                    self._rw.wait()
+            os.rename(self._path, replaced)  # the open shard keeps working on its files (Linux)
+            os.rename(build, self._path)
+            old = self._handle.shard
             try:
-                self._handle.close_shard()
-                os.rename(self._path, replaced)
-                os.rename(build, self._path)
                 with self._errors("cannot open the optimized shard at {where}"):
-                    self._handle.shard = _qe().EdgeShard.load(str(self._path), self._config(self.dim))
-            finally:
-                with self._rw:
-                    self._swapping = False
-                    self._rw.notify_all()
+                    new = _qe().EdgeShard.load(str(self._path), self._config(self.dim))
+            except StoreError:
+                os.rename(self._path, build)  # put the served shard back where it was
+                os.rename(replaced, self._path)
+                shutil.rmtree(build, ignore_errors=True)
+                raise
+            self._handle.shard = new  # reads from now on use the new shard
+            time.sleep(self.swap_grace_s)  # reads that took the old shard just before finish on it
+            with contextlib.suppress(Exception):
+                old.close()
             shutil.rmtree(replaced, ignore_errors=True)
 
     # -- reads -------------------------------------------------------------------------------
@@ -540,8 +528,8 @@ class EdgeStore:
         """Qdrant's ``indexed_vectors_count``: vectors (of all names) in HNSW-indexed segments."""
         if self.dim is None:
             return 0
-        with self._errors("info"), self._reading() as shard:
-            return int(shard.info().indexed_vectors_count)
+        with self._errors("info"):
+            return int(self._shard().info().indexed_vectors_count)
 
     def search(self, vectors: np.ndarray, using: str, k: int, filter: Any = None) -> list[list[tuple[str, float, dict]]]:
         """Top-``k`` cosine search for each row of ``vectors`` (``(m, d) float32``) against the
@@ -566,7 +554,8 @@ class EdgeStore:
                 qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vectors[i].tolist(), using=using), with_payload=True, with_vector=False, filter=edge_flt, params=params)
                 for i in rows
             ]
-            with self._errors("search"), self._reading() as shard:
+            shard = self._shard()
+            with self._errors("search"):
                 results = shard.query_batch(qe.QueryBatchRequest(reqs)) if len(reqs) > 1 else [shard.query(reqs[0])]
             return [[(p.score, p.payload) for p in res] for res in results]
 
@@ -579,8 +568,8 @@ class EdgeStore:
         ids, names = id_list(doc_ids, "retrieve"), vector_names(with_vectors)
         if self.dim is None or not ids:
             return {}
-        with self._errors("retrieve"), self._reading() as shard:
-            recs = shard.retrieve([point_id(d) for d in ids], True, names or False)
+        with self._errors("retrieve"):
+            recs = self._shard().retrieve([point_id(d) for d in ids], True, names or False)
         return retrieved(recs, names if with_vectors else None)
 
     def _scroll(self, batch_size: int, with_payload: Any, with_vector: Any) -> Iterator[list]:
@@ -589,8 +578,8 @@ class EdgeStore:
         qe = _qe()
         offset = None
         while True:
-            with self._errors("scroll"), self._reading() as shard:
-                recs, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=with_vector))
+            with self._errors("scroll"):
+                recs, offset = self._shard().scroll(qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=with_vector))
             if recs:
                 yield recs
             if offset is None:
@@ -611,8 +600,8 @@ class EdgeStore:
         """Number of stored documents (empty ones included); 0 without a collection."""
         if self.dim is None:
             return 0
-        with self._errors("count"), self._reading() as shard:
-            return int(shard.count(_qe().CountRequest(exact=True)))
+        with self._errors("count"):
+            return int(self._shard().count(_qe().CountRequest(exact=True)))
 
     def count_empty(self) -> int:
         """Number of stored empty documents (payload flag ``_ag_empty``); 0 without a collection."""
@@ -620,8 +609,8 @@ class EdgeStore:
             return 0
         qe = _qe()
         flt = qe.Filter(must=[qe.FieldCondition(EMPTY_FLAG, match=qe.MatchValue(_edge_value(True)))])
-        with self._errors("count"), self._reading() as shard:
-            return int(shard.count(qe.CountRequest(exact=True, filter=flt)))
+        with self._errors("count"):
+            return int(self._shard().count(qe.CountRequest(exact=True, filter=flt)))
 
     def close(self) -> None:
         """Flush and close the shard (releasing its lock); an in-memory store's folder is
