@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from antigravity import AntigravityEngine
-from antigravity.adaptation.distillation import DistillationConfig, TeacherDistillationHelper, pseudo_queries, teacher_targets
+from antigravity.adaptation.corpus_queries import pseudo_queries
+from antigravity.adaptation.distillation import DistillationConfig, TeacherDistillationHelper, teacher_targets
 from antigravity.core.errors import AdaptationError, ConfigurationError, TeacherError
 from antigravity.settings import Settings
 from tests.conftest import HashEncoder

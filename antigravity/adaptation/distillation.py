@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
+from antigravity.adaptation.corpus_queries import pseudo_queries
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport
 from antigravity.core.errors import (
     AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherAlignmentError, TeacherDimensionError,
@@ -216,21 +216,6 @@ def _takes_progress(teacher: Any) -> bool:
 
 
 # -- offline distillation ---------------------------------------------------------------
-
-
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
-
-
-def pseudo_queries(doc_texts: dict[str, dict[str, str]], n_titles: int, n_sentences: int, seed: int) -> list[str]:
-    """Label-free pseudo-queries from the corpus: ``n_titles`` titles and ``n_sentences``
-    abstract sentences (8-60 words), sampled in a deterministic order (numpy PCG64 ``seed``)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    ids = sorted(doc_texts)
-    titles = [doc_texts[d]["title"] for d in ids if doc_texts[d].get("title")]
-    sents = [s for d in ids for s in _SENT.split(doc_texts[d].get("text", "")) if 8 <= len(s.split()) <= 60]
-    out = [titles[i] for i in rng.permutation(len(titles))[:n_titles]]
-    out += [sents[i] for i in rng.permutation(len(sents))[:n_sentences]]
-    return out
 
 
 @dataclass

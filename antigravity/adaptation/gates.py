@@ -37,6 +37,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from antigravity.adaptation.corpus_queries import pseudo_queries
 from antigravity.evaluation import evaluate, evaluate_per_query
 
 
@@ -157,7 +158,7 @@ def judged_pseudo_texts(
 ) -> list[str]:
     """Label-free pseudo-queries that top up a label-free gate's held-out texts to ``need``
     (``gate.min_judged_texts``): up to ``need - len(held)`` texts made from the corpus
-    (:func:`antigravity.adaptation.distillation.pseudo_queries`: a quarter titles when the
+    (:func:`antigravity.adaptation.corpus_queries.pseudo_queries`: a quarter titles when the
     documents have titles, the rest abstract sentences of 8–60 words; numpy PCG64 ``seed``), in
     that seeded order, keeping only texts that
 
@@ -177,8 +178,6 @@ def judged_pseudo_texts(
     short = need - len(held)
     if short <= 0:
         return []
-    from antigravity.adaptation.distillation import pseudo_queries
-
     titles = pseudo_queries(doc_fields, len(doc_fields), 0, seed)
     sentences = pseudo_queries(doc_fields, 0, 10**9, seed)
     norm = lambda t: " ".join(t.lower().split())  # noqa: E731

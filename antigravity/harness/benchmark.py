@@ -201,7 +201,7 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
     adapt = {traffic[i][0]: traffic[i][1] for i in order}
     pseudo: list[str] = []
     if pseudo_queries > 0:
-        from antigravity.adaptation.distillation import pseudo_queries as make_pseudo
+        from antigravity.adaptation.corpus_queries import pseudo_queries as make_pseudo
 
         has_titles = any(f.get("title") for f in src.doc_fields.values())
         n_titles = pseudo_queries // 4 if has_titles else 0
