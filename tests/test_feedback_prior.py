@@ -105,3 +105,22 @@ def test_prior_applies_to_vector_searches(tmp_path):
 def test_prior_settings_are_validated(bad):
     with pytest.raises(ConfigurationError):
         Settings.load(**bad)
+
+
+def test_a_feedback_write_encodes_only_the_new_query_texts(tmp_path):
+    e = _engine(tmp_path, feedback__prior_boost=0.5, feedback__prior_similarity=0.9)
+    try:
+        plain = ids(e.search(QUERY, k=30, record=False))
+        e.feedback(QUERY, plain[12], 2, source="click")
+        e.feedback("alpha beta topic2", plain[3], 1, source="click")
+        e.search(QUERY, k=5, record=False)
+        encoded = []
+        real = e.encoder.encode
+        e.encoder.encode = lambda texts, **kw: (encoded.append(list(texts)), real(texts, **kw))[1]
+        e.feedback(QUERY, plain[20], 1, source="click")  # a known query text: nothing to encode
+        e.search_vectors(e.encode_queries([QUERY]), k=5, record=False)
+        e.feedback("gamma topic0 word7", plain[5], 1, source="click")  # one new text
+        e.search_vectors(e.encode_queries([QUERY]), k=5, record=False)
+        assert encoded == [["gamma topic0 word7"]]
+    finally:
+        e.close()

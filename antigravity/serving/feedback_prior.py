@@ -45,18 +45,25 @@ class FeedbackPrior:
         self._generation: int | None = None
         self._vectors = np.zeros((0, 0), np.float32)
         self._docs: list[frozenset[str]] = []
+        self._by_text: dict[str, np.ndarray] = {}  # raw student vector of each stored feedback query text
 
     @property
     def enabled(self) -> bool:
         return self._settings().feedback.prior_boost > 0
 
     def _index(self) -> tuple[np.ndarray, list[frozenset[str]]]:
+        """The feedback query matrix and document sets, rebuilt after a write; only query texts
+        not seen before are encoded (a click does not re-encode every stored query)."""
         with self._lock:
             gen = self._store.generation
             if gen != self._generation:
                 qs = [(q.query, frozenset(d for d, g in q.judgments.items() if g >= 1)) for q in self._store.queries()]
                 qs = [(t, ds) for t, ds in qs if ds]
-                self._vectors = np.asarray(self._encoder.encode([t for t, _ in qs]), np.float32) if qs else np.zeros((0, 0), np.float32)
+                new = list(dict.fromkeys(t for t, _ in qs if t not in self._by_text))
+                if new:
+                    self._by_text.update(zip(new, np.asarray(self._encoder.encode(new), np.float32)))
+                self._by_text = {t: self._by_text[t] for t, _ in qs}  # forget queries no longer stored
+                self._vectors = np.stack([self._by_text[t] for t, _ in qs]) if qs else np.zeros((0, 0), np.float32)
                 self._docs = [ds for _, ds in qs]
                 self._generation = gen
             return self._vectors, self._docs
