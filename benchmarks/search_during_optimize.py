@@ -10,6 +10,7 @@ not inside a timed call). A
 reference loop without optimize gives the normal search rate in the same run.
 
     PYTHONPATH=. python benchmarks/search_during_optimize.py --n 30000 --out results/store/search_during_optimize_30k.json
+    PYTHONPATH=. python benchmarks/search_during_optimize.py --n 30000 --in-process   # the build in the serving process
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30000)
     ap.add_argument("--data", default="lowrank")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--in-process", action="store_true", help="build in the serving process (store optimize_in_subprocess = False): the behaviour before the child-process build")
     a = ap.parse_args()
     docs, queries = make_data(a.data, 0, a.n, 200)
     root = tempfile.mkdtemp(prefix="ag-optstall-")
     try:
         e = EngineSide(root, docs, queries)
+        e.eng.store.optimize_in_subprocess = not a.in_process
         e.ingest()
         t_end = time.perf_counter() + 10
         ref = loop(e, lambda: time.perf_counter() < t_end, len(queries))
@@ -69,7 +72,7 @@ def main() -> None:
         th.join()
         opt_s = time.perf_counter() - t0
         during["searches_per_s"] = during["searches"] / opt_s
-        res = {"n": a.n, "data": a.data, "optimize_s": opt_s, "without_optimize_10s": ref, "during_optimize": during, "machine": machine()}
+        res = {"n": a.n, "data": a.data, "in_process": a.in_process, "optimize_s": opt_s, "without_optimize_10s": ref, "during_optimize": during, "machine": machine()}
         print(json.dumps(res, indent=2))
         if a.out:
             a.out.parent.mkdir(parents=True, exist_ok=True)
