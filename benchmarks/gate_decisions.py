@@ -4,12 +4,14 @@ pre-training vs cycles) and per mode, and restricted to material changes (|Δ| �
 where the sign is not noise), with what a gate that always rejects would score.
 
     python benchmarks/gate_decisions.py results/protocol/scifact_L3_L6.json results/protocol/suite_L3_L6.json --labels none
+    python benchmarks/gate_decisions.py results/protocol/gate_power/{med,cacm,npl,lisa,time,scifact_none}_L3_L6.json --labels none --what-if
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import defaultdict
 
 
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("results", nargs="+")
     ap.add_argument("--labels", default="none")
     ap.add_argument("--material", type=float, default=0.005)
+    ap.add_argument("--what-if", action="store_true", help="also score other promotion thresholds on the same decisions")
     args = ap.parse_args()
     groups: dict[str, list] = defaultdict(list)
     for path in args.results:
@@ -45,6 +48,46 @@ def main() -> None:
         acc_m = (sum(d["correct"] for d in mat) / len(mat)) if mat else float("nan")
         worse = sum(1 for d, x in zip(ds, delta) if d["promoted"] and x < 0)
         print(f"| {key} | {len(ds)} | {acc:.2f} | {rej:.2f} | {sum(d['promoted'] for d in ds)} | {worse} | {len(mat)} | {acc_m:.2f} |")
+    if args.what_if:
+        what_if(groups["all"])
+
+
+JUDGE = re.compile(r"(judge_\w+)[^Δ]*\(Δ ([-+]?\d+\.\d+), one-sided p ([\d.e-]+)")
+
+
+def what_if(ds: list[dict]) -> None:
+    """The same decisions under other promotion thresholds on the judge's Δ and one-sided p
+    (read back from each decision's ``reason``): accuracy, promotions, and promotions whose
+    headline test change fell below -0.005 (the issue's worst-row bar). Also the rank
+    correlation of the judge's Δ with the test change, per judge and stage."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for d in ds:
+        m = JUDGE.search(d.get("reason", ""))
+        if m:
+            rows.append({"judge": m.group(1), "j": float(m.group(2)), "p": float(m.group(3)), "t": d["delta_no_near_dup"], "promoted": d["promoted"],
+                         "stage": "pretrain" if d["stage"] == "pretrain" else "cycle"})
+    if not rows:
+        return
+    print(f"\nWhat-if ({len(rows)} decisions with a judge statistic in their reason)\n")
+    print("| rule | accuracy | promoted | promoted & test Δ < -0.005 |")
+    print("| --- | --- | --- | --- |")
+    rules = {"as run (Δ > 0 and p < 0.05)": lambda r: r["promoted"], "Δ > 0 and p < 0.1": lambda r: r["j"] > 0 and r["p"] < 0.1,
+             "Δ > 0 and p < 0.2": lambda r: r["j"] > 0 and r["p"] < 0.2, "Δ > 0": lambda r: r["j"] > 0, "never promote": lambda r: False}
+    for name, rule in rules.items():
+        acc = sum(bool(rule(r)) == (r["t"] > 0) for r in rows) / len(rows)
+        print(f"| {name} | {acc:.2f} | {sum(bool(rule(r)) for r in rows)} | {sum(1 for r in rows if rule(r) and r['t'] < -0.005)} |")
+    print("\n| judge, stage | n | Spearman ρ (judge Δ, test Δ) | sign agreement |")
+    print("| --- | --- | --- | --- |")
+    groups: dict[str, list] = defaultdict(list)
+    for r in rows:
+        for key in ("all", r["judge"], r["stage"], f"{r['judge']}, {r['stage']}"):
+            groups[key].append(r)
+    for key in sorted(groups, key=lambda k: (k != "all", k)):
+        g = groups[key]
+        rho = spearmanr([r["j"] for r in g], [r["t"] for r in g]).correlation if len(g) > 2 else float("nan")
+        print(f"| {key} | {len(g)} | {rho:.2f} | {sum((r['j'] > 0) == (r['t'] > 0) for r in g) / len(g):.2f} |")
 
 
 if __name__ == "__main__":

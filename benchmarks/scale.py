@@ -31,7 +31,10 @@ What is measured, per N, in one process:
   time of the slot rewrite, then search p50 on the rewritten slot, which is searched exactly until
   the next optimize); reopen (close, construct a new engine on the folder, time until the first
   ``search_vectors`` returns); disk size of the data folder; peak RSS of the process at the end of
-  the engine phase (``ru_maxrss``; includes the synthetic matrices); queries/s of 8 threads vs 1.
+  the engine phase (``ru_maxrss``; the documents are regenerated chunk by chunk, so the process
+  holds one 100k-row chunk of input, not the matrix, except in the faiss part) and of the child
+  process in which ``optimize()`` builds the graphs (``optimize_child_rss_peak_mb``,
+  ``RUSAGE_CHILDREN``); queries/s of 8 threads vs 1.
 * **raw qdrant_edge**: one ``EdgeShard`` with one cosine named vector, same HNSW parameters as
   the engine (m, ef_construct, hnsw_ef from the engine's settings), same upsert batch size,
   integer point ids, payload ``{"doc_id"}``; search with ``with_payload=False``: upsert docs/s,
@@ -93,6 +96,71 @@ def make_data(kind: str, seed: int, n: int, nq: int) -> tuple[np.ndarray, np.nda
     basis = rng.standard_normal((32, DIM), dtype=np.float32) / np.sqrt(DIM).astype(np.float32)
     basis /= np.linalg.norm(basis, axis=1, keepdims=True)
     return lowrank_rows(rng, n, basis), lowrank_rows(rng, nq, basis)
+
+
+def _chunk_rows(rng: np.random.Generator, m: int, basis: np.ndarray | None) -> np.ndarray:
+    """One chunk of :func:`unit_rows` (``basis is None``) or :func:`lowrank_rows`: the same draws in the same order."""
+    if basis is None:
+        x = rng.standard_normal((m, DIM), dtype=np.float32)
+    else:
+        x = rng.standard_normal((m, len(basis)), dtype=np.float32) @ basis + 0.1 * rng.standard_normal((m, basis.shape[1]), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+class StreamedDocs:
+    """The document matrix of :func:`make_data` without holding it: rows are regenerated chunk by
+    chunk (100k rows, 147 MB) from the generator state saved at each chunk start, bit-identical
+    to ``make_data(kind, seed, n, nq)[0]`` (tests/test_benchmarks_scale.py). Supports what
+    the sides use: ``len``, ``x[i]``, ``x[i:j]`` and integer-array indexing (``(m, 384) float32``).
+    ``queries`` is ``make_data``'s query matrix. Only one chunk is cached, so a process that
+    streams the documents (engine, raw qdrant_edge) holds ~150 MB of input instead of 1.5 GB at 1M."""
+
+    chunk = 100_000
+
+    def __init__(self, kind: str, seed: int, n: int, nq: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.basis: np.ndarray | None = None
+        if kind != "gaussian":
+            basis = rng.standard_normal((32, DIM), dtype=np.float32) / np.sqrt(DIM).astype(np.float32)
+            basis /= np.linalg.norm(basis, axis=1, keepdims=True)
+            self.basis = basis
+        self.n = n
+        self.states: list[dict[str, Any]] = []
+        for i in range(0, n, self.chunk):
+            self.states.append(rng.bit_generator.state)
+            _chunk_rows(rng, min(self.chunk, n - i), self.basis)
+        self.queries = unit_rows(rng, nq) if self.basis is None else lowrank_rows(rng, nq, self.basis)
+        self._cached: tuple[int, np.ndarray | None] = (-1, None)
+        self.nbytes = min(n, self.chunk) * DIM * 4
+
+    def __len__(self) -> int:
+        return self.n
+
+    def block(self, c: int) -> np.ndarray:
+        """Rows ``[c * chunk, (c + 1) * chunk)``."""
+        if self._cached[0] != c:
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = self.states[c]
+            self._cached = (c, _chunk_rows(rng, min(self.chunk, self.n - c * self.chunk), self.basis))
+        return self._cached[1]  # type: ignore[return-value]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.block(int(key) // self.chunk)[int(key) % self.chunk]
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(self.n)
+            key = np.arange(start, stop)
+        idx = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(idx), DIM), np.float32)
+        for c in np.unique(idx // self.chunk):
+            sel = idx // self.chunk == c
+            out[sel] = self.block(int(c))[idx[sel] - c * self.chunk]
+        return out
+
+    def materialise(self) -> np.ndarray:
+        """The whole ``(n, 384) float32`` matrix (for faiss, whose index holds it anyway)."""
+        return np.concatenate([self.block(c) for c in range(len(self.states))]) if self.n else np.zeros((0, DIM), np.float32)
 
 
 class StubEncoder:
@@ -388,6 +456,7 @@ class PeakMemory:
 
     def __init__(self, interval: float = 0.2) -> None:
         self.peak: dict[str, float] = {"VmRSS": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
+        self.phase_peak: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
@@ -399,7 +468,14 @@ class PeakMemory:
             if key in self.peak:
                 now[key] = int(ln.split()[1]) / 1024  # kB -> MiB
                 self.peak[key] = max(self.peak[key], now[key])
+                self.phase_peak[key] = max(self.phase_peak.get(key, 0.0), now[key])
         return now
+
+    def take_phase(self) -> dict[str, float]:
+        """Peaks since the previous call (MiB), then start a new phase."""
+        self.sample()
+        out, self.phase_peak = self.phase_peak, {}
+        return out
 
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -418,16 +494,20 @@ def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str 
 
     from antigravity.adaptation.adapter import ResidualAdapter
 
+    phases: list[dict[str, Any]] = []
+
     def log(msg: str) -> None:
+        phases.append({"phase": msg, **{f"peak_{k}_mb": round(v, 1) for k, v in mem.take_phase().items()}})  # peaks within each phase
         print(f"[n={n} {'+'.join(sides_run)} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     import antigravity
 
     mem = PeakMemory()
-    res: dict[str, Any] = {"antigravity": antigravity.__file__, "n": n, "dim": DIM, "k": K, "queries": nq, "threads_queries": threads_nq, "seed": seed, "machine_start": machine(),
+    res: dict[str, Any] = {"memory_by_phase": phases, "antigravity": antigravity.__file__, "n": n, "dim": DIM, "k": K, "queries": nq, "threads_queries": threads_nq, "seed": seed, "machine_start": machine(),
                            "data": DATA_DOC[data], "sides_in_this_process": list(sides_run)}
-    docs, queries = make_data(data, seed, n, nq)
-    res["data_matrix_mb"] = (docs.nbytes + queries.nbytes) / 2**20
+    docs = StreamedDocs(data, seed, n, nq)  # the documents are regenerated chunk by chunk: the process holds one chunk, not the matrix
+    queries = docs.queries
+    res["data_held_mb"] = (docs.nbytes + queries.nbytes) / 2**20
     truth = exact_top_k(docs, queries)
     root = tempfile.mkdtemp(prefix=f"ag-scale-{n}-", dir=tmp_root)
     e: dict[str, Any] = {}
@@ -456,6 +536,8 @@ def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str 
             for r, side, name in pairs:
                 r["optimize_s"] = side.optimize()
                 log(f"{name} optimize {r['optimize_s']:.1f}s")
+                if name == "engine":  # EdgeStore builds the graphs in a child process: its peak is the build's memory
+                    r["optimize_child_rss_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             t = paired(sides, nq, truth)
             for r, _, name in pairs:
                 r["hnsw"] = t[name]
@@ -508,7 +590,7 @@ def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str 
             r["rss_peak_mb"] = rss_mb()  # this process up to here: the sides in it + the matrices (see module doc)
             r.update(mem.stop() if len(pairs) == 1 else {})
         if "faiss" in sides_run:
-            res["faiss"] = run_faiss(docs, queries)
+            res["faiss"] = run_faiss(docs.materialise(), queries)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     res["rss_peak_process_mb"] = rss_mb()
@@ -570,6 +652,7 @@ def table(res: dict[str, Any]) -> str:
         ("disk MB", e["disk_bytes"] / 2**20, q["disk_bytes"] / 2**20, None, True),
         (("peak RSS MB (engine process: engine + data)" if res.get("separate_processes") else "peak RSS MB (whole process: engine + raw + faiss + data)"),
          res["rss_peak_process_mb"], res["parts"]["raw"]["rss_peak_process_mb"] if res.get("separate_processes") else None, None, False),
+        ("peak RSS MB of the optimize() child (graph build on a shard copy)", e.get("optimize_child_rss_peak_mb"), None, None, False),
         ("  of which heap (peak RssAnon MB)", e.get("peak_RssAnon_mb"), q.get("peak_RssAnon_mb"), None, False),
         ("  of which mapped files (peak RssFile MB)", e.get("peak_RssFile_mb"), q.get("peak_RssFile_mb"), None, False),
     ]

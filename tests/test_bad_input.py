@@ -119,6 +119,26 @@ def test_student_nan_vectors_rejected_nothing_written(tmp_path):  # case: studen
     e.close()
 
 
+class ShortEncoder(HashEncoder):
+    """Returns one row too few for any batch after the first (a broken student)."""
+
+    calls = 0
+
+    def encode_uncached(self, texts, show_progress=False):
+        out = super().encode_uncached(texts)
+        ShortEncoder.calls += 1
+        return out if ShortEncoder.calls == 1 else out[:-1]
+
+
+def test_student_wrong_shape_rejected_nothing_written(tmp_path):  # case: student-wrong-shape
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=ShortEncoder(32))
+    docs = [(f"d{i}", f"word{i} fever") for i in range(700)]  # two encode batches: the second is short
+    with pytest.raises(DocumentError, match=r"returned shape \(187, 32\) for 188 documents"):
+        e.ingest(docs)
+    assert e.count() == 0
+    e.close()
+
+
 def test_enormous_document_is_stored_and_truncated_by_the_model(live):  # case: doc-enormous
     text = "fever aspirin " * 200_000  # 2.8 MB
     live.ingest([{"_id": "huge", "title": "Huge", "text": text}])

@@ -84,15 +84,16 @@ class DocumentCollection:
             progress.start()
             task = progress.add_task("embed + write", total=2 * len(items))
         try:
-            parts = []
             step = max(bs, 512)
+            raw = np.empty((len(items), self.encoder.dim), dtype=np.float32)  # filled in place: one copy of the vectors, not parts + their concatenation
             for i in range(0, len(items), step):
-                parts.append(np.asarray(self.encoder.encode([it[1] for it in items[i : i + step]]), dtype=np.float32))
+                part = np.asarray(self.encoder.encode([it[1] for it in items[i : i + step]]), dtype=np.float32)
+                want = (min(step, len(items) - i), self.encoder.dim)
+                if part.shape != want:
+                    raise DocumentError(f"the student returned shape {part.shape} for {want[0]} documents (expected {want}); nothing of this call was written")
+                raw[i : i + step] = part
                 if progress:
-                    progress.update(task, advance=len(parts[-1]))
-            raw = np.concatenate(parts)
-            if raw.shape != (len(items), self.encoder.dim):
-                raise DocumentError(f"the student returned shape {raw.shape} for {len(items)} documents")
+                    progress.update(task, advance=len(part))
             if not np.isfinite(raw).all():
                 bad = [ids[i] for i in np.where(~np.isfinite(raw).all(axis=1))[0]]
                 raise DocumentError(f"the student produced non-finite vectors for documents {bad[:5]}; nothing of this call was written")
