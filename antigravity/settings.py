@@ -178,6 +178,7 @@ class StoreSettings(_Section):
     m: int = Field(16, ge=2, le=256, description="HNSW graph degree (Qdrant's m)")
     ef_construct: int = Field(100, ge=4, le=4096, description="HNSW build beam (Qdrant's ef_construct)")
     hnsw_ef: int = Field(256, ge=1, le=10000, description="HNSW search beam (Qdrant's hnsw_ef); 256: recall@10 0.999 at 2.7 ms on 100k structured 384-d vectors, 0.986 at 128 (benchmarks/scale.py --data lowrank)")
+    on_disk: bool = Field(False, description="vectors in memory-mapped files read on demand instead of loaded into RAM (Qdrant's on_disk; embedded Edge store and new server collections): RAM holds what searches touch, not every vector of every segment (see docs/deployment.md)")
 
 
 class AdaptationSettings(_Section):

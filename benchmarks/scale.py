@@ -64,6 +64,7 @@ import numpy as np
 
 DIM = 384
 K = 10
+ON_DISK = os.environ.get("AG_SCALE_ON_DISK") == "1"  # --on-disk: the engine's store.on_disk (set for the child processes too)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,13 +285,13 @@ class EngineSide:
 
         self.docs, self.queries = docs, queries
         self.data = os.path.join(root, "engine")
-        self.kw = dict(data_dir=self.data, store__collection="scale", store__index_threshold=10**9, store__backend="edge")
+        self.kw = dict(data_dir=self.data, store__collection="scale", store__index_threshold=10**9, store__backend="edge", store__on_disk=ON_DISK)
         self.eng = AntigravityEngine(encoder=StubEncoder(docs, queries), **self.kw)
         self.settings = self.store_settings(self.eng.settings.store)
 
     @staticmethod
     def store_settings(s: Any) -> dict[str, Any]:
-        return {"m": s.m, "ef_construct": s.ef_construct, "hnsw_ef": s.hnsw_ef, "upsert_batch_size": s.upsert_batch_size, "store_text": s.store_text}
+        return {"m": s.m, "ef_construct": s.ef_construct, "hnsw_ef": s.hnsw_ef, "upsert_batch_size": s.upsert_batch_size, "store_text": s.store_text, "on_disk": s.on_disk}
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -399,7 +400,7 @@ def cold_reopen_child(kind: str, folder: str) -> None:
         from antigravity import AntigravityEngine
 
         t1 = time.perf_counter()
-        eng = AntigravityEngine(encoder=StubEncoder(np.zeros((0, DIM), np.float32), q), data_dir=folder, store__collection="scale", store__index_threshold=10**9, store__backend="edge")
+        eng = AntigravityEngine(encoder=StubEncoder(np.zeros((0, DIM), np.float32), q), data_dir=folder, store__collection="scale", store__index_threshold=10**9, store__backend="edge", store__on_disk=ON_DISK)
         t2 = time.perf_counter()
         eng.search_vectors(q, K, record=False)
         t3 = time.perf_counter()
@@ -603,7 +604,7 @@ def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str 
 # ---------------------------------------------------------------------------------------------
 def result_name(n: int, data: str, sides: tuple[str, ...] | None = None) -> str:
     """``scale_<N>[_<data>].json``; a one-side part of a ``--separate`` run adds ``.<side>``."""
-    base = f"scale_{n}" if data == "gaussian" else f"scale_{n}_{data}"
+    base = (f"scale_{n}" if data == "gaussian" else f"scale_{n}_{data}") + ("_ondisk" if ON_DISK else "")
     return f"{base}.json" if sides is None or len(sides) != 1 else f"{base}.{sides[0]}.json"
 
 
@@ -681,10 +682,14 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per N before its subprocess is stopped")
     ap.add_argument("--quick", action="store_true", help="2k-document smoke run (50 queries)")
     ap.add_argument("--separate", action="store_true", help="engine, raw qdrant_edge and faiss each in its own process (own peak RSS; searches not paired)")
+    ap.add_argument("--on-disk", action="store_true", help="the engine with store.on_disk = true (vectors memory-mapped, read on demand); results named *_ondisk")
     ap.add_argument("--sides", nargs="+", default=["engine", "raw", "faiss"], help=argparse.SUPPRESS)
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--reopen", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.on_disk:
+        os.environ["AG_SCALE_ON_DISK"] = "1"  # inherited by the --child / --reopen subprocesses
+        globals()["ON_DISK"] = True
     if a.quick:
         a.n, a.queries, a.threads_queries = [2000], 50, 400
     if a.reopen is not None:

@@ -6,7 +6,7 @@ with a keyword, an integer, a float, a keyword list and a nested field — is lo
 backend available:
 
 * ``QdrantStore(":memory:")`` — the reference;
-* ``QdrantStore(<folder>)``, ``EdgeStore(":memory:")``, ``EdgeStore(<folder>)``;
+* ``QdrantStore(<folder>)``, ``EdgeStore(":memory:")``, ``EdgeStore(<folder>)``, ``EdgeStore(<folder>, on_disk=True)``;
 * ``QdrantStore(url=$QDRANT_URL)`` only when ``QDRANT_URL`` is set.
 
 Each backend must agree with the reference on: upsert and replace, ``set_served``, search ids,
@@ -126,6 +126,7 @@ BACKENDS: dict[str, tuple[Factory, bool]] = {  # name -> (factory, persistent)
 if HAVE_EDGE:
     BACKENDS["edge-memory"] = (lambda tmp, **kw: EdgeStore(":memory:", collection="c", **kw), False)
     BACKENDS["edge-folder"] = (_edge_folder, True)
+    BACKENDS["edge-folder-on-disk"] = (lambda tmp, **kw: EdgeStore(str(tmp / "edge"), collection="c", on_disk=True, **kw), True)  # store.on_disk
 if os.environ.get("QDRANT_URL"):
     BACKENDS["qdrant-server"] = (_server, True)
 
@@ -545,3 +546,25 @@ def test_edge_memory_folder_is_removed_on_close_and_options_apply_on_reopen(tmp_
     (tmp_path / "foreign").mkdir()
     with pytest.raises(StoreError, match="holds no Qdrant Edge shard"):
         EdgeStore(str(tmp_path), collection="foreign")
+
+
+@pytest.mark.skipif(not HAVE_EDGE, reason="qdrant-edge-py not installed")
+def test_on_disk_setting_reaches_the_shard_and_survives_reopen(tmp_path):
+    """``store.on_disk`` is written into the shard's config for every vector (Qdrant reads it
+    when it writes a segment), and a reopen with the other value switches it (no error)."""
+    import json
+
+    from antigravity import AntigravityEngine
+    from tests.conftest import HashEncoder
+
+    e = AntigravityEngine(data_dir=str(tmp_path), encoder=HashEncoder(64), store__on_disk=True)
+    e.ingest([("a", "fever"), ("b", "cats")])
+    cfg = json.loads((tmp_path / "qdrant" / "edge" / "antigravity" / "edge_config.json").read_text())
+    assert {v["on_disk"] for v in cfg["vectors"].values()} == {True} and len(cfg["vectors"]) == 3
+    hits = [(h.doc_id, round(h.score, 6)) for h in e.search("fever", k=2)]
+    e.close()
+    e = AntigravityEngine(data_dir=str(tmp_path), encoder=HashEncoder(64))
+    cfg = json.loads((tmp_path / "qdrant" / "edge" / "antigravity" / "edge_config.json").read_text())
+    assert {v["on_disk"] for v in cfg["vectors"].values()} == {False}
+    assert [(h.doc_id, round(h.score, 6)) for h in e.search("fever", k=2)] == hits
+    e.close()

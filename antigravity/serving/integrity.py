@@ -39,12 +39,12 @@ def open_store(s: Any, *, create: bool) -> tuple[QdrantStore, bool, list[str]]:
 
         location = s.resolved_store_location if in_memory else str(Path(s.resolved_store_location).expanduser() / "edge")
         # raw gets a graph too: the frozen student (version 0) and query-only versions are served from it
-        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, raw_hnsw=True)
+        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, raw_hnsw=True, on_disk=s.store.on_disk)
     else:
         store = QdrantStore(
             s.resolved_store_location if not s.store.url else None, url=s.store.url, api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
             collection=s.store.collection, timeout_s=s.store.timeout_s, create=create,
-            create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")},
+            create_options={k: getattr(s.store, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")}, on_disk=s.store.on_disk,
         )
     return store, in_memory, warnings + [w for w in store.permission_warnings if w not in warnings]
 

@@ -200,6 +200,10 @@ class EdgeStore:
             HNSW graph (Qdrant default 10000; must be > 0).
         raw_hnsw: also build a graph for the ``raw`` vector (default ``False``: raw searches are
             exact). The engine serves ``raw`` before the first adapter is trained.
+        on_disk: keep every vector in memory-mapped files read on demand (Qdrant's ``on_disk``)
+            instead of loading each segment's vectors into RAM (default ``False``, Qdrant's
+            default). Like the HNSW options it is re-applied on open and takes effect for segments
+            written from then on (the next :meth:`optimize` rewrites them all).
         optimize_in_subprocess: :meth:`optimize` builds the graphs in a child process on a copy
             of the shard and swaps it in (default ``True``: searches of this process keep
             running meanwhile); ``False`` builds in this process (holding the GIL throughout).
@@ -227,6 +231,7 @@ class EdgeStore:
         full_scan_threshold: int = 10000,
         indexing_threshold: int = 10000,
         raw_hnsw: bool = False,
+        on_disk: bool = False,
         optimize_in_subprocess: bool = True,
     ) -> None:
         if not isinstance(collection, str) or not collection or "/" in collection or "\\" in collection or collection in (".", ".."):
@@ -241,6 +246,7 @@ class EdgeStore:
         self.location = location
         self.m, self.ef_construct, self.hnsw_ef = m, ef_construct, hnsw_ef
         self.full_scan_threshold, self.indexing_threshold, self.raw_hnsw = full_scan_threshold, indexing_threshold, raw_hnsw
+        self.on_disk = bool(on_disk)
         self.permission_warnings: list[str] = []
         self.n_empty = 0
         self.dim: int | None = None
@@ -337,7 +343,7 @@ class EdgeStore:
             return qe.HnswIndexConfig(m=m, ef_construct=self.ef_construct, full_scan_threshold=self.full_scan_threshold)
 
         def params(graph: Any) -> Any:
-            return qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine, hnsw_config=graph)
+            return qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine, hnsw_config=graph, on_disk=self.on_disk)
 
         vectors = {RAW: params(None if self.raw_hnsw else hnsw(0)), **{s: params(None) for s in SLOTS}}
         return qe.EdgeConfig(vectors=vectors, hnsw_config=hnsw(self.m), optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold))

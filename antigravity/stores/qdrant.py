@@ -64,6 +64,8 @@ class QdrantStore:
         collection: collection name.
         create_options: ``shard_number`` / ``replication_factor`` / ``write_consistency_factor``
             for a new collection on a server or cluster (see ``QdrantClient.create_collection``).
+        on_disk: a new collection keeps its vectors in memory-mapped files (Qdrant's
+            ``VectorParams.on_disk``; local mode ignores it).
 
     Raises:
         StoreError: the folder is locked by another process, or the server is unreachable.
@@ -79,6 +81,7 @@ class QdrantStore:
         timeout_s: float = 30.0,
         create_options: dict[str, Any] | None = None,
         create: bool = True,
+        on_disk: bool = False,
     ) -> None:
         from qdrant_client import QdrantClient
 
@@ -86,6 +89,7 @@ class QdrantStore:
         self.remote = bool(url)
         self.location = None if url else location
         self.create_options = {k: v for k, v in (create_options or {}).items() if v is not None}
+        self.on_disk = bool(on_disk)
         self.permission_warnings: list[str] = []
         self.n_empty = 0
         where = mask_url(url) if url else location
@@ -165,7 +169,7 @@ class QdrantStore:
 
         if same_dim(self.collection, self.dim, dim):
             return
-        params = models.VectorParams(size=int(dim), distance=models.Distance.COSINE)
+        params = models.VectorParams(size=int(dim), distance=models.Distance.COSINE, on_disk=self.on_disk or None)
         with self._lock:
             self.client.create_collection(self.collection, vectors_config={n: params for n in (RAW, *SLOTS)}, **self.create_options)
         self.dim = int(dim)
