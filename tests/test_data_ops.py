@@ -88,6 +88,30 @@ def test_get_many_with_vectors(eng):
     assert eng.get("d5") == rec["payload"]
 
 
+def test_slots_hold_vectors_only_for_doc_adapters(eng):
+    """An identity version is served from ``raw``: no slot copy of raw is stored (it would never
+    be read, and would triple the vectors and graphs of a store that never promoted). After a
+    doc-side promotion the served slot holds every document, and a document ingested then gets
+    the served slot's vector and none in the idle (identity) slot."""
+    from antigravity.stores.qdrant import RAW, SLOTS
+
+    store = eng.store
+    at_v0 = store.retrieve(["d1", "d2"], with_vectors=[RAW, *SLOTS])
+    assert all(set(r["vectors"]) == {RAW} for r in at_v0.values())
+    assert eng.search("doc 1", k=3)  # version 0 serves raw
+    a = _adapter(32, 5)
+    eng.activate(a, None, version=1)
+    slot = eng.served_version.slot
+    idle = next(s for s in SLOTS if s != slot)
+    eng.ingest([{"_id": "new", "title": "fresh", "text": "a new document"}])
+    recs = store.retrieve(["d1", "new"], with_vectors=[RAW, *SLOTS])
+    for rec in recs.values():
+        assert set(rec["vectors"]) == {RAW, slot}
+        np.testing.assert_allclose(rec["vectors"][slot], a.transform(rec["vectors"][RAW][None])[0], atol=1e-5)
+    assert idle not in recs["new"]["vectors"]
+    assert eng.search("a new document", k=1)[0].doc_id == "new"
+
+
 FILTERS = [
     ({"lang": "de"}, lambda d: d["lang"] == "de"),
     ({"lang": ["en", "fr"]}, lambda d: d["lang"] in ("en", "fr")),
