@@ -57,16 +57,17 @@ JUDGE = re.compile(r"(judge_\w+)[^Δ]*\(Δ ([-+]?\d+\.\d+), one-sided p ([\d.e-]
 
 def what_if(ds: list[dict]) -> None:
     """The same decisions under other promotion thresholds on the judge's Δ and one-sided p
-    (read back from each decision's ``reason``): accuracy, promotions, and promotions whose
+    (the decision's ``gate_delta``/``gate_p``, or read back from its ``reason`` in older results): accuracy, promotions, and promotions whose
     headline test change fell below -0.005 (the issue's worst-row bar). Also the rank
     correlation of the judge's Δ with the test change, per judge and stage."""
     from scipy.stats import spearmanr
 
     rows = []
     for d in ds:
-        m = JUDGE.search(d.get("reason", ""))
+        m = JUDGE.search(d.get("reason", ""))  # the judge's name; its statistics too in results written before gate_delta/gate_p were recorded
         if m:
-            rows.append({"judge": m.group(1), "j": float(m.group(2)), "p": float(m.group(3)), "t": d["delta_no_near_dup"], "promoted": d["promoted"],
+            j, p = (d["gate_delta"], d["gate_p"]) if "gate_delta" in d else (float(m.group(2)), float(m.group(3)))
+            rows.append({"judge": m.group(1), "j": j, "p": p, "t": d["delta_no_near_dup"], "promoted": d["promoted"],
                          "stage": "pretrain" if d["stage"] == "pretrain" else "cycle"})
     if not rows:
         return

@@ -68,70 +68,68 @@ ON_DISK = os.environ.get("AG_SCALE_ON_DISK") == "1"  # --on-disk: the engine's s
 
 
 # ---------------------------------------------------------------------------------------------
-def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM, chunk: int = 100_000) -> np.ndarray:
-    out = np.empty((n, dim), dtype=np.float32)
-    for i in range(0, n, chunk):
-        x = rng.standard_normal((min(chunk, n - i), dim), dtype=np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[i : i + len(x)] = x
-    return out
+CHUNK = 100_000  # rows drawn per step; the draws (hence the vectors) depend on it
 
 
-def lowrank_rows(rng: np.random.Generator, n: int, basis: np.ndarray, noise: float = 0.1, chunk: int = 100_000) -> np.ndarray:
-    """Unit rows ``normalise(z @ basis + noise * e)``, ``z`` and ``e`` Gaussian: a ``len(basis)``-dimensional
-    structure in 384-d, closer to real embeddings' low intrinsic dimension than isotropic rows."""
-    out = np.empty((n, basis.shape[1]), dtype=np.float32)
-    r = len(basis)
-    for i in range(0, n, chunk):
-        m = min(chunk, n - i)
-        x = rng.standard_normal((m, r), dtype=np.float32) @ basis + noise * rng.standard_normal((m, basis.shape[1]), dtype=np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[i : i + m] = x
-    return out
-
-
-def make_data(kind: str, seed: int, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        return unit_rows(rng, n), unit_rows(rng, nq)
+def _basis(rng: np.random.Generator) -> np.ndarray:
+    """The fixed random ``(32, 384)`` unit-row basis of ``--data lowrank``."""
     basis = rng.standard_normal((32, DIM), dtype=np.float32) / np.sqrt(DIM).astype(np.float32)
     basis /= np.linalg.norm(basis, axis=1, keepdims=True)
-    return lowrank_rows(rng, n, basis), lowrank_rows(rng, nq, basis)
+    return basis
 
 
-def _chunk_rows(rng: np.random.Generator, m: int, basis: np.ndarray | None) -> np.ndarray:
-    """One chunk of :func:`unit_rows` (``basis is None``) or :func:`lowrank_rows`: the same draws in the same order."""
+def _chunk_rows(rng: np.random.Generator, m: int, basis: np.ndarray | None, noise: float = 0.1) -> np.ndarray:
+    """``m`` unit rows: isotropic Gaussian (``basis is None``) or ``normalise(z @ basis + noise * e)``."""
     if basis is None:
         x = rng.standard_normal((m, DIM), dtype=np.float32)
     else:
-        x = rng.standard_normal((m, len(basis)), dtype=np.float32) @ basis + 0.1 * rng.standard_normal((m, basis.shape[1]), dtype=np.float32)
+        x = rng.standard_normal((m, len(basis)), dtype=np.float32) @ basis + noise * rng.standard_normal((m, basis.shape[1]), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
 
+def _rows(rng: np.random.Generator, n: int, basis: np.ndarray | None) -> np.ndarray:
+    out = np.empty((n, DIM), dtype=np.float32)
+    for i in range(0, n, CHUNK):
+        out[i : i + CHUNK] = _chunk_rows(rng, min(CHUNK, n - i), basis)
+    return out
+
+
+def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, 384) float32`` isotropic unit rows."""
+    return _rows(rng, n, None)
+
+
+def lowrank_rows(rng: np.random.Generator, n: int, basis: np.ndarray) -> np.ndarray:
+    """Unit rows ``normalise(z @ basis + 0.1 * e)``, ``z`` and ``e`` Gaussian: a ``len(basis)``-dimensional
+    structure in 384-d, closer to real embeddings' low intrinsic dimension than isotropic rows."""
+    return _rows(rng, n, basis)
+
+
+def make_data(kind: str, seed: int, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    basis = None if kind == "gaussian" else _basis(rng)
+    return _rows(rng, n, basis), _rows(rng, nq, basis)
+
+
 class StreamedDocs:
     """The document matrix of :func:`make_data` without holding it: rows are regenerated chunk by
-    chunk (100k rows, 147 MB) from the generator state saved at each chunk start, bit-identical
-    to ``make_data(kind, seed, n, nq)[0]`` (tests/test_benchmarks_scale.py). Supports what
-    the sides use: ``len``, ``x[i]``, ``x[i:j]`` and integer-array indexing (``(m, 384) float32``).
-    ``queries`` is ``make_data``'s query matrix. Only one chunk is cached, so a process that
-    streams the documents (engine, raw qdrant_edge) holds ~150 MB of input instead of 1.5 GB at 1M."""
-
-    chunk = 100_000
+    chunk (:data:`CHUNK` rows, 147 MB) from the generator state saved at each chunk start,
+    bit-identical to ``make_data(kind, seed, n, nq)[0]`` (tests/test_benchmarks_scale.py).
+    Supports what the sides use: ``len``, ``x[i]``, ``x[i:j]`` and integer-array indexing
+    (``(m, 384) float32``). ``queries`` is ``make_data``'s query matrix. Only one chunk is cached,
+    so a process that streams the documents (engine, raw qdrant_edge) holds ~150 MB of input
+    instead of 1.5 GB at 1M."""
 
     def __init__(self, kind: str, seed: int, n: int, nq: int) -> None:
         rng = np.random.default_rng(seed)
-        self.basis: np.ndarray | None = None
-        if kind != "gaussian":
-            basis = rng.standard_normal((32, DIM), dtype=np.float32) / np.sqrt(DIM).astype(np.float32)
-            basis /= np.linalg.norm(basis, axis=1, keepdims=True)
-            self.basis = basis
-        self.n = n
+        self.basis = None if kind == "gaussian" else _basis(rng)
+        self.n, self.chunk = n, CHUNK
         self.states: list[dict[str, Any]] = []
         for i in range(0, n, self.chunk):
             self.states.append(rng.bit_generator.state)
             _chunk_rows(rng, min(self.chunk, n - i), self.basis)
-        self.queries = unit_rows(rng, nq) if self.basis is None else lowrank_rows(rng, nq, self.basis)
+        self.queries = _rows(rng, nq, self.basis)
         self._cached: tuple[int, np.ndarray | None] = (-1, None)
         self.nbytes = min(n, self.chunk) * DIM * 4
 

@@ -122,12 +122,14 @@ def test_student_nan_vectors_rejected_nothing_written(tmp_path):  # case: studen
 class ShortEncoder(HashEncoder):
     """Returns one row too few for any batch after the first (a broken student)."""
 
-    calls = 0
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.batches = 0
 
     def encode_uncached(self, texts, show_progress=False):
         out = super().encode_uncached(texts)
-        ShortEncoder.calls += 1
-        return out if ShortEncoder.calls == 1 else out[:-1]
+        self.batches += 1
+        return out if self.batches == 1 else out[:-1]
 
 
 def test_student_wrong_shape_rejected_nothing_written(tmp_path):  # case: student-wrong-shape

@@ -17,11 +17,9 @@ _spec.loader.exec_module(scale)  # type: ignore[union-attr]
 
 @pytest.mark.parametrize("kind", ["gaussian", "lowrank"])
 def test_streamed_documents_equal_the_matrix(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scale.StreamedDocs, "chunk", 700)  # several chunks, the last one short
+    monkeypatch.setattr(scale, "CHUNK", 700)  # several chunks, the last one short
     n, nq = 2_500, 7
-    monkeypatch.setattr(scale, "unit_rows", lambda rng, m, dim=scale.DIM, chunk=700: _rows(rng, m, None))
-    monkeypatch.setattr(scale, "lowrank_rows", lambda rng, m, basis, noise=0.1, chunk=700: _rows(rng, m, basis))
-    docs, queries = scale.make_data(kind, 3, n, nq)  # the matrix drawn with the same chunk size
+    docs, queries = scale.make_data(kind, 3, n, nq)
     s = scale.StreamedDocs(kind, 3, n, nq)
     assert np.array_equal(s.materialise(), docs)
     assert np.array_equal(s.queries, queries)
@@ -30,10 +28,6 @@ def test_streamed_documents_equal_the_matrix(kind: str, monkeypatch: pytest.Monk
     assert np.array_equal(s[1_399], docs[1_399])
     assert np.array_equal(s[690:1_410], docs[690:1_410])
     assert len(s) == n
-
-
-def _rows(rng: np.random.Generator, m: int, basis: np.ndarray | None) -> np.ndarray:
-    return np.concatenate([scale._chunk_rows(rng, min(700, m - i), basis) for i in range(0, m, 700)])
 
 
 def test_exact_top_k_reads_streamed_documents() -> None:

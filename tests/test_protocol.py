@@ -2,6 +2,7 @@
 splits, duplicate removal, strata, Holm, gate decisions — with the HashEncoder stub."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -281,6 +282,11 @@ def test_benchmark_end_to_end_label_free_on_a_test_only_corpus(tmp_path):
         assert r["runs"][lb]["summary"]["modes"]["baseline"]["decision_accuracy"]["n"] == 4
         gates = " ".join(d["reason"] for d in mode["decisions"])
         assert ("judge_bm25" in gates) == (lb == "none") and ("dev_ndcg" in gates) == (lb == "dev")
+        for d in mode["decisions"]:  # the gate's own estimate is recorded as numbers, the same the reason states
+            stated = re.search(r"\(Δ ([-+]?\d+\.\d+), one-sided p ([\d.e-]+)", d["reason"])
+            assert (stated is not None) == ("gate_delta" in d), d["reason"]
+            if stated:
+                assert f"{d['gate_delta']:+.4f}" == f"{float(stated.group(1)):+.4f}" and 0.0 <= d["gate_p"] <= 1.0
 
 
 def test_exact_row_scoring_equals_the_engines_served_search(tmp_path):

@@ -301,9 +301,11 @@ def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str
     cur = evaluate_adapters(engine, data, qvecs, report.current)
     cand = evaluate_adapters(engine, data, qvecs, report.candidate)
     out = {"stage": stage, "promoted": bool(report.promoted), "reason": report.reason}
-    judged = (report.metrics.get("gate_metrics") or {}).get("judged_texts")
-    if judged is not None:  # label-free judge gate: texts judged for this decision, traffic vs pseudo-queries
-        out["judged_texts"] = judged
+    gm = report.metrics.get("gate_metrics") or {}
+    if gm.get("judged_texts") is not None:  # label-free judge gate: texts judged for this decision, traffic vs pseudo-queries
+        out["judged_texts"] = gm["judged_texts"]
+    if gm.get("delta") is not None:  # the gate's own estimate (judge or dev labels) and its one-sided p
+        out["gate_delta"], out["gate_p"] = float(gm["delta"]), float(gm["p"])
     for st in STRATA:
         ids = data.stratum(st)
         out[f"delta_{st}"] = float(np.mean([cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in ids])) if ids else None
