@@ -320,13 +320,18 @@ def migrate(
     collection: CollectionOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Move a collection written by qdrant-client local mode (the previous embedded store) to
-    Qdrant Edge; vectors, payloads, adapters and the active version are kept, and the old
-    files are moved aside (not deleted)."""
-    from antigravity.serving.integrity import migrate_local_to_edge
+    """Move a collection written by an earlier embedded store to today's Qdrant Edge layout:
+    from qdrant-client local mode, or from the single-shard Qdrant Edge layout (all vectors in
+    one shard) to one shard per vector. Vectors, payloads, adapters and the active version are
+    kept, and the old files are moved aside (not deleted)."""
+    from antigravity.serving.integrity import migrate_edge_single_shard, migrate_local_to_edge, single_shard_layout
 
     settings = _store_settings(config, data_dir, collection)
     _require_persistent(settings, "migrate")
+    if single_shard_layout(settings):
+        n, backup = migrate_edge_single_shard(settings)
+        console.print(f"migrated {n} documents of collection {settings.store.collection!r} to one Qdrant Edge shard per vector; the single-shard files are in {backup}")
+        return
     n, backup = migrate_local_to_edge(settings)
     console.print(f"migrated {n} documents of collection {settings.store.collection!r} to Qdrant Edge; the local-mode files are in {backup}")
 

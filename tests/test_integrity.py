@@ -163,8 +163,10 @@ def _truncate_edge_vectors(p: Path) -> None:
 
 
 def _delete_edge_segments(p: Path) -> None:
+    """Segments and WAL: with the WAL kept, Qdrant rebuilds the points from it (a repair, not damage)."""
     for seg in (p / EDGE / "segments").iterdir():
         shutil.rmtree(seg)
+    shutil.rmtree(p / EDGE / "wal")
 
 
 DAMAGE = [  # (case, backend, damage, error, match)
@@ -173,7 +175,7 @@ DAMAGE = [  # (case, backend, damage, error, match)
     ("store-collection-folder-deleted", "local", lambda p: shutil.rmtree(p / LOCAL), ManifestError, "holds 0 documents but .*records at least 120"),
     ("store-folder-deleted", "local", lambda p: shutil.rmtree(p / "qdrant"), ManifestError, "records 120 documents .* has no such collection"),
     ("edge-vectors-truncated", "edge", _truncate_edge_vectors, StoreError, "files are damaged.*--reindex"),
-    ("edge-segments-deleted", "edge", _delete_edge_segments, ManifestError, "holds 0 documents but .*records at least 120"),
+    ("edge-segments-and-wal-deleted", "edge", _delete_edge_segments, ManifestError, "holds 0 documents but .*records at least 120"),
     ("edge-config-deleted", "edge", lambda p: (p / EDGE / "edge_config.json").unlink(), StoreError, "holds no Qdrant Edge shard"),
     ("edge-collection-folder-deleted", "edge", lambda p: shutil.rmtree(p / EDGE), ManifestError, "records 120 documents .* has no such collection"),
     ("edge-store-folder-deleted", "edge", lambda p: shutil.rmtree(p / "qdrant"), ManifestError, "records 120 documents .* has no such collection"),

@@ -62,7 +62,7 @@ def assert_implements(obj, proto: type) -> None:
 def test_vector_store_members_are_the_store_surface():
     assert protocol_members(VectorStore) == {
         "collection", "location", "remote", "dim", "n_empty", "permission_warnings", "meta_file", "collection_dir",
-        "describe", "ensure_collection", "drop_collection", "upsert", "set_served", "search", "retrieve",
+        "describe", "ensure_collection", "drop_collection", "upsert", "set_served", "clear_served", "search", "retrieve",
         "iter_payloads", "iter_vectors", "count", "count_empty", "close",
         "delete", "create_payload_index", "optimize", "indexed_vectors_count",
     }  # fmt: skip

@@ -5,6 +5,7 @@ the file and the recovery command — damage is never served as an empty store."
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ def open_store(s: Any, *, create: bool) -> tuple[QdrantStore, bool, list[str]]:
 
         location = s.resolved_store_location if in_memory else str(Path(s.resolved_store_location).expanduser() / "edge")
         # raw gets a graph too: the frozen student (version 0) and query-only versions are served from it
-        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, raw_hnsw=True, on_disk=s.store.on_disk)
+        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, raw_hnsw=True, on_disk=s.store.on_disk,
+                          migrate_hint=f" --data-dir {s.data_dir}")
     else:
         store = QdrantStore(
             s.resolved_store_location if not s.store.url else None, url=s.store.url, api_key=s.store.api_key.get_secret_value() if s.store.api_key else None,
@@ -181,6 +183,8 @@ def migrate_local_to_edge(s: Any, batch: int = 1024) -> tuple[int, Path]:
     import datetime as _dt
     import shutil
 
+    import numpy as np
+
     from antigravity.serving.checkpoints import registry_for
     from antigravity.stores.edge import EdgeStore
     from antigravity.stores.manifest import CollectionManifest
@@ -208,7 +212,11 @@ def migrate_local_to_edge(s: Any, batch: int = 1024) -> tuple[int, Path]:
             n = 0
             for ids, mats in src.iter_vectors((RAW, *SLOTS), batch_size=batch):
                 payloads = src.retrieve(ids)
-                dst.upsert(ids, mats[RAW], [payloads[d] for d in ids], {slot: mats[slot] for slot in SLOTS})
+                dst.upsert(ids, mats[RAW], [payloads[d] for d in ids])
+                for slot in SLOTS:  # a vector a point lacks reads as a zero row: only real ones are copied
+                    held = np.flatnonzero(np.abs(mats[slot]).sum(axis=1) > 0)
+                    if len(held):
+                        dst.set_served([ids[i] for i in held], slot, mats[slot][held])
                 n += len(ids)
             if dst.count() != src.count() or n != src.count():
                 raise StoreError(f"migration copied {dst.count()} of {src.count()} documents; the local-mode collection is unchanged")
@@ -229,4 +237,98 @@ def migrate_local_to_edge(s: Any, batch: int = 1024) -> tuple[int, Path]:
     if old_dir is not None and Path(old_dir).exists():
         Path(old_dir).rename(backup / Path(old_dir).name)
     logger.warning("migrated collection %r (%d documents) to Qdrant Edge in %s; the local-mode files are in %s", s.store.collection, n, final, backup)
+    return n, backup
+
+
+def single_shard_layout(s: Any) -> bool:
+    """``True`` when the Qdrant Edge collection ``s`` describes is in the single-shard layout of
+    earlier versions (``raw``, ``served_a`` and ``served_b`` declared in one shard)."""
+    from antigravity.stores.qdrant import SLOTS
+
+    if s.store.url or s.resolved_store_location == ":memory:":
+        return False
+    cfg = Path(s.resolved_store_location).expanduser() / "edge" / s.store.collection / "edge_config.json"
+    try:
+        return bool(set(json.loads(cfg.read_text())["vectors"]) & set(SLOTS))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def migrate_edge_single_shard(s: Any, batch: int = 1024) -> tuple[int, Path]:
+    """Split a Qdrant Edge collection in the single-shard layout (earlier versions: ``raw`` and
+    both slots declared in one shard, which stores every declared vector of every point and moves
+    a whole point when one vector changes) into one shard per vector
+    (:class:`~antigravity.stores.edge.EdgeStore`). Raw vectors, payloads and payload indexes are
+    copied, and each slot vector a point holds; adapters and ``active.json`` are untouched (the
+    slots keep their names, so the active version serves the same vectors). Returns
+    ``(documents copied, where the old shard was moved)``.
+
+    Crash-safe in order: the copy is built in ``.<collection>.migrating`` (removed and redone by
+    a re-run); then the new slot shards are moved into place, the old shard is moved aside and
+    the new raw shard takes its name (two renames).
+
+    Raises:
+        StoreError: the collection is not in the single-shard layout, or the copy does not
+            match the source.
+    """
+    import datetime as _dt
+    import shutil
+
+    import numpy as np
+    import qdrant_edge as qe
+
+    from antigravity.stores.edge import SHARDS, EdgeStore
+    from antigravity.stores.qdrant import RAW, SLOTS
+
+    if not single_shard_layout(s):
+        raise StoreError(f"collection {s.store.collection!r} in {s.resolved_store_location} is not in the single-shard Qdrant Edge layout; nothing to migrate")
+    location = Path(s.resolved_store_location).expanduser() / "edge"
+    old = location / s.store.collection
+    tmp_dir = location / f".{s.store.collection}.migrating"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    try:
+        src = qe.EdgeShard.load(str(old))
+    except Exception as exc:  # noqa: BLE001 - qdrant_edge raises plain Exception
+        raise StoreError(f"cannot open {old} to migrate it: {type(exc).__name__}: {exc}".replace("\n", " ")) from exc
+    try:
+        dim = int(json.loads((old / "edge_config.json").read_text())["vectors"][RAW]["size"])
+        dst = EdgeStore(str(tmp_dir), collection=s.store.collection, create=True, m=s.store.m, ef_construct=s.store.ef_construct, raw_hnsw=True, on_disk=s.store.on_disk)
+        try:
+            dst.ensure_collection(dim)
+            for field, info in src.info().payload_schema.items():
+                if not field.startswith("_ag_"):
+                    dst.create_payload_index(field, str(info.data_type).rsplit(".", 1)[-1].lower())
+            n, offset = 0, None
+            while True:
+                recs, offset = src.scroll(qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=True))
+                if recs:
+                    ids = [str(r.payload["doc_id"]) for r in recs]
+                    payloads = [{k: v for k, v in r.payload.items() if k != "doc_id"} for r in recs]
+                    dst.upsert(ids, np.array([r.vector[RAW] for r in recs], dtype=np.float32), payloads)
+                    for slot in SLOTS:
+                        have = [(d, r.vector[slot]) for d, r in zip(ids, recs) if r.vector.get(slot) is not None]
+                        if have:
+                            dst.set_served([d for d, _ in have], slot, np.array([v for _, v in have], dtype=np.float32))
+                    n += len(recs)
+                if offset is None:
+                    break
+            total = int(src.count(qe.CountRequest(exact=True)))
+            if dst.count() != total or n != total:
+                raise StoreError(f"migration copied {dst.count()} of {total} documents; the single-shard collection is unchanged")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    for name in SHARDS[1:]:
+        target = location / f"{s.store.collection}.{name}"
+        shutil.rmtree(target, ignore_errors=True)
+        if (tmp_dir / target.name).exists():
+            (tmp_dir / target.name).rename(target)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    backup = location.parent / f"edge-single-shard-backup-{stamp}"
+    backup.mkdir()
+    old.rename(backup / old.name)
+    (tmp_dir / s.store.collection).rename(old)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    logger.warning("migrated collection %r (%d documents) to one Qdrant Edge shard per vector in %s; the single-shard files are in %s", s.store.collection, n, location, backup)
     return n, backup

@@ -161,6 +161,7 @@ class VersionManager:
                 target = SLOTS[1] if self._served.slot == SLOTS[0] else SLOTS[0]
                 self._wait_for_readers(target, version)
                 self._slot_content.pop(target, None)  # half-written until the loop ends
+                self.store.clear_served(target)  # the whole slot is written next: into an empty one, not over an indexed one
                 self._materialise(target, doc_adapter, raw)
                 new = ServedVersion(version, target, doc_adapter, query_adapter, meta)
                 self._slot_content[target] = new

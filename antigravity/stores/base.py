@@ -105,6 +105,14 @@ class VectorStore(Protocol):
         """
         ...
 
+    def clear_served(self, slot: str) -> None:
+        """Remove every ``slot`` vector (a promotion does this before writing the whole slot).
+
+        Raises:
+            StoreError: ``slot`` is not one of :data:`SLOTS`.
+        """
+        ...
+
     def search(
         self, vectors: np.ndarray, using: str, k: int, filter: Any = None
     ) -> list[list[tuple[str, float, dict]]]:

@@ -1,16 +1,18 @@
 """Vector store on Qdrant Edge (``qdrant-edge-py``, module ``qdrant_edge``): Qdrant's engine
 embedded in the process as one shard per collection, no server and no SQLite.
 
-Layout: ``<location>/<collection>/`` is the shard folder (``edge_config.json``, ``wal/``,
-``segments/``); ``location=":memory:"`` puts it in a temporary folder that :meth:`EdgeStore.close`
-removes. Points, payloads and ids are laid out as in
-:class:`~antigravity.stores.qdrant.QdrantStore` (shared helpers in
-:mod:`antigravity.stores.shared`): ``uuid5`` point ids (:func:`~antigravity.stores.shared.point_id`),
-the document id in the payload as ``doc_id``, empty documents flagged ``_ag_empty`` and never
-returned by :meth:`EdgeStore.search` — which, like QdrantStore, over-fetches ``k + n_empty + 1``
-hits and drops the flagged ones (:func:`~antigravity.stores.shared.ranked_search`) rather than
-sending a ``must_not`` filter: measured at 20k points, that filter made a single query ~6 ms
-instead of ~0.7 ms exact / ~0.35 ms HNSW.
+Layout: one shard per vector name (see :class:`EdgeStore`): ``<location>/<collection>/``
+holds ``raw`` and the payloads, ``<location>/<collection>.served_a/`` and ``.served_b/`` one
+served slot each (each shard folder has ``edge_config.json``, ``wal/``, ``segments/``);
+``location=":memory:"`` puts them in a temporary folder that :meth:`EdgeStore.close` removes.
+Points, payloads and ids are laid out as in :class:`~antigravity.stores.qdrant.QdrantStore`
+(shared helpers in :mod:`antigravity.stores.shared`): ``uuid5`` point ids
+(:func:`~antigravity.stores.shared.point_id`), the document id in the payload as ``doc_id``,
+empty documents flagged ``_ag_empty`` and never returned by :meth:`EdgeStore.search` — which,
+like QdrantStore, over-fetches ``k + n_empty + 1`` hits and drops the flagged ones
+(:func:`~antigravity.stores.shared.ranked_search`) rather than sending a ``must_not`` filter:
+measured at 20k points, that filter made a single query ~6 ms instead of ~0.7 ms exact /
+~0.35 ms HNSW.
 
 Vectors (all ``d``-dimensional, cosine; Qdrant stores them normalised):
 
@@ -22,7 +24,7 @@ Vectors (all ``d``-dimensional, cosine; Qdrant stores them normalised):
   https://qdrant.tech/documentation/concepts/indexing/#vector-index and
   https://qdrant.tech/documentation/guides/optimize/.
 
-Indexing: the shard has no background optimizer. Points are searched exactly (brute force)
+Indexing: a shard has no background optimizer. Points are searched exactly (brute force)
 until :meth:`EdgeStore.optimize` builds the HNSW graph of every segment larger than
 ``indexing_threshold`` KB (Qdrant's default 10000 KB, about 6700 384-d vectors); points
 written after that are searched exactly until the next ``optimize()``.
@@ -39,11 +41,13 @@ parallel, and a shard's own ``optimize()`` stalls every Python thread of the pro
 as it runs (30k 384-d documents: no search completed for 77 s). :meth:`EdgeStore.optimize`
 therefore builds in a child process on a copy of the shard and swaps it in: reads take the
 shard object when they start, the swap replaces it and closes the old one after
-``swap_grace_s`` (2 s), so reads never wait for the swap and none runs on a closed shard. Writes (``ensure_collection``, ``upsert``, ``set_served``, ``delete``,
+``swap_grace_s`` (2 s), so reads never wait for the swap and none runs on a closed shard. Writes (``ensure_collection``, ``upsert``, ``set_served``, ``clear_served``, ``delete``,
 ``create_payload_index``, ``optimize``, ``drop_collection``, ``close``) take one re-entrant
 *write lock*, which searches and other reads never take: it keeps the multi-step writes whole
-(``set_served`` checks the ids, then writes; ``delete`` deletes, then recounts
-:attr:`EdgeStore.n_empty`; ``drop_collection`` closes the shard, then removes its folder). A
+(``set_served`` checks the ids, then writes; ``delete`` deletes from every shard, then
+recounts :attr:`EdgeStore.n_empty`; ``drop_collection`` closes the shards, then removes their
+folders). A search reads one shard; a read that combines shards (``retrieve`` or
+``iter_vectors`` with raw and slot vectors) is not a snapshot across them while writes run. A
 read racing ``close()`` / ``drop_collection()`` gets a ``StoreError``.
 
 One ``EdgeStore`` per shard folder: a second one (in this or another process) is refused with
@@ -65,6 +69,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -78,7 +83,7 @@ from antigravity.stores.shared import (
     check_index, check_slot, id_list, open_folder, point_id, point_rows, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
-__all__ = ["EdgeStore", "edge_filter"]
+__all__ = ["SHARDS", "EdgeStore", "edge_filter"]
 
 _SCHEMAS = {"keyword": "Keyword", "integer": "Integer", "float": "Float", "bool": "Bool"}
 _SUPPORTED = "supported: must / should / must_not of FieldCondition with MatchValue, MatchAny or Range, and nested Filter"
@@ -156,20 +161,28 @@ shard.flush()
 shard.close()
 """
 
+#: the shards of a collection, one per vector name: ``raw`` (with every payload) first
+SHARDS = (RAW, *SLOTS)
+
 
 class _Handle:
-    """The open shard and, for ``":memory:"``, the temporary folder; released by
-    :meth:`EdgeStore.close` or when the store is garbage-collected."""
+    """The open shards (``{name: EdgeShard}``) and, for ``":memory:"``, the temporary folder;
+    released by :meth:`EdgeStore.close` or when the store is garbage-collected."""
 
     def __init__(self, tmpdir: str | None) -> None:
-        self.shard: Any = None
+        self.shards: dict[str, Any] = {}
+        self.open = False
         self.tmpdir = tmpdir
 
-    def close_shard(self) -> None:
-        shard, self.shard = self.shard, None
-        if shard is not None:
-            with contextlib.suppress(Exception):  # closing at shutdown or twice is harmless
-                shard.close()
+    def close_shard(self, name: str | None = None) -> None:
+        """Close one shard (``name``) or all of them (``None``: the store is then closed)."""
+        if name is None:
+            self.open = False
+        for n in list(self.shards) if name is None else [name]:
+            shard = self.shards.pop(n, None)
+            if shard is not None:
+                with contextlib.suppress(Exception):  # closing at shutdown or twice is harmless
+                    shard.close()
 
     def release(self) -> None:
         self.close_shard()
@@ -178,14 +191,34 @@ class _Handle:
             self.tmpdir = None
 
 
+def _jsonable(value: Any) -> Any:
+    """``json.dumps`` default for payload values: NumPy scalars and arrays become Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 class EdgeStore:
-    """A Qdrant Edge shard holding raw and served vectors of documents; implements
-    :class:`antigravity.stores.base.VectorStore` (see the module doc for layout, indexing and
-    threads).
+    """Qdrant Edge shards holding the raw and served vectors of documents; implements
+    :class:`antigravity.stores.base.VectorStore`.
+
+    Layout: one shard per vector name. ``<location>/<collection>/`` holds ``raw`` and every
+    payload; ``<location>/<collection>.served_a/`` and ``.served_b/`` hold one served slot each
+    (with a copy of the payload, so filters and results work on them), created when the slot
+    is first written and removed by :meth:`clear_served`. A shard holds dense storage for every
+    vector name it declares, written or not, and moves a whole point when one of its vectors
+    is updated; one shard per name means a promotion writes one vector per document, and a
+    store that never promoted holds one vector per document (measured at 1M documents:
+    docs/performance.md). A write that touches several shards (an upsert or delete while a
+    slot shard exists) is first written to a journal file (``.<collection>.journal.npz``,
+    renamed into place when complete) and replayed on open when a crash cut it short, so the
+    shards never disagree about a document. See the module doc for indexing and threads.
 
     Args:
         location: ``":memory:"`` (a temporary folder, removed on :meth:`close`) or the store
-            folder; each collection is the shard folder ``<location>/<collection>``.
+            folder.
         collection: collection name (a folder name: no ``/``).
         create: create a missing store folder (private, 0700). With ``False`` a missing folder
             is refused (:class:`StoreError`, as QdrantStore); a missing collection in an existing
@@ -205,16 +238,19 @@ class EdgeStore:
             default). Like the HNSW options it is re-applied on open and takes effect for segments
             written from then on (the next :meth:`optimize` rewrites them all).
         optimize_in_subprocess: :meth:`optimize` builds the graphs in a child process on a copy
-            of the shard and swaps it in (default ``True``: searches of this process keep
+            of each shard and swaps it in (default ``True``: searches of this process keep
             running meanwhile); ``False`` builds in this process (holding the GIL throughout).
+        migrate_hint: appended to the command named when the folder holds the single-shard
+            layout of earlier versions (e.g. ``" --data-dir DIR"``).
 
-    The HNSW options apply when the collection is created and are re-applied when it is
-    opened again (they take effect at the next :meth:`optimize`).
+    The HNSW options apply when a shard is created and are re-applied when it is opened again
+    (they take effect at the next :meth:`optimize`).
 
     Raises:
         StoreError: the folder is missing with ``create=False``, the collection folder holds no
-            Antigravity shard, the shard is open elsewhere (its WAL is locked), or
-            ``qdrant-edge-py`` is not installed.
+            Antigravity shard or the single-shard layout of earlier versions (names
+            ``antigravity migrate``), a shard is open elsewhere (its WAL is locked), a journal
+            cannot be replayed, or ``qdrant-edge-py`` is not installed.
     """
 
     remote = False
@@ -233,6 +269,7 @@ class EdgeStore:
         raw_hnsw: bool = False,
         on_disk: bool = False,
         optimize_in_subprocess: bool = True,
+        migrate_hint: str = "",
     ) -> None:
         if not isinstance(collection, str) or not collection or "/" in collection or "\\" in collection or collection in (".", ".."):
             raise StoreError(f"invalid collection name {collection!r} for an EdgeStore (it is a folder name)")
@@ -247,6 +284,7 @@ class EdgeStore:
         self.m, self.ef_construct, self.hnsw_ef = m, ef_construct, hnsw_ef
         self.full_scan_threshold, self.indexing_threshold, self.raw_hnsw = full_scan_threshold, indexing_threshold, raw_hnsw
         self.on_disk = bool(on_disk)
+        self.migrate_hint = migrate_hint
         self.permission_warnings: list[str] = []
         self.n_empty = 0
         self.dim: int | None = None
@@ -254,6 +292,8 @@ class EdgeStore:
         self.optimize_in_subprocess = bool(optimize_in_subprocess)
         #: seconds :meth:`optimize` keeps the replaced shard open after the swap, for reads that took it just before
         self.swap_grace_s = 2.0
+        #: shards written since this process last optimised them (all shards count as written after open)
+        self._unoptimized: set[str] = set()
         tmpdir = None
         if location == ":memory:":
             tmpdir = tempfile.mkdtemp(prefix="antigravity-edge-")
@@ -263,47 +303,55 @@ class EdgeStore:
             self._root = Path(location).expanduser()
         self._handle = _Handle(tmpdir)
         self._finalizer = weakref.finalize(self, self._handle.release)
-        self._recover_interrupted_optimize()
+        for name in SHARDS:
+            self._recover_interrupted(name)
         if self._path.exists():
             self._open_existing()
 
     # -- layout and messages -------------------------------------------------------------
+    def _folder(self, name: str) -> Path:
+        """The shard folder of vector ``name``: ``<collection>`` for raw, ``<collection>.<slot>`` for a slot."""
+        return self._root / (self.collection if name == RAW else f"{self.collection}.{name}")
+
+    def _aside(self, name: str, what: str) -> Path:
+        """A hidden folder beside shard ``name``: ``optimizing`` (an index build), ``replaced``
+        (the shard an optimize replaced), ``creating`` (a slot shard being made), ``dropping``
+        (a slot shard being removed)."""
+        return self._root / f".{self._folder(name).name}.{what}"
+
     @property
     def _path(self) -> Path:
-        return self._root / self.collection
+        return self._folder(RAW)
 
     @property
-    def _build_dir(self) -> Path:
-        """Where :meth:`optimize` builds the indexed copy of the shard."""
-        return self._root / f".{self.collection}.optimizing"
+    def _journal(self) -> Path:
+        return self._root / f".{self.collection}.journal.npz"
 
-    @property
-    def _replaced_dir(self) -> Path:
-        """Where the shard an :meth:`optimize` replaced waits to be removed."""
-        return self._root / f".{self.collection}.replaced"
-
-    def _recover_interrupted_optimize(self) -> None:
-        """Finish or undo an :meth:`optimize` that a crash interrupted: a half-built copy is
-        removed; a shard moved aside but not yet replaced (crash between the two renames) is
-        moved back; a replaced shard left behind is removed. Nothing acknowledged is lost: the
-        copy is only ever built from a flushed, closed-to-writes shard."""
-        build, replaced = self._build_dir, self._replaced_dir
-        if build.exists():
-            shutil.rmtree(build)
+    def _recover_interrupted(self, name: str) -> None:
+        """Finish or undo a folder operation on shard ``name`` that a crash interrupted: a
+        half-built optimize copy or half-created slot shard is removed; a shard moved aside by
+        an optimize but not yet replaced (crash between the two renames) is moved back; a
+        replaced or dropped shard left behind is removed. Nothing acknowledged is lost: an
+        optimize copy is only ever built from a flushed, closed-to-writes shard."""
+        folder = self._folder(name)
+        for what in ("optimizing", "creating", "dropping"):
+            shutil.rmtree(self._aside(name, what), ignore_errors=True)
+        replaced = self._aside(name, "replaced")
         if replaced.exists():
-            if self._path.exists():
+            if folder.exists():
                 shutil.rmtree(replaced)
             else:
-                os.rename(replaced, self._path)
+                os.rename(replaced, folder)
 
     @property
     def meta_file(self) -> Path | None:
-        """Store in a folder: the shard's ``edge_config.json`` (its vectors and index settings); else ``None``."""
+        """Store in a folder: the raw shard's ``edge_config.json`` (its vectors and index settings); else ``None``."""
         return None if self.location == ":memory:" else self._path / "edge_config.json"
 
     @property
     def collection_dir(self) -> Path | None:
-        """Store in a folder: the shard folder ``<location>/<collection>``; else ``None``."""
+        """Store in a folder: the raw shard's folder ``<location>/<collection>`` (the slot shards
+        are ``<collection>.served_a`` / ``.served_b`` beside it); else ``None``."""
         return None if self.location == ":memory:" else self._path
 
     def describe(self) -> str:
@@ -329,23 +377,30 @@ class EdgeStore:
                 msg += " (the shard's files are damaged: restore the folder from a backup, or rebuild with `antigravity index CORPUS --reindex`)"
             raise StoreError(msg) from exc
 
-    def _shard(self) -> Any:
-        shard = self._handle.shard
-        if shard is None:
+    def _shard(self, name: str = RAW) -> Any:
+        """The open shard of vector ``name`` (``None`` for a slot that has no shard).
+
+        Raises:
+            StoreError: the store is closed.
+        """
+        if not self._handle.open:
+            raise StoreError(f"{self.describe()} is closed")
+        shard = self._handle.shards.get(name)
+        if shard is None and name == RAW:
             raise StoreError(f"{self.describe()} is closed")
         return shard
 
     # -- collection ------------------------------------------------------------------------
-    def _config(self, dim: int) -> Any:
+    def _config(self, dim: int, name: str) -> Any:
+        """The ``EdgeConfig`` of the shard of vector ``name``: that one vector, cosine, with
+        this store's HNSW options (``raw`` without a graph unless ``raw_hnsw``)."""
         qe = _qe()
 
         def hnsw(m: int) -> Any:
             return qe.HnswIndexConfig(m=m, ef_construct=self.ef_construct, full_scan_threshold=self.full_scan_threshold)
 
-        def params(graph: Any) -> Any:
-            return qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine, hnsw_config=graph, on_disk=self.on_disk)
-
-        vectors = {RAW: params(None if self.raw_hnsw else hnsw(0)), **{s: params(None) for s in SLOTS}}
+        graph = hnsw(0) if name == RAW and not self.raw_hnsw else None
+        vectors = {name: qe.EdgeVectorParams(size=int(dim), distance=qe.Distance.Cosine, hnsw_config=graph, on_disk=self.on_disk)}
         return qe.EdgeConfig(vectors=vectors, hnsw_config=hnsw(self.m), optimizers=qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold))
 
     def _open_existing(self) -> None:
@@ -358,15 +413,30 @@ class EdgeStore:
             raise StoreError(f"cannot read {cfg}: {type(exc).__name__}: {exc}".replace("\n", " ")) from exc
         if not isinstance(vectors, dict) or RAW not in vectors:
             raise StoreError(f"collection {self.collection!r} exists but was not created by Antigravity (no 'raw' vector)")
+        if set(vectors) & set(SLOTS):
+            raise StoreError(
+                f"{self._path} holds the single-shard layout of earlier Antigravity versions (vectors {sorted(vectors)} in one shard): "
+                f"migrate it with `antigravity migrate{self.migrate_hint}` (vectors, payloads, adapters and the active version are kept)"
+            )
         dim = int(vectors[RAW]["size"])
-        with self._errors("cannot open Qdrant store (Qdrant Edge) at {where}"):
-            self._handle.shard = _qe().EdgeShard.load(str(self._path), self._config(dim))
-        self.dim = dim
-        self.n_empty = self.count_empty()
+        self._handle.open = True
+        try:
+            for name in SHARDS:
+                if name == RAW or self._folder(name).exists():
+                    with self._errors("cannot open Qdrant store (Qdrant Edge) at {where}" if name == RAW else f"cannot open the {name} shard of Qdrant store {{where}}"):
+                        self._handle.shards[name] = _qe().EdgeShard.load(str(self._folder(name)), self._config(dim, name))
+            self.dim = dim
+            self._replay_journal()
+            self.n_empty = self.count_empty()
+        except BaseException:
+            self._handle.close_shard()
+            self.dim = None
+            raise
+        self._unoptimized = set(self._handle.shards)
 
     def ensure_collection(self, dim: int) -> None:
-        """Create the shard for ``dim``-dimensional vectors if missing (with a bool payload
-        index on the empty-document flag).
+        """Create the raw shard for ``dim``-dimensional vectors if missing (with a bool payload
+        index on the empty-document flag); slot shards are created when first written.
 
         Raises:
             StoreError: the collection exists with another dimension, or the shard cannot be created.
@@ -378,8 +448,9 @@ class EdgeStore:
             qe = _qe()
             try:
                 with self._errors("create collection"):
-                    shard = qe.EdgeShard.create(str(self._path), self._config(dim))
-                    self._handle.shard = shard
+                    shard = qe.EdgeShard.create(str(self._path), self._config(dim, RAW))
+                    self._handle.shards[RAW] = shard
+                    self._handle.open = True
                     shard.update(qe.UpdateOperation.create_field_index(EMPTY_FLAG, qe.PayloadSchemaType.Bool))
             except StoreError:
                 self._handle.close_shard()
@@ -387,12 +458,36 @@ class EdgeStore:
                 raise
             self.dim = int(dim)
 
+    def _slot_shard(self, slot: str) -> Any:
+        """The shard of ``slot``, created (with the raw shard's payload indexes) when missing:
+        built in ``.<folder>.creating`` and renamed into place, so a crash never leaves a
+        half-made shard under the slot's name. Call under the write lock."""
+        shard = self._handle.shards.get(slot)
+        if shard is not None:
+            return shard
+        qe = _qe()
+        assert self.dim is not None
+        tmp, folder = self._aside(slot, "creating"), self._folder(slot)
+        shutil.rmtree(tmp, ignore_errors=True)
+        make_private_dir(tmp)
+        with self._errors(f"create the {slot} shard"):
+            new = qe.EdgeShard.create(str(tmp), self._config(self.dim, slot))
+            for field, info in self._shard(RAW).info().payload_schema.items():
+                new.update(qe.UpdateOperation.create_field_index(field, info.data_type))
+            new.flush()
+            new.close()
+            os.rename(tmp, folder)
+            self._handle.shards[slot] = qe.EdgeShard.load(str(folder), self._config(self.dim, slot))
+        return self._handle.shards[slot]
+
     def drop_collection(self) -> None:
-        """Close the shard and delete its folder; :attr:`dim` becomes ``None``, :attr:`n_empty` 0."""
+        """Close the shards and delete their folders; :attr:`dim` becomes ``None``, :attr:`n_empty` 0."""
         with self._write_lock:
             self._handle.close_shard()
-            if self._path.exists():
-                shutil.rmtree(self._path)
+            for name in SHARDS:
+                if self._folder(name).exists():
+                    shutil.rmtree(self._folder(name))
+            self._journal.unlink(missing_ok=True)
             self.dim = None
             self.n_empty = 0
 
@@ -402,28 +497,106 @@ class EdgeStore:
             raise StoreError(f"{what}: collection {self.collection!r} does not exist yet ({self.describe()})")
         return self._shard()
 
+    def _check_rows(self, what: str, mat: np.ndarray, n: int) -> np.ndarray:
+        """``mat`` as ``(n, dim) float32``. Raises StoreError (naming ``what``) for another shape."""
+        arr = np.asarray(mat, dtype=np.float32)
+        if arr.shape != (n, self.dim):
+            raise StoreError(f"{what} has shape {arr.shape}; collection {self.collection!r} needs ({n}, {self.dim}); nothing was written")
+        return arr
+
     def upsert(self, doc_ids: Sequence[str], raw: np.ndarray, payloads: Sequence[dict[str, Any]], served: dict[str, np.ndarray] | None = None) -> None:
         """Insert or replace documents: ``raw`` ``(n, d) float32``, one payload each, ``served``
-        ``{slot: (n, d) float32}``. A replaced document loses the slots not given.
+        ``{slot: (n, d) float32}``. A replaced document loses the slots not given. Journaled
+        when it touches more than the raw shard (see the class doc).
 
         Raises:
-            StoreError: the collection does not exist, counts differ, or the shard refuses the
-                write (e.g. a wrong dimension; nothing is written then).
+            StoreError: the collection does not exist, counts or shapes differ, a payload is not
+                JSON, or the shard refuses the write (nothing is written then).
         """
-        qe = _qe()
-        points = [qe.Point(pid, vec, pl) for pid, vec, pl in point_rows(doc_ids, raw, payloads, served)]
+        served = dict(served or {})
+        ids = id_list(doc_ids, "upsert")
+        rows = list(point_rows(ids, raw, payloads, served))  # checks counts and slot names
         with self._write_lock:
-            shard = self._require_collection("upsert")
-            if points:
-                with self._errors("upsert"):
-                    shard.update(qe.UpdateOperation.upsert_points(points))
+            self._require_collection("upsert")
+            if not rows:
+                return
+            raw_arr = self._check_rows("upsert: raw", raw, len(ids))
+            served = {slot: self._check_rows(f"upsert: served[{slot!r}]", mat, len(ids)) for slot, mat in served.items()}
+            payload_list = [pl for _, _, pl in rows]
+            others = [s for s in SLOTS if s not in served and s in self._handle.shards]
+            if served or others:
+                try:
+                    text = json.dumps(payload_list, default=_jsonable)
+                except (TypeError, ValueError) as exc:
+                    raise StoreError(f"upsert: a payload is not JSON ({exc}); nothing was written") from exc
+                arrays = {"ids": np.array(ids, dtype=str), "raw": raw_arr, "payloads": np.array(text), "clear": np.array(others, dtype=str)}
+                self._write_journal("upsert", arrays | {f"served.{s}": m for s, m in served.items()})
+            self._apply_upsert(ids, raw_arr, payload_list, served, others)
+            self._journal.unlink(missing_ok=True)
+
+    def _apply_upsert(self, ids: list[str], raw: np.ndarray, payloads: list[dict[str, Any]], served: dict[str, np.ndarray], clear: Sequence[str]) -> None:
+        """Write an upsert to the shards: raw and payload, each given slot (with the payload),
+        and delete the documents from the slot shards in ``clear``. Idempotent (a journal replay)."""
+        qe = _qe()
+        pids = [point_id(d) for d in ids]
+        with self._errors("upsert"):
+            self._shard(RAW).update(qe.UpdateOperation.upsert_points([qe.Point(p, {RAW: raw[i].tolist()}, payloads[i]) for i, p in enumerate(pids)]))
+            self._unoptimized.add(RAW)
+            for slot, mat in served.items():
+                self._slot_shard(slot).update(qe.UpdateOperation.upsert_points([qe.Point(p, {slot: mat[i].tolist()}, payloads[i]) for i, p in enumerate(pids)]))
+                self._unoptimized.add(slot)
+            for slot in clear:
+                shard = self._handle.shards.get(slot)
+                if shard is not None:
+                    shard.update(qe.UpdateOperation.delete_points(pids))
+
+    def _write_journal(self, op: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write a multi-shard operation to the journal: a temporary file renamed into place,
+        so a journal on disk is always complete."""
+        tmp = self._journal.with_name(self._journal.name + ".tmp")
+        with self._errors("journal write"), open(tmp, "wb") as f:
+            np.savez(f, op=np.array(op), **arrays)
+        os.replace(tmp, self._journal)
+
+    def _replay_journal(self) -> None:
+        """Re-apply the multi-shard operation a crash cut short (upserts and deletes are
+        idempotent), then remove the journal; an incomplete journal (never renamed into place:
+        the operation had not started) is removed.
+
+        Raises:
+            StoreError: the journal cannot be read (names the file).
+        """
+        self._journal.with_name(self._journal.name + ".tmp").unlink(missing_ok=True)
+        if not self._journal.exists():
+            return
+        try:
+            with np.load(self._journal, allow_pickle=False) as z:
+                op = str(z["op"])
+                ids = [str(x) for x in z["ids"]]
+                if op == "upsert":
+                    served = {k.split(".", 1)[1]: z[k] for k in z.files if k.startswith("served.")}
+                    args = (ids, z["raw"], json.loads(str(z["payloads"])), served, [str(x) for x in z["clear"]])
+                elif op != "delete":
+                    raise ValueError(f"unknown operation {op!r}")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise StoreError(
+                f"cannot replay {self._journal} (an interrupted multi-shard write): {type(exc).__name__}: {exc}; "
+                f"restore the store folder from a backup, or rebuild with `antigravity index CORPUS --reindex`".replace("\n", " ")
+            ) from exc
+        with self._write_lock:
+            if op == "upsert":
+                self._apply_upsert(*args)
+            else:
+                self._apply_delete(ids)
+            self._journal.unlink()
 
     def set_served(self, doc_ids: Sequence[str], slot: str, vectors: np.ndarray) -> None:
-        """Overwrite the ``slot`` vectors (``(n, d) float32``) of stored documents.
+        """Overwrite the ``slot`` vectors (``(n, d) float32``) of stored documents (their slot
+        shard gets a copy of the payload, for filters).
 
         Raises:
-            StoreError: ``slot`` is not one of :data:`SLOTS`, or an id is not stored (nothing
-                is written then).
+            StoreError: ``slot`` is not one of :data:`SLOTS`, ``vectors`` is not ``(n, d)``, or
+                an id is not stored (nothing is written then).
         """
         qe = _qe()
         check_slot(slot)
@@ -433,28 +606,60 @@ class EdgeStore:
             shard = self._require_collection("set_served")
             if not ids:
                 return
+            vectors = self._check_rows(f"set_served: vectors for {slot!r}", vectors, len(ids))
             with self._errors("set_served"):
-                found = {str(r.id) for r in shard.retrieve(pids, False, False)}
+                found = {str(r.id): r.payload for r in shard.retrieve(pids, True, False)}
             missing = [d for d, p in zip(ids, pids) if p not in found]
             if missing:
                 raise StoreError(f"set_served: {len(missing)} document id(s) not stored, e.g. {missing[:5]}; nothing was written")
-            points = [qe.PointVectors(p, {slot: vectors[i].tolist()}) for i, p in enumerate(pids)]
+            points = [qe.Point(p, {slot: vectors[i].tolist()}, found[p]) for i, p in enumerate(pids)]
             with self._errors("set_served"):
-                shard.update(qe.UpdateOperation.update_vectors(points))
+                self._slot_shard(slot).update(qe.UpdateOperation.upsert_points(points))
+            self._unoptimized.add(slot)
+
+    def clear_served(self, slot: str) -> None:
+        """Remove every ``slot`` vector (the slot's shard: closed, moved aside, deleted). A
+        promotion calls it before writing the whole slot, so the write appends to a fresh shard
+        instead of moving every point of an indexed one. Reads must not be using the slot.
+
+        Raises:
+            StoreError: ``slot`` is not one of :data:`SLOTS`.
+        """
+        check_slot(slot)
+        with self._write_lock:
+            self._handle.close_shard(slot)
+            self._unoptimized.discard(slot)
+            folder, dropping = self._folder(slot), self._aside(slot, "dropping")
+            if folder.exists():
+                shutil.rmtree(dropping, ignore_errors=True)
+                os.rename(folder, dropping)  # a crash now leaves no half-deleted shard under the slot's name
+                shutil.rmtree(dropping, ignore_errors=True)
 
     def delete(self, doc_ids: Sequence[str]) -> None:
-        """Delete the documents ``doc_ids`` (unknown ids ignored) and recount :attr:`n_empty`."""
+        """Delete the documents ``doc_ids`` (unknown ids ignored) from every shard and recount
+        :attr:`n_empty`. Journaled when a slot shard exists."""
         ids = id_list(doc_ids, "delete")
         if self.dim is None or not ids:
             return
-        qe = _qe()
         with self._write_lock:
-            with self._errors("delete"):
-                self._shard().update(qe.UpdateOperation.delete_points([point_id(d) for d in ids]))
+            self._shard()
+            if any(s in self._handle.shards for s in SLOTS):
+                self._write_journal("delete", {"ids": np.array(ids, dtype=str)})
+            self._apply_delete(ids)
+            self._journal.unlink(missing_ok=True)
             self.n_empty = self.count_empty()
 
+    def _apply_delete(self, ids: list[str]) -> None:
+        qe = _qe()
+        pids = [point_id(d) for d in ids]
+        with self._errors("delete"):
+            for name, shard in list(self._handle.shards.items()):
+                shard.update(qe.UpdateOperation.delete_points(pids))
+                self._unoptimized.add(name)
+
     def create_payload_index(self, field: str, schema: str) -> None:
-        """Index payload ``field`` as ``schema`` (``keyword`` / ``integer`` / ``float`` / ``bool``).
+        """Index payload ``field`` as ``schema`` (``keyword`` / ``integer`` / ``float`` / ``bool``)
+        in every shard (slot shards made later copy the raw shard's indexes).
 
         Raises:
             QueryError: unknown schema, or an empty or reserved field.
@@ -463,95 +668,112 @@ class EdgeStore:
         check_index(field, schema)
         qe = _qe()
         with self._write_lock:
-            shard = self._require_collection("create_payload_index")
+            self._require_collection("create_payload_index")
             with self._errors("create_payload_index"):
-                shard.update(qe.UpdateOperation.create_field_index(field, getattr(qe.PayloadSchemaType, _SCHEMAS[schema])))
+                for shard in list(self._handle.shards.values()):
+                    shard.update(qe.UpdateOperation.create_field_index(field, getattr(qe.PayloadSchemaType, _SCHEMAS[schema])))
 
     def optimize(self) -> None:
-        """Build the HNSW graphs (and merge segments), blocking until the shard has nothing left
-        to optimise. Documents written afterwards are searched exactly until the next call.
+        """Build the HNSW graphs (and merge segments) of every shard written since this process
+        last optimised it (after open: every shard), blocking until nothing is left to optimise.
+        Documents written afterwards are searched exactly until the next call.
 
-        With ``optimize_in_subprocess`` (default), under the write lock (ingest, delete and
-        slot writes wait; searches and other reads do not): flush, copy the shard folder to
-        ``.<collection>.optimizing``, build there in a child Python process that imports only
-        ``qdrant_edge``, then swap the folders (two renames — the open shard keeps working on
-        its renamed files — and a load), point reads at the new shard, close the old one after
-        ``swap_grace_s`` seconds and remove it. Reads never wait. ``qdrant_edge``'s ``optimize`` holds the
-        GIL for its whole call (0.9.0), so building in this process stalls every search of the
-        process for as long as the build takes (measured: ``benchmarks/search_during_optimize.py``).
-        Costs: disk and page cache for a second copy of the shard while it runs. A crash at any
-        point leaves the old or the new shard (see :meth:`_recover_interrupted_optimize`).
+        With ``optimize_in_subprocess`` (default), for each shard under the write lock (ingest,
+        delete and slot writes wait; searches and other reads do not): flush, copy the shard
+        folder to ``.<folder>.optimizing``, build there in a child Python process that imports
+        only ``qdrant_edge``, then swap the folders (two renames — the open shard keeps working
+        on its renamed files — and a load), point reads at the new shard, close the old one
+        after ``swap_grace_s`` seconds and remove it. Reads never wait. ``qdrant_edge``'s
+        ``optimize`` holds the GIL for its whole call (0.9.0), so building in this process
+        stalls every search of the process for as long as the build takes (measured:
+        ``benchmarks/search_during_optimize.py``). Costs: disk and page cache for a second copy
+        of the shard while it runs. A crash at any point leaves the old or the new shard (see
+        :meth:`_recover_interrupted`).
 
         Without it: the build runs in this process, then a flush (until a flush, qdrant-edge
         0.9.0 keeps the segments the build replaced on disk).
 
         Raises:
-            StoreError: the build failed (the served shard is unchanged), or the swapped-in
-                shard cannot be loaded.
+            StoreError: a build failed (that served shard is unchanged), or a swapped-in shard
+                cannot be loaded.
         """
         if self.dim is None:
             return
-        if not self.optimize_in_subprocess:
-            with self._write_lock, self._errors("optimize"):
-                self._shard().optimize()
-                self._shard().flush()
-            return
         with self._write_lock:
-            with self._errors("optimize (flush)"):
-                self._shard().flush()
-            build, replaced = self._build_dir, self._replaced_dir
+            for name in [n for n in SHARDS if n in self._handle.shards and n in self._unoptimized]:
+                self._optimize_shard(name)
+                self._unoptimized.discard(name)
+
+    def _optimize_shard(self, name: str) -> None:
+        shard = self._shard(name)
+        if not self.optimize_in_subprocess:
+            with self._errors("optimize"):
+                shard.optimize()
+                shard.flush()
+            return
+        with self._errors("optimize (flush)"):
+            shard.flush()
+        folder, build, replaced = self._folder(name), self._aside(name, "optimizing"), self._aside(name, "replaced")
+        shutil.rmtree(build, ignore_errors=True)
+        try:
+            shutil.copytree(folder, build)
+            child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build)], capture_output=True, text=True)
+            if child.returncode != 0:
+                tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
+                raise StoreError(f"optimize failed on {self.describe()} ({name} shard): the index build process exited with {child.returncode}: {tail}; the served shard is unchanged")
+        except BaseException as exc:
             shutil.rmtree(build, ignore_errors=True)
-            try:
-                shutil.copytree(self._path, build)
-                child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build)], capture_output=True, text=True)
-                if child.returncode != 0:
-                    tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
-                    raise StoreError(f"optimize failed on {self.describe()}: the index build process exited with {child.returncode}: {tail}; the served shard is unchanged")
-            except BaseException as exc:
-                shutil.rmtree(build, ignore_errors=True)
-                if isinstance(exc, OSError):
-                    raise StoreError(f"optimize failed on {self.describe()}: {type(exc).__name__}: {exc}; the served shard is unchanged") from exc
-                raise
-            os.rename(self._path, replaced)  # the open shard keeps working on its files (Linux)
-            os.rename(build, self._path)
-            old = self._handle.shard
-            try:
-                with self._errors("cannot open the optimized shard at {where}"):
-                    new = _qe().EdgeShard.load(str(self._path), self._config(self.dim))
-            except StoreError:
-                os.rename(self._path, build)  # put the served shard back where it was
-                os.rename(replaced, self._path)
-                shutil.rmtree(build, ignore_errors=True)
-                raise
-            self._handle.shard = new  # reads from now on use the new shard
-            time.sleep(self.swap_grace_s)  # reads that took the old shard just before finish on it
-            with contextlib.suppress(Exception):
-                old.close()
-            shutil.rmtree(replaced, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise StoreError(f"optimize failed on {self.describe()} ({name} shard): {type(exc).__name__}: {exc}; the served shard is unchanged") from exc
+            raise
+        os.rename(folder, replaced)  # the open shard keeps working on its files (Linux)
+        os.rename(build, folder)
+        assert self.dim is not None
+        try:
+            with self._errors("cannot open the optimized shard at {where}"):
+                new = _qe().EdgeShard.load(str(folder), self._config(self.dim, name))
+        except StoreError:
+            os.rename(folder, build)  # put the served shard back where it was
+            os.rename(replaced, folder)
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        self._handle.shards[name] = new  # reads from now on use the new shard
+        time.sleep(self.swap_grace_s)  # reads that took the old shard just before finish on it
+        with contextlib.suppress(Exception):
+            shard.close()
+        shutil.rmtree(replaced, ignore_errors=True)
 
     # -- reads -------------------------------------------------------------------------------
     def indexed_vectors_count(self) -> int:
-        """Qdrant's ``indexed_vectors_count``: vectors (of all names) in HNSW-indexed segments."""
+        """Qdrant's ``indexed_vectors_count`` summed over the shards: vectors in HNSW-indexed segments."""
         if self.dim is None:
             return 0
+        self._shard()
         with self._errors("info"):
-            return int(self._shard().info().indexed_vectors_count)
+            return sum(int(s.info().indexed_vectors_count) for s in list(self._handle.shards.values()))
 
     def search(self, vectors: np.ndarray, using: str, k: int, filter: Any = None) -> list[list[tuple[str, float, dict]]]:
         """Top-``k`` cosine search for each row of ``vectors`` (``(m, d) float32``) against the
-        named vector ``using``, optionally restricted by ``filter`` (see
+        named vector ``using`` (its shard), optionally restricted by ``filter`` (see
         :mod:`antigravity.stores.filters`). Several rows go to the shard as one ``query_batch``.
-        Returns per query ``[(doc_id, score, payload), ...]``, score descending then doc id.
+        Returns per query ``[(doc_id, score, payload), ...]``, score descending then doc id; a
+        slot never written has no shard and returns no hits.
 
         Raises:
             QueryError: a malformed filter, or one outside the supported subset.
-            StoreError: the shard refuses the query (unknown vector name, wrong dimension).
+            StoreError: an unknown vector name, a wrong dimension, or the shard refuses the query.
         """
         qe = _qe()
+        vector_names([using])
         flt = parse_filter(filter) if filter is not None else None  # parse_filter imports qdrant_client (seconds, cold)
         edge_flt = edge_filter(flt) if flt is not None else None
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.dim is None:
+            return [[] for _ in range(len(vectors))]
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise StoreError(f"search: query vectors of shape {vectors.shape}; collection {self.collection!r} holds {self.dim}-d vectors")
+        shard = self._shard(using)
+        if shard is None:
             return [[] for _ in range(len(vectors))]
         params = qe.SearchParams(hnsw_ef=self.hnsw_ef) if self.hnsw_ef else None
 
@@ -560,23 +782,40 @@ class EdgeStore:
                 qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vectors[i].tolist(), using=using), with_payload=True, with_vector=False, filter=edge_flt, params=params)
                 for i in rows
             ]
-            shard = self._shard()
             with self._errors("search"):
                 results = shard.query_batch(qe.QueryBatchRequest(reqs)) if len(reqs) > 1 else [shard.query(reqs[0])]
             return [[(p.score, p.payload) for p in res] for res in results]
 
         return ranked_search(fetch, len(vectors), int(k), self.n_empty)
 
+    def _slot_vectors(self, pids: list[str], names: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+        """``{point id: {slot: vector}}`` for the slots among ``names`` that have a shard."""
+        out: dict[str, dict[str, list[float]]] = {}
+        for slot in (n for n in names if n in SLOTS):
+            shard = self._handle.shards.get(slot)
+            if shard is None or not pids:
+                continue
+            with self._errors("retrieve"):
+                for r in shard.retrieve(pids, False, [slot]):
+                    vec = r.vector.get(slot) if isinstance(r.vector, dict) else None
+                    if vec is not None:
+                        out.setdefault(str(r.id), {})[slot] = vec
+        return out
+
     def retrieve(self, doc_ids: Sequence[str], with_vectors: bool | Sequence[str] = False) -> dict[str, dict[str, Any]]:
         """The stored documents among ``doc_ids``: ``{doc_id: payload}``, or with ``with_vectors``
         (``True`` or vector names) ``{doc_id: {"payload": ..., "vectors": {name: (d,) float32}}}``;
-        missing ids are absent (:meth:`antigravity.stores.base.VectorStore.retrieve`)."""
+        missing ids are absent (:meth:`antigravity.stores.base.VectorStore.retrieve`). The
+        vectors come from each name's shard."""
         ids, names = id_list(doc_ids, "retrieve"), vector_names(with_vectors)
         if self.dim is None or not ids:
             return {}
+        pids = [point_id(d) for d in ids]
         with self._errors("retrieve"):
-            recs = self._shard().retrieve([point_id(d) for d in ids], True, names or False)
-        return retrieved(recs, names if with_vectors else None)
+            recs = self._shard().retrieve(pids, True, [RAW] if RAW in names else False)
+        slots = self._slot_vectors([str(r.id) for r in recs], names)
+        points = [SimpleNamespace(payload=r.payload, vector={**(r.vector if isinstance(r.vector, dict) else {}), **slots.get(str(r.id), {})}) for r in recs]
+        return retrieved(points, names if with_vectors else None)
 
     def _scroll(self, batch_size: int, with_payload: Any, with_vector: Any) -> Iterator[list]:
         if self.dim is None:
@@ -597,10 +836,13 @@ class EdgeStore:
             yield from (split_payload(r.payload) for r in recs)
 
     def iter_vectors(self, names: Sequence[str] = (RAW,), batch_size: int = 1024) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
-        """Yield ``(doc_ids, {name: (b, d) float32})`` batches over all stored documents (a
-        vector a document lacks is a zero row)."""
-        for recs in self._scroll(batch_size, ["doc_id"], list(names)):
-            yield [str(r.payload["doc_id"]) for r in recs], vector_batch(self.dim or 0, names, [r.vector for r in recs])
+        """Yield ``(doc_ids, {name: (b, d) float32})`` batches over all stored documents, in
+        point-id order of the raw shard (a vector a document lacks is a zero row)."""
+        names = vector_names(list(names))
+        for recs in self._scroll(batch_size, ["doc_id"], [RAW] if RAW in names else False):
+            slots = self._slot_vectors([str(r.id) for r in recs], names)
+            rows = [{**(r.vector if isinstance(r.vector, dict) else {}), **slots.get(str(r.id), {})} for r in recs]
+            yield [str(r.payload["doc_id"]) for r in recs], vector_batch(self.dim or 0, names, rows)
 
     def count(self) -> int:
         """Number of stored documents (empty ones included); 0 without a collection."""
@@ -619,7 +861,7 @@ class EdgeStore:
             return int(self._shard().count(qe.CountRequest(exact=True, filter=flt)))
 
     def close(self) -> None:
-        """Flush and close the shard (releasing its lock); an in-memory store's folder is
+        """Flush and close the shards (releasing their locks); an in-memory store's folder is
         removed. Closing twice is harmless."""
         with self._write_lock:
             self._finalizer()

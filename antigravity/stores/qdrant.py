@@ -197,6 +197,20 @@ class QdrantStore:
         with self._lock:
             self.client.update_vectors(self.collection, points=points, wait=True)
 
+    def clear_served(self, slot: str) -> None:
+        """Remove every ``slot`` vector (qdrant-client ``delete_vectors`` over all points).
+
+        Raises:
+            StoreError: ``slot`` is not one of :data:`SLOTS`.
+        """
+        from qdrant_client import models
+
+        check_slot(slot)
+        if self.dim is None:
+            return
+        with self._lock:
+            self.client.delete_vectors(self.collection, vectors=[slot], points=models.FilterSelector(filter=models.Filter()), wait=True)
+
     def search(self, vectors: np.ndarray, using: str, k: int, filter: Any = None) -> list[list[tuple[str, float, dict]]]:
         """Top-``k`` cosine search for each row of ``vectors`` (``(m, d) float32``) against the
         named vector ``using``, optionally restricted by ``filter`` (dict form or

@@ -1,0 +1,191 @@
+"""Qdrant Edge layout: one shard per vector name (raw + payloads, and each served slot), the
+journal that keeps a multi-shard write whole across a crash, and the migration of the
+single-shard layout of earlier versions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+qe = pytest.importorskip("qdrant_edge")
+
+from antigravity.core.errors import StoreError  # noqa: E402
+from antigravity.stores.base import RAW, SLOTS  # noqa: E402
+from antigravity.stores.edge import EdgeStore  # noqa: E402
+from antigravity.stores.shared import point_id  # noqa: E402
+from tests.test_data_ops import WORDS, _adapter, _docs, _engine  # noqa: E402
+
+D = 8
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.standard_normal((n, D)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _store(tmp_path) -> tuple[EdgeStore, list[str], np.ndarray]:
+    s = EdgeStore(str(tmp_path), collection="c")
+    s.ensure_collection(D)
+    s.create_payload_index("lang", "keyword")
+    ids = [f"d{i}" for i in range(30)]
+    raw = _unit(np.random.default_rng(0), 30)
+    s.upsert(ids, raw, [{"lang": ["en", "de"][i % 2]} for i in range(30)])
+    return s, ids, raw
+
+
+def _vector_storages(folder) -> set[str]:
+    return {p.name for p in folder.rglob("vector_storage-*")}
+
+
+def test_each_vector_name_has_its_own_shard(tmp_path):
+    s, ids, raw = _store(tmp_path)
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no slot shard before a slot is written
+        assert _vector_storages(tmp_path / "c") == {"vector_storage-raw"}
+        moved = _unit(np.random.default_rng(1), 30)
+        s.set_served(ids, "served_a", moved)
+        assert json.loads((tmp_path / "c.served_a" / "edge_config.json").read_text())["vectors"].keys() == {"served_a"}
+        assert _vector_storages(tmp_path / "c") == {"vector_storage-raw"}  # the raw shard stores no slot vector
+        hits = s.search(moved[:1], using="served_a", k=3)[0]
+        assert hits[0][0] == "d0" and hits[0][2] == {"lang": "en"}  # payload copied into the slot shard
+        only_de = s.search(moved[:1], using="served_a", k=30, filter={"lang": "de"})[0]
+        assert len(only_de) == 15 and {h[2]["lang"] for h in only_de} == {"de"}  # the payload index was copied too
+        got = s.retrieve(["d0"], with_vectors=True)["d0"]["vectors"]
+        assert set(got) == {RAW, "served_a"} and np.allclose(got["served_a"], moved[0], atol=1e-6)
+        s.clear_served("served_a")
+        assert not (tmp_path / "c.served_a").exists()
+        assert s.search(moved[:1], using="served_a", k=3) == [[]] and set(s.retrieve(["d0"], with_vectors=True)["d0"]["vectors"]) == {RAW}
+        assert s.count() == 30
+    finally:
+        s.close()
+
+
+def test_upsert_without_a_slot_removes_the_document_from_that_slot_shard(tmp_path):
+    s, ids, raw = _store(tmp_path)
+    try:
+        s.set_served(ids, "served_b", raw)
+        s.upsert(["d3"], raw[3:4], [{"lang": "fr"}])  # replaced without served vectors
+        assert "served_b" not in s.retrieve(["d3"], with_vectors=True)["d3"]["vectors"]
+        assert "d3" not in [h[0] for h in s.search(raw[3:4], using="served_b", k=30)[0]]
+        s.delete(["d4"])
+        assert "d4" not in [h[0] for h in s.search(raw[4:5], using="served_b", k=30)[0]] and s.count() == 29
+    finally:
+        s.close()
+
+
+class _CrashOnUpdate:
+    """A shard whose ``update`` is cut short, as a kill -9 would cut the write: the rest of the
+    operation never runs."""
+
+    def __init__(self, shard) -> None:
+        self._shard = shard
+
+    def update(self, op) -> None:
+        raise KeyboardInterrupt("killed")
+
+    def __getattr__(self, name):
+        return getattr(self._shard, name)
+
+
+@pytest.mark.parametrize("op", ["upsert", "delete"])
+def test_a_multi_shard_write_cut_short_is_completed_on_open(tmp_path, op):
+    s, ids, raw = _store(tmp_path)
+    s.set_served(ids, "served_a", raw)
+    new_raw, new_a = _unit(np.random.default_rng(2), 2), _unit(np.random.default_rng(3), 2)
+    s._handle.shards["served_a"] = _CrashOnUpdate(s._handle.shards["served_a"])
+    with pytest.raises(KeyboardInterrupt):
+        if op == "upsert":
+            s.upsert(["d0", "new"], new_raw, [{"lang": "xx"}, {"lang": "yy"}], {"served_a": new_a})
+        else:
+            s.delete(["d0", "d1"])
+    assert (tmp_path / ".c.journal.npz").exists()
+    s._handle.shards["served_a"] = s._handle.shards["served_a"]._shard
+    s.close()
+    s = EdgeStore(str(tmp_path), collection="c")
+    try:
+        assert not (tmp_path / ".c.journal.npz").exists()
+        if op == "upsert":
+            got = s.retrieve(["d0", "new"], with_vectors=True)
+            assert np.allclose(got["new"]["vectors"]["served_a"], new_a[1], atol=1e-6) and got["new"]["payload"] == {"lang": "yy"}
+            assert np.allclose(got["d0"]["vectors"]["served_a"], new_a[0], atol=1e-6) and np.allclose(got["d0"]["vectors"][RAW], new_raw[0], atol=1e-6)
+            assert s.search(new_a[1:2], using="served_a", k=1)[0][0][:1] == ("new",) and s.count() == 31
+        else:
+            assert s.count() == 28 and not s.retrieve(["d0", "d1"])
+            assert not {"d0", "d1"} & {h[0] for h in s.search(raw[:2], using="served_a", k=30)[1]}
+    finally:
+        s.close()
+
+
+def test_a_damaged_journal_is_refused_and_changes_nothing(tmp_path):
+    s, ids, raw = _store(tmp_path)
+    s.set_served(ids, "served_a", raw)
+    s.close()
+    (tmp_path / ".c.journal.npz").write_bytes(b"not a journal")
+    (tmp_path / ".c.journal.npz.tmp").write_bytes(b"half written")  # never renamed into place: the write had not started
+    for _ in range(2):
+        with pytest.raises(StoreError, match=r"cannot replay .*\.c\.journal\.npz") as exc:
+            EdgeStore(str(tmp_path), collection="c")
+        assert "\n" not in str(exc.value)
+    assert (tmp_path / ".c.journal.npz").read_bytes() == b"not a journal"
+    (tmp_path / ".c.journal.npz").unlink()
+    s = EdgeStore(str(tmp_path), collection="c")
+    try:
+        assert s.count() == 30 and not (tmp_path / ".c.journal.npz.tmp").exists()
+    finally:
+        s.close()
+
+
+def _to_single_shard(folder, collection: str = "antigravity") -> None:
+    """Rewrite a collection into the single-shard layout earlier versions wrote (raw and both
+    slots declared in one shard), from its per-vector shards."""
+    src = EdgeStore(str(folder), collection=collection, raw_hnsw=True)
+    dim = src.dim
+    batches = list(src.iter_vectors((RAW, *SLOTS), batch_size=1000))
+    payloads = dict(src.iter_payloads())
+    src.close()
+    for name in ("", *(f".{slot}" for slot in SLOTS)):
+        shutil.rmtree(folder / f"{collection}{name}", ignore_errors=True)
+    vec = qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+    shard = qe.EdgeShard.create(str(folder / collection), qe.EdgeConfig(vectors={RAW: vec, **{s: vec for s in SLOTS}}))
+    shard.update(qe.UpdateOperation.create_field_index("_ag_empty", qe.PayloadSchemaType.Bool))
+    for ids, mats in batches:
+        pts = []
+        for i, d in enumerate(ids):
+            vecs = {RAW: mats[RAW][i].tolist(), **{s: mats[s][i].tolist() for s in SLOTS if np.abs(mats[s][i]).sum() > 0}}
+            pts.append(qe.Point(point_id(d), vecs, {**payloads[d], "doc_id": d}))
+        shard.update(qe.UpdateOperation.upsert_points(pts))
+    shard.flush()
+    shard.close()
+
+
+def test_single_shard_layout_is_refused_then_migrated(tmp_path):
+    """A store written by earlier versions (all vectors in one shard) is refused with the
+    command that fixes it, never read as something else; `antigravity migrate` splits it and
+    the active version serves the same results."""
+    from antigravity.serving.integrity import migrate_edge_single_shard
+    from antigravity.settings import Settings
+
+    loc = str(tmp_path / "qdrant")
+    e = _engine(tmp_path, store__location=loc)
+    e.ingest(_docs())
+    e.activate(_adapter(32, 5), _adapter(32, 6), version=1)
+    ref = [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in e.search_batch(WORDS, k=10, record=False)]
+    e.close()
+    _to_single_shard(tmp_path / "qdrant" / "edge")
+    for _ in range(2):
+        with pytest.raises(StoreError, match=r"single-shard layout .*antigravity migrate --data-dir") as exc:
+            _engine(tmp_path, store__location=loc)
+        assert "\n" not in str(exc.value)
+    n, backup = migrate_edge_single_shard(Settings.load(data_dir=str(tmp_path), store__location=loc))
+    assert n == 60 and (backup / "antigravity" / "edge_config.json").exists()
+    new = _engine(tmp_path, store__location=loc)
+    try:
+        assert new.count() == 60 and new.served_version.version == 1
+        assert [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in new.search_batch(WORDS, k=10, record=False)] == ref
+    finally:
+        new.close()
+    with pytest.raises(StoreError, match="not in the single-shard"):
+        migrate_edge_single_shard(Settings.load(data_dir=str(tmp_path), store__location=loc))
