@@ -189,3 +189,30 @@ def test_single_shard_layout_is_refused_then_migrated(tmp_path):
         new.close()
     with pytest.raises(StoreError, match="not in the single-shard"):
         migrate_edge_single_shard(Settings.load(data_dir=str(tmp_path), store__location=loc))
+
+
+def test_optimize_rebuilds_only_the_shards_that_changed(tmp_path, monkeypatch):
+    built: list[str] = []
+    real = EdgeStore._optimize_shard
+    monkeypatch.setattr(EdgeStore, "_optimize_shard", lambda self, name: (built.append(name), real(self, name)))
+    s = EdgeStore(str(tmp_path), collection="c", raw_hnsw=True, indexing_threshold=1)
+    s.swap_grace_s = 0.0
+    s.ensure_collection(D)
+    ids = [f"d{i}" for i in range(50)]
+    s.upsert(ids, _unit(np.random.default_rng(0), 50), [{}] * 50)
+    s.optimize()
+    s.set_served(ids, "served_b", _unit(np.random.default_rng(1), 50))
+    s.optimize()
+    s.optimize()
+    assert built == [RAW, "served_b"]
+    s.close()
+    s = EdgeStore(str(tmp_path), collection="c", raw_hnsw=True, indexing_threshold=1)
+    s.swap_grace_s = 0.0
+    try:
+        s.optimize()  # reopened, every point already in a graph: nothing to build
+        assert built == [RAW, "served_b"] and s.indexed_vectors_count() == 100
+        s.delete(["d0"])
+        s.optimize()
+        assert built == [RAW, "served_b", RAW, "served_b"]
+    finally:
+        s.close()

@@ -394,6 +394,22 @@ def test_same_after_delete_and_rewrites(name, tmp_path, opened):
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_same_after_clear_served(name, tmp_path, opened):
+    ref = load(QdrantStore(":memory:", collection="c"))
+    opened.append(ref)
+    store = load(_open(opened, name, tmp_path))
+    for s in (ref, store):
+        s.clear_served(SLOTS[0])
+        with pytest.raises(StoreError):
+            s.clear_served("raw")
+        s.set_served(["doc-002", "doc-003"], SLOTS[0], CORPUS["served_b"][[10, 11]])  # a cleared slot is written again
+    assert_same_snapshot(snapshot(store), snapshot(ref), name)
+    for using in (RAW, *SLOTS):
+        assert_same_hits(store.search(CORPUS["queries"], using, 10), ref.search(CORPUS["queries"], using, 10), f"{name} {using}")
+    assert {h[0] for hs in store.search(CORPUS["queries"], SLOTS[0], 10) for h in hs} == {"doc-002", "doc-003"}
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_payload_indexes_change_no_answer(name, tmp_path, opened, reference):
     store = load(_open(opened, name, tmp_path))
     for field, schema in (("lang", "keyword"), ("year", "integer"), ("score", "float"), ("tags", "keyword"), ("flag", "bool")):

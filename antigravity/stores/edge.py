@@ -292,7 +292,7 @@ class EdgeStore:
         self.optimize_in_subprocess = bool(optimize_in_subprocess)
         #: seconds :meth:`optimize` keeps the replaced shard open after the swap, for reads that took it just before
         self.swap_grace_s = 2.0
-        #: shards written since this process last optimised them (all shards count as written after open)
+        #: shards written since this process last optimised them (after open: those not fully indexed)
         self._unoptimized: set[str] = set()
         tmpdir = None
         if location == ":memory:":
@@ -432,7 +432,16 @@ class EdgeStore:
             self._handle.close_shard()
             self.dim = None
             raise
-        self._unoptimized = set(self._handle.shards)
+        self._unoptimized = {n for n, shard in self._handle.shards.items() if not self._fully_indexed(n, shard)}
+
+    def _fully_indexed(self, name: str, shard: Any) -> bool:
+        """Whether every point of shard ``name`` is in an HNSW-indexed segment (so an
+        :meth:`optimize` right after open has nothing to build there)."""
+        if self.m == 0 or (name == RAW and not self.raw_hnsw):
+            return False
+        with self._errors("info"):
+            info = shard.info()
+        return int(info.indexed_vectors_count) >= int(info.points_count)
 
     def ensure_collection(self, dim: int) -> None:
         """Create the raw shard for ``dim``-dimensional vectors if missing (with a bool payload
@@ -675,7 +684,8 @@ class EdgeStore:
 
     def optimize(self) -> None:
         """Build the HNSW graphs (and merge segments) of every shard written since this process
-        last optimised it (after open: every shard), blocking until nothing is left to optimise.
+        last optimised it (after open: every shard with points outside an HNSW graph), blocking
+        until nothing is left to optimise.
         Documents written afterwards are searched exactly until the next call.
 
         With ``optimize_in_subprocess`` (default), for each shard under the write lock (ingest,
