@@ -216,3 +216,31 @@ def test_optimize_rebuilds_only_the_shards_that_changed(tmp_path, monkeypatch):
         assert built == [RAW, "served_b", RAW, "served_b"]
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied"])
+def test_a_lost_slot_shard_is_rebuilt_from_raw_not_served_empty(tmp_path, damage):
+    """The slot shards hold derived data (``adapter(raw)``): when the served one is gone or
+    empty, the engine re-materialises it from the raw shard on open (counted), and serves the
+    same results as before — never an empty or partial slot."""
+    loc = str(tmp_path / "qdrant")
+    e = _engine(tmp_path, store__location=loc)
+    e.ingest(_docs())
+    e.activate(_adapter(32, 5), None, version=1)
+    slot = e.served_version.slot
+    ref = [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in e.search_batch(WORDS, k=10, record=False)]
+    e.close()
+    folder = tmp_path / "qdrant" / "edge" / f"antigravity.{slot}"
+    shutil.rmtree(folder)
+    if damage == "emptied":  # the shard exists but holds no point
+        s = EdgeStore(str(tmp_path / "qdrant" / "edge"), collection="antigravity", raw_hnsw=True)
+        s.set_served(["d0"], slot, np.ones((1, 32), dtype=np.float32))
+        s.delete(["no-such-id"])
+        s._handle.shards[slot].update(qe.UpdateOperation.delete_points([point_id("d0")]))
+        s.close()
+    e = _engine(tmp_path, store__location=loc)
+    try:
+        assert e.stats()["slots_rematerialised"] == 1 and e.served_version.slot == slot
+        assert [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in e.search_batch(WORDS, k=10, record=False)] == ref
+    finally:
+        e.close()
