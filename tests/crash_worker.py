@@ -10,10 +10,13 @@ returns; acknowledged feedback prints ``ACK <n>`` after each ``feedback`` call r
 (row n: :func:`feedback_row`), then ``BATCH`` before one ``feedback_batch`` of
 ``FEEDBACK_BATCH`` rows and ``ACK BATCH`` after it — the stream never stalls, the parent kills
 it while it writes; ``batch_in_transaction`` marks the batch inserted but not committed.
+``between_shards_<n>`` marks the n-th write to a served slot's shard, after the raw shard's
+part of the same (journaled) upsert or delete was written.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 
@@ -68,6 +71,24 @@ def main() -> None:
         return out
 
     store.set_served, registry.set_active, registry.save = set_served, set_active, save
+    writes = itertools.count(1)
+
+    class MarkedShard:
+        """A slot shard of the Edge store that marks each write before doing it."""
+
+        def __init__(self, shard) -> None:
+            self._shard = shard
+
+        def update(self, op):
+            mark(f"between_shards_{next(writes)}")
+            return self._shard.update(op)
+
+        def __getattr__(self, name):
+            return getattr(self._shard, name)
+
+    shards = store._handle.shards if hasattr(store, "_handle") else {}  # EdgeStore: {vector name: shard}
+    for slot in [n for n in shards if n != "raw"]:
+        shards[slot] = MarkedShard(shards[slot])
     if work == "ingest":
         docs = _corpus(200)
         for i in range(0, len(docs), 20):
