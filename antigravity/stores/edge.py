@@ -80,7 +80,7 @@ from antigravity.core.files import make_private_dir
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
 from antigravity.stores.shared import (
-    check_index, check_slot, id_list, open_folder, point_id, point_rows, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
+    check_index, check_slot, id_list, open_folder, point_id, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
 __all__ = ["SHARDS", "EdgeStore", "edge_filter"]
@@ -524,14 +524,17 @@ class EdgeStore:
         """
         served = dict(served or {})
         ids = id_list(doc_ids, "upsert")
-        rows = list(point_rows(ids, raw, payloads, served))  # checks counts and slot names
+        for slot in served:
+            check_slot(slot)
+        if len(raw) != len(ids) or len(payloads) != len(ids) or any(len(m) != len(ids) for m in served.values()):
+            raise StoreError(f"upsert: {len(ids)} ids, {len(raw)} raw rows, {len(payloads)} payloads, served rows {[len(m) for m in served.values()]}: counts differ")
         with self._write_lock:
             self._require_collection("upsert")
-            if not rows:
+            if not ids:
                 return
             raw_arr = self._check_rows("upsert: raw", raw, len(ids))
             served = {slot: self._check_rows(f"upsert: served[{slot!r}]", mat, len(ids)) for slot, mat in served.items()}
-            payload_list = [pl for _, _, pl in rows]
+            payload_list = [{**pl, "doc_id": did} for did, pl in zip(ids, payloads)]
             others = [s for s in SLOTS if s not in served and s in self._handle.shards]
             if served or others:
                 try:
