@@ -253,7 +253,7 @@ def _indexed_store(tmp_path, **kw) -> EdgeStore:
     s.swap_grace_s = 0.0
     s.ensure_collection(32)
     x = np.random.default_rng(0).standard_normal((2000, 32)).astype(np.float32)
-    s.upsert([f"d{i}" for i in range(2000)], x, [{}] * 2000)
+    s.upsert([f"d{i}" for i in range(2000)], x, [{"i": i} for i in range(2000)])
     s.optimize()
     return s
 
@@ -267,6 +267,8 @@ def test_auto_hnsw_ef_is_measured_after_optimize_and_kept(tmp_path):
         sweep = {int(e): r for e, r in rec["sweep"].items()}
         chosen = rec["hnsw_ef"]
         assert rec["sample"] == 100 and rec["points"] == 2000 and chosen == s.ef_for(RAW)
+        got = s.retrieve([f"d{i}" for i in range(2000)], with_vectors=True)  # the held-out points were written back, whole
+        assert s.count() == 2000 and len(got) == 2000 and all(got[f"d{i}"]["payload"] == {"i": i} and RAW in got[f"d{i}"]["vectors"] for i in range(2000))
         assert sweep[chosen] >= 0.99 and all(r < 0.99 for e, r in sweep.items() if e < chosen)  # the smallest that reaches the target
         assert chosen > EF_CANDIDATES[0]  # the weak graph needs more than the smallest beam
         # what it measured holds for new queries: recall of searches at the chosen beam against exact
@@ -302,6 +304,6 @@ def test_fixed_hnsw_ef_is_not_calibrated_and_unindexed_shards_are_skipped(tmp_pa
         s.ensure_collection(D)
         s.upsert([f"d{i}" for i in range(20)], _unit(np.random.default_rng(0), 20), [{}] * 20)
         s.optimize()
-        assert s.calibrate_ef(RAW) is None and s.calibration == {}
+        assert s.calibration == {} and s.ef_for(RAW) == 256
     finally:
         s.close()

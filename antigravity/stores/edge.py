@@ -86,7 +86,7 @@ from antigravity.stores.shared import (
 
 logger = logging.getLogger("antigravity.store")
 
-__all__ = ["AUTO_EF_FALLBACK", "EF_CANDIDATES", "SHARDS", "EdgeStore", "edge_filter"]
+__all__ = ["AUTO_EF_FALLBACK", "CALIBRATION_SAMPLE", "EF_CANDIDATES", "SHARDS", "EdgeStore", "edge_filter"]
 
 _SCHEMAS = {"keyword": "Keyword", "integer": "Integer", "float": "Float", "bool": "Bool"}
 _SUPPORTED = "supported: must / should / must_not of FieldCondition with MatchValue, MatchAny or Range, and nested Filter"
@@ -154,12 +154,40 @@ def _edge_condition(cond: Any) -> Any:
 
 
 #: what the child process of :meth:`EdgeStore.optimize` runs: only ``qdrant_edge`` is imported
-#: (not this package), the shard copy is loaded with the configuration its ``edge_config.json`` holds
+#: (not this package), the shard copy is loaded with the configuration its ``edge_config.json`` holds.
+#: With a calibration request (argv[2], JSON) on a shard no graph covers yet, ``sample`` points are
+#: held out of the build (deleted, then written back after it) and searched exactly and through
+#: the new graph at each candidate ``hnsw_ef``; the sweep is printed as one ``CALIBRATION`` line.
 _BUILD_CHILD = """
+import json
 import sys
-import qdrant_edge
-shard = qdrant_edge.EdgeShard.load(sys.argv[1])
+import qdrant_edge as qe
+shard = qe.EdgeShard.load(sys.argv[1])
+cal = json.loads(sys.argv[2]) if len(sys.argv) > 2 else None
+held = []
+if cal and shard.info().indexed_vectors_count == 0:
+    name, k = cal["name"], cal["k"]
+    recs, _ = shard.scroll(qe.ScrollRequest(limit=cal["sample"], with_payload=True, with_vector=True))
+    held = [r for r in recs if isinstance(r.vector, dict) and r.vector.get(name) is not None]
+    if len(held) < cal["sample"] // 2 or shard.info().points_count < 20 * cal["sample"]:
+        held = []
+    if held:
+        shard.update(qe.UpdateOperation.delete_points([r.id for r in held]))
 shard.optimize()
+if held and shard.info().indexed_vectors_count > 0:
+    def top(params):
+        reqs = [qe.QueryRequest(limit=k, query=qe.Query.Nearest(r.vector[name], using=name), with_payload=False, with_vector=False, params=params) for r in held]
+        return [[str(p.id) for p in res] for res in shard.query_batch(qe.QueryBatchRequest(reqs))]
+    truth = top(qe.SearchParams(exact=True))
+    sweep = {}
+    for ef in cal["candidates"]:
+        found = top(qe.SearchParams(hnsw_ef=ef))
+        sweep[ef] = sum(len(set(f) & set(t)) / max(1, len(t)) for f, t in zip(found, truth)) / len(held)
+        if sweep[ef] >= cal["target"]:
+            break
+    print("CALIBRATION " + json.dumps({"sweep": sweep, "sample": len(held), "points": shard.info().points_count + len(held)}), flush=True)
+if held:
+    shard.update(qe.UpdateOperation.upsert_points([qe.Point(r.id, r.vector, r.payload) for r in held]))
 shard.flush()
 shard.close()
 """
@@ -167,8 +195,12 @@ shard.close()
 #: the shards of a collection, one per vector name: ``raw`` (with every payload) first
 SHARDS = (RAW, *SLOTS)
 
-#: ``hnsw_ef`` values :meth:`EdgeStore.calibrate_ef` tries, smallest first
+#: ``hnsw_ef`` values the ``hnsw_ef="auto"`` measurement tries, smallest first
 EF_CANDIDATES = (64, 128, 256, 512, 1024, 2048)
+
+#: points held out of a graph build to measure its recall (``hnsw_ef="auto"``); a shard needs
+#: 20 × as many points to be measured
+CALIBRATION_SAMPLE = 100
 
 #: ``hnsw_ef="auto"`` before a shard is calibrated: recall@10 0.998 at 100k and 0.963 at 1M
 #: structured 384-d vectors (docs/performance.md)
@@ -236,10 +268,11 @@ class EdgeStore:
         m: HNSW edges per node of the served slots (Qdrant default 16; 0 = no graph).
         ef_construct: HNSW build-time candidate list size (Qdrant default 100).
         hnsw_ef: HNSW search-time candidate list size; ``None`` = Qdrant's default; ``"auto"``
-            = the smallest of :data:`EF_CANDIDATES` whose measured recall@10 reaches
-            ``target_recall`` (:meth:`calibrate_ef`, run by :meth:`optimize` for each shard it
-            indexes and kept beside the shard; :data:`AUTO_EF_FALLBACK` until a shard has been
-            calibrated). Qdrant uses at least the number of hits asked for.
+            = the smallest of :data:`EF_CANDIDATES` whose recall@10, measured on points held out
+            of the graph build (:meth:`_keep_calibration`), reaches ``target_recall``; measured
+            by :meth:`optimize` (in its build child) on a shard no graph covered yet, kept beside
+            the shard; :data:`AUTO_EF_FALLBACK` until a shard has been measured. Qdrant uses at
+            least the number of hits asked for.
         target_recall: recall@10 against exact search that ``hnsw_ef="auto"`` aims for
             (default 0.99).
         full_scan_threshold: KB of matching vectors below which a filtered search scans instead
@@ -300,7 +333,7 @@ class EdgeStore:
         self.collection = collection
         self.location = location
         self.m, self.ef_construct, self.hnsw_ef, self.target_recall = m, ef_construct, hnsw_ef, float(target_recall)
-        #: ``hnsw_ef="auto"``: per shard, what :meth:`calibrate_ef` measured and chose
+        #: ``hnsw_ef="auto"``: per shard, what :meth:`_keep_calibration` kept
         self.calibration: dict[str, dict[str, Any]] = {}
         self.full_scan_threshold, self.indexing_threshold, self.raw_hnsw = full_scan_threshold, indexing_threshold, raw_hnsw
         self.on_disk = bool(on_disk)
@@ -741,8 +774,6 @@ class EdgeStore:
             for name in [n for n in SHARDS if n in self._handle.shards and n in self._unoptimized]:
                 self._optimize_shard(name)
                 self._unoptimized.discard(name)
-                if self.hnsw_ef == "auto":
-                    self.calibrate_ef(name)
 
     def _optimize_shard(self, name: str) -> None:
         shard = self._shard(name)
@@ -757,7 +788,9 @@ class EdgeStore:
         shutil.rmtree(build, ignore_errors=True)
         try:
             shutil.copytree(folder, build)
-            child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build)], capture_output=True, text=True)
+            cal = json.dumps({"name": name, "sample": CALIBRATION_SAMPLE, "k": 10, "candidates": list(EF_CANDIDATES), "target": self.target_recall})
+            t0 = time.perf_counter()
+            child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build), *([cal] if self.hnsw_ef == "auto" else [])], capture_output=True, text=True)
             if child.returncode != 0:
                 tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
                 raise StoreError(f"optimize failed on {self.describe()} ({name} shard): the index build process exited with {child.returncode}: {tail}; the served shard is unchanged")
@@ -778,6 +811,9 @@ class EdgeStore:
             shutil.rmtree(build, ignore_errors=True)
             raise
         self._handle.shards[name] = new  # reads from now on use the new shard
+        line = next((ln for ln in child.stdout.splitlines() if ln.startswith("CALIBRATION ")), None)
+        if line is not None:
+            self._keep_calibration(name, json.loads(line.split(" ", 1)[1]), time.perf_counter() - t0)
         time.sleep(self.swap_grace_s)  # reads that took the old shard just before finish on it
         with contextlib.suppress(Exception):
             shard.close()
@@ -791,53 +827,29 @@ class EdgeStore:
             return self.hnsw_ef  # type: ignore[return-value]
         return int(self.calibration.get(using, {}).get("hnsw_ef", AUTO_EF_FALLBACK))
 
-    def calibrate_ef(self, name: str, sample: int = 100, k: int = 10) -> dict[str, Any] | None:
-        """Choose the search beam of shard ``name`` by measurement: ``sample`` stored vectors
-        (the first points in point-id order: uuid5 ids, so an arbitrary sample) are searched
-        exactly and with each ``hnsw_ef`` of :data:`EF_CANDIDATES`, their own point left out of
-        both lists; the smallest ``hnsw_ef`` whose mean recall@``k`` reaches ``target_recall``
-        is kept (the largest candidate when none does). Stored documents stand in for queries,
-        so the measure is the graph's, not a query distribution's. Saved to
-        ``.<folder>.search.json`` beside the shard and read back on open. Cost: ``sample`` exact
-        searches plus ``sample`` × candidates graph searches (1M × 384-d: about 15 s).
+    def _keep_calibration(self, name: str, measured: dict[str, Any], build_s: float) -> dict[str, Any]:
+        """Choose shard ``name``'s search beam from what its build child measured and keep it.
 
-        Returns the record (``hnsw_ef``, ``recall``, ``sweep`` ``{ef: recall}``, ``points``,
-        ``sample``, ``k``, ``target_recall``, ``time_s``), or ``None`` when the shard is not indexed (searched
-        exactly: nothing to choose).
+        The measurement (:data:`_BUILD_CHILD`, on a shard no graph covered before the build:
+        the first build after a bulk ingest, a promoted slot): :data:`CALIBRATION_SAMPLE` stored
+        points (the first in point-id order — uuid5 ids, so an arbitrary sample) are held out of
+        the graph build, then searched exactly and through the new graph at each ``hnsw_ef`` of
+        :data:`EF_CANDIDATES` until mean recall@10 reaches ``target_recall``, then written back.
+        Held-out points are not nodes of the graph, like new queries; points that are nodes
+        overestimate recall (100k: 0.984 vs 0.913 for queries at ``hnsw_ef`` 64;
+        ``benchmarks/hnsw_recall_probe.py``). The smallest candidate reaching the target is kept
+        (the largest measured when none does, with a warning), in ``.<folder>.search.json``
+        beside the shard, read back on open.
+
+        Returns the record: ``hnsw_ef``, ``recall``, ``sweep`` ``{ef: recall}``, ``points``,
+        ``sample``, ``target_recall``, ``build_s`` (the build and measurement, seconds).
         """
-        qe = _qe()
-        shard = self._shard(name)
-        if shard is None:
-            return None
-        t0 = time.perf_counter()
-        with self._errors("calibrate hnsw_ef"):
-            info = shard.info()
-            if int(info.indexed_vectors_count) == 0 or int(info.points_count) <= k + 1:
-                return None
-            recs, _ = shard.scroll(qe.ScrollRequest(limit=sample, with_payload=False, with_vector=[name]))
-            rows = [(str(r.id), r.vector[name]) for r in recs if isinstance(r.vector, dict) and r.vector.get(name) is not None]
-
-            def top(params: Any, per_call: int) -> list[list[str]]:
-                # small query_batch calls: each holds the GIL for its whole duration (qdrant-edge-py 0.9.0), so other searches run between them
-                out = []
-                for i in range(0, len(rows), per_call):
-                    part = rows[i : i + per_call]
-                    reqs = [qe.QueryRequest(limit=k + 1, query=qe.Query.Nearest(v, using=name), with_payload=False, with_vector=False, params=params) for _, v in part]
-                    out += [[str(p.id) for p in res if str(p.id) != own][:k] for (own, _), res in zip(part, shard.query_batch(qe.QueryBatchRequest(reqs)))]
-                return out
-
-            truth = top(qe.SearchParams(exact=True), 1)
-            sweep: dict[int, float] = {}
-            for ef in EF_CANDIDATES:
-                found = top(qe.SearchParams(hnsw_ef=ef), 10)
-                sweep[ef] = float(np.mean([len(set(f) & set(t)) / max(1, len(t)) for f, t in zip(found, truth)]))
-                if sweep[ef] >= self.target_recall:
-                    break
-        chosen = next((ef for ef, r in sweep.items() if r >= self.target_recall), EF_CANDIDATES[-1])
-        record = {"hnsw_ef": chosen, "recall": sweep[chosen], "sweep": {str(e): r for e, r in sweep.items()}, "points": int(info.points_count),
-                  "sample": len(rows), "k": k, "target_recall": self.target_recall, "time_s": time.perf_counter() - t0}
+        sweep = {int(e): float(r) for e, r in measured["sweep"].items()}
+        chosen = next((ef for ef, r in sweep.items() if r >= self.target_recall), max(sweep))
+        record = {"hnsw_ef": chosen, "recall": sweep[chosen], "sweep": {str(e): r for e, r in sweep.items()}, "points": int(measured["points"]),
+                  "sample": int(measured["sample"]), "target_recall": self.target_recall, "build_s": build_s}
         if sweep[chosen] < self.target_recall:
-            logger.warning("%s (%s shard): no hnsw_ef up to %d reaches recall@%d %.3f (%.3f); using %d", self.describe(), name, chosen, k, self.target_recall, sweep[chosen], chosen)
+            logger.warning("%s (%s shard): no hnsw_ef up to %d reaches recall@10 %.3f (%.3f); using %d", self.describe(), name, chosen, self.target_recall, sweep[chosen], chosen)
         self.calibration[name] = record
         path = self._aside(name, "search.json")
         tmp = path.with_name(path.name + ".tmp")
@@ -846,7 +858,7 @@ class EdgeStore:
         return record
 
     def _load_calibrations(self) -> None:
-        """Read the saved :meth:`calibrate_ef` records of the open shards (an unreadable one is
+        """Read the saved :meth:`_keep_calibration` records of the open shards (an unreadable one is
         ignored and counted as not calibrated: the fallback beam is used until the next optimize)."""
         for name in self._handle.shards:
             path = self._aside(name, "search.json")
