@@ -341,6 +341,9 @@ class RawSide:
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=10000),
         )
         self.shard = qe.EdgeShard.create(self.path, self.cfg)
+        from antigravity.stores.edge import AUTO_EF_FALLBACK
+
+        self.auto_ef = AUTO_EF_FALLBACK
         self.set_ef(settings["hnsw_ef"])
 
     def ingest(self) -> float:
@@ -362,8 +365,13 @@ class RawSide:
         self.shard.optimize()
         return time.perf_counter() - t0
 
-    def set_ef(self, ef: int | None) -> None:
+    def set_ef(self, ef: int | str | None) -> None:
+        """``"auto"``: the beam the engine calibrated in this run (``auto_ef``; the engine's
+        fallback when no engine ran beside it), so both sides search with the same beam."""
+        if ef == "auto":
+            ef = self.auto_ef
         self.params = self.qe.SearchParams(hnsw_ef=ef) if ef else None
+        self.ef_used = ef
 
     def close(self) -> None:
         self.shard.close()
@@ -537,6 +545,12 @@ def child(n: int, nq: int, threads_nq: int, seed: int, out: Path, tmp_root: str 
                 log(f"{name} optimize {r['optimize_s']:.1f}s")
                 if name == "engine":  # EdgeStore builds the graphs in a child process: its peak is the build's memory
                     r["optimize_child_rss_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                    r["hnsw_ef_calibration"] = side.eng.store.calibration  # store.hnsw_ef = "auto": what it measured and chose
+                    if "raw" in sides_run:
+                        raw.auto_ef = side.eng.store.ef_for("raw")
+                        raw.set_ef(settings["hnsw_ef"])
+            if "raw" in sides_run:
+                q["hnsw_ef_used"] = raw.ef_used
             t = paired(sides, nq, truth)
             for r, _, name in pairs:
                 r["hnsw"] = t[name]

@@ -244,3 +244,67 @@ def test_a_lost_slot_shard_is_rebuilt_from_raw_not_served_empty(tmp_path, damage
         assert [[(h.doc_id, round(h.score, 5)) for h in hs] for hs in e.search_batch(WORDS, k=10, record=False)] == ref
     finally:
         e.close()
+
+
+def _indexed_store(tmp_path, **kw) -> EdgeStore:
+    """2,000 random 32-d vectors with a deliberately weak graph (m 4, ef_construct 8), indexed
+    and always searched through it (full_scan_threshold 0)."""
+    s = EdgeStore(str(tmp_path), collection="c", raw_hnsw=True, m=4, ef_construct=8, indexing_threshold=1, full_scan_threshold=0, **kw)
+    s.swap_grace_s = 0.0
+    s.ensure_collection(32)
+    x = np.random.default_rng(0).standard_normal((2000, 32)).astype(np.float32)
+    s.upsert([f"d{i}" for i in range(2000)], x, [{"i": i} for i in range(2000)])
+    s.optimize()
+    return s
+
+
+def test_auto_hnsw_ef_is_measured_after_optimize_and_kept(tmp_path):
+    from antigravity.stores.edge import AUTO_EF_FALLBACK, EF_CANDIDATES
+
+    s = _indexed_store(tmp_path, hnsw_ef="auto", target_recall=0.99)
+    try:
+        rec = s.calibration[RAW]
+        sweep = {int(e): r for e, r in rec["sweep"].items()}
+        chosen = rec["hnsw_ef"]
+        assert rec["sample"] == 100 and rec["points"] == 2000 and chosen == s.ef_for(RAW)
+        got = s.retrieve([f"d{i}" for i in range(2000)], with_vectors=True)  # the held-out points were written back, whole
+        assert s.count() == 2000 and len(got) == 2000 and all(got[f"d{i}"]["payload"] == {"i": i} and RAW in got[f"d{i}"]["vectors"] for i in range(2000))
+        assert chosen == next((e for e in sorted(sweep) if sweep[e] >= 0.99), max(sweep))  # the smallest that reaches the target (else the largest tried)
+        assert all(r < 0.99 for e, r in sweep.items() if e < chosen) and (sweep[chosen] >= 0.99 or chosen == EF_CANDIDATES[-1])
+        assert chosen > EF_CANDIDATES[0]  # the weak graph needs more than the smallest beam
+        # what it measured holds for new queries: recall of searches at the chosen beam against exact
+        q = np.random.default_rng(1).standard_normal((50, 32)).astype(np.float32)
+        got = s.search(q, RAW, 10)
+        assert s.ef_for("served_a") == AUTO_EF_FALLBACK  # never calibrated
+        s.hnsw_ef = 100_000  # a beam larger than the collection: exhaustive
+        truth = s.search(q, RAW, 10)
+        assert np.mean([len({h[0] for h in a} & {h[0] for h in b}) / 10 for a, b in zip(got, truth)]) >= 0.95
+    finally:
+        s.close()
+    s = EdgeStore(str(tmp_path), collection="c", raw_hnsw=True, hnsw_ef="auto")
+    try:
+        assert s.ef_for(RAW) == chosen  # kept beside the shard, read back on open
+    finally:
+        s.close()
+    (tmp_path / ".c.search.json").write_text("{broken")
+    s = EdgeStore(str(tmp_path), collection="c", raw_hnsw=True, hnsw_ef="auto")
+    try:
+        assert s.ef_for(RAW) == AUTO_EF_FALLBACK  # an unreadable record is the documented fallback, not an error
+    finally:
+        s.close()
+
+
+def test_fixed_hnsw_ef_is_not_calibrated_and_unindexed_shards_are_skipped(tmp_path):
+    s = _indexed_store(tmp_path, hnsw_ef=64)
+    try:
+        assert s.calibration == {} and s.ef_for(RAW) == 64 and not (tmp_path / ".c.search.json").exists()
+    finally:
+        s.close()
+    s = EdgeStore(str(tmp_path / "small"), collection="c", hnsw_ef="auto")  # raw without a graph: searched exactly
+    try:
+        s.ensure_collection(D)
+        s.upsert([f"d{i}" for i in range(20)], _unit(np.random.default_rng(0), 20), [{}] * 20)
+        s.optimize()
+        assert s.calibration == {} and s.ef_for(RAW) == 256
+    finally:
+        s.close()

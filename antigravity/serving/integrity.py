@@ -40,7 +40,7 @@ def open_store(s: Any, *, create: bool) -> tuple[QdrantStore, bool, list[str]]:
 
         location = s.resolved_store_location if in_memory else str(Path(s.resolved_store_location).expanduser() / "edge")
         # raw gets a graph too: the frozen student (version 0) and query-only versions are served from it
-        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, raw_hnsw=True, on_disk=s.store.on_disk,
+        store = EdgeStore(location, collection=s.store.collection, create=create, m=s.store.m, ef_construct=s.store.ef_construct, hnsw_ef=s.store.hnsw_ef, target_recall=s.store.target_recall, raw_hnsw=True, on_disk=s.store.on_disk,
                           migrate_hint=f" --data-dir {s.data_dir}")
     else:
         store = QdrantStore(
