@@ -16,6 +16,8 @@ import os
 import re
 import tomllib
 from pathlib import Path
+import types
+import typing
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
@@ -452,6 +454,18 @@ def settings_reference_markdown() -> str:
         "",
     ]
 
+    def _type_text(ann: Any) -> str:
+        """A field's type for the table: ``int [Ge(ge=1), Le(le=10000)] | Literal['auto']`` for a union of an annotated int and a literal."""
+        if ann is type(None):
+            return "None"
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):
+            return " | ".join(_type_text(a) for a in typing.get_args(ann))
+        if typing.get_origin(ann) is typing.Annotated:
+            base, *meta = typing.get_args(ann)
+            limits = [str(m) for fi in meta for m in getattr(fi, "metadata", [fi])]
+            return f"{_type_text(base)} [{', '.join(limits)}]"
+        return str(ann).replace("typing.", "") if "Literal" in str(ann) else (getattr(ann, "__name__", None) or str(ann).replace("typing.", ""))
+
     def rows(model: type[BaseModel], prefix: str) -> list[str]:
         out = []
         for name, f in model.model_fields.items():
@@ -461,7 +475,7 @@ def settings_reference_markdown() -> str:
             key = f"{prefix}{name}"
             env = "ANTIGRAVITY_" + key.replace(".", "__").upper()
             default = f.get_default(call_default_factory=True)
-            typ = str(ann).replace("typing.", "") if "Literal" in str(ann) else (getattr(ann, "__name__", None) or str(ann).replace("typing.", ""))
+            typ = _type_text(ann)
             limits = [str(m) for m in f.metadata if type(m).__name__ in ("Ge", "Gt", "Le", "Lt", "MinLen", "MaxLen", "_PydanticGeneralMetadata")]
             desc = (f.description or "") + (f" ({', '.join(limits)})" if limits else "")
             typ = typ.replace("|", "\\|")
