@@ -81,7 +81,7 @@ from antigravity.core.files import make_private_dir
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
 from antigravity.stores.shared import (
-    check_index, check_slot, id_list, open_folder, point_id, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
+    check_index, check_slot, check_upsert, id_list, open_folder, point_id, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
 logger = logging.getLogger("antigravity.store")
@@ -580,10 +580,7 @@ class EdgeStore:
         """
         served = dict(served or {})
         ids = id_list(doc_ids, "upsert")
-        for slot in served:
-            check_slot(slot)
-        if len(raw) != len(ids) or len(payloads) != len(ids) or any(len(m) != len(ids) for m in served.values()):
-            raise StoreError(f"upsert: {len(ids)} ids, {len(raw)} raw rows, {len(payloads)} payloads, served rows {[len(m) for m in served.values()]}: counts differ")
+        check_upsert(ids, raw, payloads, served)
         with self._write_lock:
             self._require_collection("upsert")
             if not ids:
@@ -788,9 +785,9 @@ class EdgeStore:
         shutil.rmtree(build, ignore_errors=True)
         try:
             shutil.copytree(folder, build)
-            cal = json.dumps({"name": name, "sample": CALIBRATION_SAMPLE, "k": 10, "candidates": list(EF_CANDIDATES), "target": self.target_recall})
+            cal = [json.dumps({"name": name, "sample": CALIBRATION_SAMPLE, "k": 10, "candidates": list(EF_CANDIDATES), "target": self.target_recall})] if self.hnsw_ef == "auto" else []
             t0 = time.perf_counter()
-            child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build), *([cal] if self.hnsw_ef == "auto" else [])], capture_output=True, text=True)
+            child = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(build), *cal], capture_output=True, text=True)
             if child.returncode != 0:
                 tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
                 raise StoreError(f"optimize failed on {self.describe()} ({name} shard): the index build process exited with {child.returncode}: {tail}; the served shard is unchanged")

@@ -114,6 +114,20 @@ def check_index(field: str, schema: str) -> None:
         raise QueryError(f"unknown payload index schema {schema!r} (one of {', '.join(INDEX_SCHEMAS)})")
 
 
+def check_upsert(doc_ids: Sequence[str], raw: Any, payloads: Sequence[Any], served: dict[str, Any]) -> None:
+    """Validate the arguments of an upsert before anything is written.
+
+    Raises:
+        StoreError: ``served`` names an unknown slot, or the lengths of ids, raw rows, payloads
+            and served rows differ.
+    """
+    for slot in served:
+        check_slot(slot)
+    n = len(doc_ids)
+    if len(raw) != n or len(payloads) != n or any(len(m) != n for m in served.values()):
+        raise StoreError(f"upsert: {n} ids, {len(raw)} raw rows, {len(payloads)} payloads, served rows {[len(m) for m in served.values()]}: counts differ")
+
+
 def point_rows(
     doc_ids: Sequence[str], raw: np.ndarray, payloads: Sequence[dict[str, Any]], served: dict[str, np.ndarray] | None
 ) -> Iterator[tuple[str, dict[str, list[float]], dict[str, Any]]]:
@@ -123,11 +137,7 @@ def point_rows(
         StoreError: the lengths of ids, rows and payloads differ, or ``served`` names an unknown slot.
     """
     served = served or {}
-    for slot in served:
-        check_slot(slot)
-    n = len(doc_ids)
-    if len(raw) != n or len(payloads) != n or any(len(m) != n for m in served.values()):
-        raise StoreError(f"upsert: {n} ids, {len(raw)} raw rows, {len(payloads)} payloads, served rows {[len(m) for m in served.values()]}: counts differ")
+    check_upsert(doc_ids, raw, payloads, served)
     for i, did in enumerate(doc_ids):
         vec = {RAW: raw[i].tolist()}
         for slot, mat in served.items():
