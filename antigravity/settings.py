@@ -212,6 +212,7 @@ class GateSettings(_Section):
     min_queries: int = Field(20, ge=2, description="label-free gate: fewer judged held-out queries -> reject (cannot estimate)")
     min_gain: float = Field(0.0, ge=0.0, le=1.0, description="label-free gate: required mean gain of judged NDCG@10 over the current version")
     alpha: float = Field(0.05, gt=0.0, le=1.0, description="label-free gate: one-sided paired t-test level for the gain")
+    diagnostics: bool = Field(False, description="label-free judge gate: also record, never decide on, the judge's gain per text source (held-out traffic vs corpus pseudo-queries) and what BM25 (beside a teacher judge) and the known-item judge (a pseudo-query's own document) would say, in each decision's metrics; costs one BM25 ranking per decision")
     min_judged_texts: int = Field(350, ge=0, description="label-free judge gate: when fewer held-out traffic texts are judged per decision, top them up with label-free pseudo-queries from the corpus (titles, sentences; seeded; judged only, never trained on) to this many; 350 ≈ the n a one-sided paired t-test at alpha 0.05 needs for power 0.8 against a judged NDCG@10 gain of 0.02 with per-query sd 0.15; 0 = off (judge held-out traffic only)")
 
 

@@ -34,7 +34,7 @@ from antigravity.core.errors import (
     AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherAlignmentError, TeacherDimensionError,
     TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError, TeacherRuntimeError, failure_kind,
 )
-from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, is_stopping_half, resolve_judge, split_held_out, top_up_judged
+from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, diagnostic_kwargs, is_stopping_half, resolve_judge, split_held_out, top_up_judged
 from antigravity.teacher import Alignment, TeacherSource, resolve_teacher
 from antigravity.adaptation.training import ListwiseTargets, fit_listwise
 
@@ -404,12 +404,13 @@ def _label_free_distillation_gate(
         name = "teacher"  # offline distillation always has its teacher loaded
     if name == "proxy":
         return ProxyGate(ctx.encoder.encode(held) if held else np.zeros((0, ctx.encoder.dim), np.float32))
-    pseudo = top_up_judged(ctx, held, trained, seed=seed, stopping_half=stopping_half)
+    pseudo, known = top_up_judged(ctx, held, trained, seed=seed, stopping_half=stopping_half, with_sources=True)
     texts = [*held, *pseudo]
     vecs = ctx.encoder.encode(texts) if texts else np.zeros((0, ctx.encoder.dim), np.float32)
     judge = TeacherJudge(Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(ctx, doc_ids)
+    extra = diagnostic_kwargs(ctx, doc_ids, len(held), known, with_bm25=name == "teacher") if getattr(g, "diagnostics", False) else {}
     return JudgeGate.build(
-        judge, texts, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha, judged_texts={"traffic": len(held), "pseudo": len(pseudo)}
+        judge, texts, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha, judged_texts={"traffic": len(held), "pseudo": len(pseudo)}, **extra
     )
 
 

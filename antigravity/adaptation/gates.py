@@ -155,7 +155,8 @@ def judged_pseudo_texts(
     *,
     excluded: frozenset[str] = frozenset(),
     stopping_half: bool | None = None,
-) -> list[str]:
+    with_sources: bool = False,
+):
     """Label-free pseudo-queries that top up a label-free gate's held-out texts to ``need``
     (``gate.min_judged_texts``): up to ``need - len(held)`` texts made from the corpus
     (:func:`antigravity.adaptation.corpus_queries.pseudo_queries`: a quarter titles when the
@@ -174,12 +175,16 @@ def judged_pseudo_texts(
     paired t-test at α = 0.05 detects a mean judged-NDCG@10 gain δ with power 0.8 when
     n ≥ ((z₀.₉₅ + z₀.₈) · σ / δ)²; for δ = 0.02 and a per-query sd of the paired difference
     σ ≈ 0.15 that is ((1.645 + 0.842) · 0.15 / 0.02)² ≈ 348. Fixed before any suite run.
+
+    Returns ``list[str]``, or with ``with_sources`` the pair ``(texts, doc_ids)`` — the
+    document each text was taken from.
     """
     short = need - len(held)
     if short <= 0:
-        return []
-    titles = pseudo_queries(doc_fields, len(doc_fields), 0, seed)
-    sentences = pseudo_queries(doc_fields, 0, 10**9, seed)
+        return ([], []) if with_sources else []
+    titles, t_src = pseudo_queries(doc_fields, len(doc_fields), 0, seed, with_sources=True)
+    sentences, s_src = pseudo_queries(doc_fields, 0, 10**9, seed, with_sources=True)
+    source = {**dict(zip(sentences, s_src)), **dict(zip(titles, t_src))}
     norm = lambda t: " ".join(t.lower().split())  # noqa: E731
     seen = {norm(t) for t in (*held, *trained) if t}
 
@@ -207,7 +212,8 @@ def judged_pseudo_texts(
         out += [t for t, bad in zip(chunk, near) if not bad]
         if len(out) >= short:
             break
-    return out[:short]
+    out = out[:short]
+    return (out, [source[t] for t in out]) if with_sources else out
 
 
 #: the pseudo-query pool of :func:`top_up_judged` is drawn from at most this many documents per
@@ -216,15 +222,15 @@ def judged_pseudo_texts(
 PSEUDO_POOL_DOCS_PER_TEXT = 50
 
 
-def top_up_judged(ctx, held: list[str], trained: Sequence[str | None], *, seed: int, stopping_half: bool | None = None) -> list[str]:
+def top_up_judged(ctx, held: list[str], trained: Sequence[str | None], *, seed: int, stopping_half: bool | None = None, with_sources: bool = False):
     """The pseudo-queries that top a label-free gate's ``held`` traffic texts up to
     ``gate.min_judged_texts`` (:func:`judged_pseudo_texts` over the stored documents of
     ``ctx`` — a seeded sample of ``PSEUDO_POOL_DOCS_PER_TEXT × min_judged_texts`` of them on a
     larger corpus — excluding ``ctx.excluded``); ``[]`` when the setting is 0, the held-out
-    texts are enough, or the store keeps no text."""
+    texts are enough, or the store keeps no text. ``with_sources``: ``(texts, doc_ids)``."""
     need = int(getattr(ctx.settings.gate, "min_judged_texts", 0) or 0)
     if need <= len(held):
-        return []
+        return ([], []) if with_sources else []
     fields = {}
     doc_ids = list(ctx.doc_ids)
     cap = PSEUDO_POOL_DOCS_PER_TEXT * need
@@ -235,7 +241,10 @@ def top_up_judged(ctx, held: list[str], trained: Sequence[str | None], *, seed: 
             fields[d] = ctx.document_fields(d)
         except Exception:  # noqa: BLE001 - a document without stored fields gives no pseudo-query
             continue
-    return judged_pseudo_texts(fields, held, [t for t in trained if t], need, ctx.settings.gate.holdout_fraction, seed, excluded=getattr(ctx, "excluded", frozenset()), stopping_half=stopping_half)
+    return judged_pseudo_texts(
+        fields, held, [t for t in trained if t], need, ctx.settings.gate.holdout_fraction, seed,
+        excluded=getattr(ctx, "excluded", frozenset()), stopping_half=stopping_half, with_sources=with_sources,
+    )
 
 
 class UnavailableGate:
@@ -393,6 +402,20 @@ class BM25Judge:
         return out
 
 
+def paired_gain(diff: np.ndarray) -> tuple[float, float]:
+    """Mean of the paired differences ``diff (m,)`` and the one-sided paired t-test p-value for
+    "greater than 0" (scipy); ``(0.0, 1.0)`` when there are none; p = 1 when every difference
+    is 0 or there is only one."""
+    if not len(diff):
+        return 0.0, 1.0
+    p = 1.0
+    if len(diff) > 1 and np.any(diff):
+        from scipy import stats
+
+        p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+    return float(diff.mean()), p
+
+
 class JudgeGate:
     """Label-free quality estimate on held-out traffic (see module doc).
 
@@ -402,24 +425,46 @@ class JudgeGate:
         min_queries: fewer held-out queries with a judgment → reject (cannot estimate).
         min_gain: the mean NDCG@10 gain over current must exceed this.
         alpha: one-sided paired t-test level for "candidate agrees better with the judge".
+        sources: per text, where it came from (``"traffic"`` / ``"pseudo"``); the decision's
+            metrics then also give the gain on each (``by_source``).
+        also: diagnostics only, never part of the decision — other judges' pseudo-qrels over
+            the same ``qids`` (``{name: qrels}``); the metrics give each one's gain (``also``).
     """
 
-    def __init__(self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]], judge: str, *, min_queries: int = 20, min_gain: float = 0.0, alpha: float = 0.05, judged_texts: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, qids: list[str], vectors: np.ndarray, qrels: dict[str, dict[str, int]], judge: str, *,
+        min_queries: int = 20, min_gain: float = 0.0, alpha: float = 0.05, judged_texts: dict[str, int] | None = None,
+        sources: Sequence[str] | None = None, also: dict[str, dict[str, dict[str, int]]] | None = None,
+    ) -> None:
         self.judged_texts = judged_texts  # {"traffic": n, "pseudo": m} texts handed to the judge, when known
         keep = [i for i, q in enumerate(qids) if qrels.get(q)]
+        self.all_qids, self.all_vectors = list(qids), np.asarray(vectors, np.float32)
         self.qids = [qids[i] for i in keep]
-        self.vectors = np.asarray(vectors, np.float32)[keep]
+        self.vectors = self.all_vectors[keep]
         self.qrels = {q: qrels[q] for q in self.qids}
+        self.sources = dict(zip(qids, sources)) if sources is not None else None
+        self.also = also or {}
         self.judge = judge
         self.name = f"judge_{judge}_ndcg@10"
         self.min_queries, self.min_gain, self.alpha = min_queries, min_gain, alpha
 
     @classmethod
-    def build(cls, judge: Judge, texts: Sequence[str], vectors: np.ndarray, doc_ids: Sequence[str], **kwargs: Any) -> "JudgeGate":
-        """Rank the corpus for ``texts`` with ``judge`` and keep the top 10 as graded pseudo-qrels."""
+    def build(
+        cls, judge: Judge, texts: Sequence[str], vectors: np.ndarray, doc_ids: Sequence[str], *,
+        also_judges: Sequence[Judge] = (), known_items: Sequence[str | None] | None = None, **kwargs: Any,
+    ) -> "JudgeGate":
+        """Rank the corpus for ``texts`` with ``judge`` and keep the top 10 as graded pseudo-qrels.
+        Diagnostics (recorded, never decisive): ``also_judges`` rank the same texts; ``known_items``
+        gives per text the id of the document it was taken from (``None`` for traffic) — the
+        known-item judge (grade 1 for that document; Azzopardi, de Rijke & Balog, SIGIR 2007)."""
         qids = [f"h{i}" for i in range(len(texts))]
         rows = judge.rank(list(texts), 10) if len(texts) else np.zeros((0, 10), np.int64)
-        return cls(qids, vectors, judge_qrels(qids, doc_ids, rows), judge.name, **kwargs)
+        also = {}
+        for other in also_judges:
+            also[other.name] = judge_qrels(qids, doc_ids, other.rank(list(texts), 10)) if len(texts) else {}
+        if known_items is not None:
+            also["known_item"] = {q: {d: 1} for q, d in zip(qids, known_items) if d is not None}
+        return cls(qids, vectors, judge_qrels(qids, doc_ids, rows), judge.name, also=also, **kwargs)
 
     def per_query(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> np.ndarray:
         """NDCG@10 against the judge per held-out query, ``(m,) float64``."""
@@ -440,15 +485,41 @@ class JudgeGate:
         a = self.per_query(*current, doc_ids, D)
         b = self.per_query(*candidate, doc_ids, D)
         diff = b - a
-        delta = float(diff.mean())
-        p = 1.0
-        if np.any(diff):
-            from scipy import stats
-
-            p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+        delta, p = paired_gain(diff)
         ok = delta > self.min_gain and p < self.alpha
         why = f"{self.name} {a.mean():.4f} -> {b.mean():.4f} (Δ {delta:+.4f}, one-sided p {p:.3g}, n {n}; promote if Δ > {self.min_gain} and p < {self.alpha})"
-        return GateDecision(ok, why, float(a.mean()), float(b.mean()), {"n": n, "delta": delta, "p": p, **self._sources()})
+        metrics = {"n": n, "delta": delta, "p": p, **self._sources()}
+        if self.sources is not None:
+            metrics["by_source"] = self._split(dict(zip(self.qids, diff)))
+        if self.also:
+            metrics["also"] = self._also(current, candidate, doc_ids, D)
+        return GateDecision(ok, why, float(a.mean()), float(b.mean()), metrics)
+
+    def _split(self, diff: dict[str, float]) -> dict[str, dict[str, float]]:
+        """Gain per text source: ``{source: {"n", "delta", "p"}}`` over the qids in ``diff``."""
+        out = {}
+        for src in sorted({self.sources[q] for q in diff} if self.sources else ()):
+            d = np.array([v for q, v in diff.items() if self.sources[q] == src])
+            delta, p = paired_gain(d)
+            out[src] = {"n": len(d), "delta": delta, "p": p}
+        return out
+
+    def _also(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray) -> dict[str, Any]:
+        """Each diagnostic judge's gain, overall and per source (never decisive)."""
+        runs = [ranked_run(self.all_qids, self.all_vectors, doc_ids, D, *ad) for ad in (current, candidate)]
+        out = {}
+        for name, qrels in self.also.items():
+            qids = [q for q in self.all_qids if qrels.get(q)]
+            if not qids:
+                continue
+            sub = {q: qrels[q] for q in qids}
+            a, b = (evaluate_per_query(sub, {q: r[q] for q in qids}) for r in runs)
+            diff = {q: b[q]["ndcg@10"] - a[q]["ndcg@10"] for q in qids}
+            delta, p = paired_gain(np.array(list(diff.values())))
+            out[name] = {"n": len(qids), "delta": delta, "p": p}
+            if self.sources is not None:
+                out[name]["by_source"] = self._split(diff)
+        return out
 
     def _sources(self) -> dict[str, Any]:
         return {"judged_texts": dict(self.judged_texts)} if self.judged_texts is not None else {}
@@ -473,6 +544,19 @@ def bm25_judge(ctx, doc_ids: list[str]) -> BM25Judge:
     with _BM25_LOCK:
         _BM25_LAST[:] = [(doc_ids, judge)]
     return judge
+
+
+def diagnostic_kwargs(ctx, doc_ids: list[str], n_traffic: int, known: Sequence[str], *, with_bm25: bool) -> dict[str, Any]:
+    """:meth:`JudgeGate.build` arguments of ``gate.diagnostics``: text sources (``n_traffic``
+    held-out traffic texts, then the pseudo-queries taken from documents ``known``), the
+    known-item judge, and BM25 beside a teacher judge (skipped when the store keeps no text)."""
+    out: dict[str, Any] = {"sources": ["traffic"] * n_traffic + ["pseudo"] * len(known), "known_items": [None] * n_traffic + list(known)}
+    if with_bm25:
+        try:
+            out["also_judges"] = [bm25_judge(ctx, doc_ids)]
+        except Exception:  # noqa: BLE001 - a diagnostic never stops a decision
+            pass
+    return out
 
 
 def resolve_judge(settings) -> str:

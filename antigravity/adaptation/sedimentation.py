@@ -27,7 +27,7 @@ import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
 from antigravity.core.errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
-from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, resolve_judge, serve as _serve, split_held_out, top_up_judged
+from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, diagnostic_kwargs, resolve_judge, serve as _serve, split_held_out, top_up_judged
 from antigravity.adaptation.signals import Traffic, get_signal
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport, TrafficRecord
 from antigravity.adaptation.training import fit_blend
@@ -111,12 +111,14 @@ def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np
     keep = [i for i, t in enumerate(texts) if t]
     texts = [texts[i] for i in keep]
     vectors = vectors[keep]
-    pseudo = top_up_judged(ctx, texts, trained or [], seed=ctx.settings.adaptation.seed)
+    pseudo, known = top_up_judged(ctx, texts, trained or [], seed=ctx.settings.adaptation.seed, with_sources=True)
     n_traffic = len(texts)
     if pseudo:
         texts = [*texts, *pseudo]
         vectors = np.concatenate([np.asarray(vectors, np.float32), np.asarray(ctx.encoder.encode(pseudo), np.float32)])
     kwargs = {"min_queries": g.min_queries, "min_gain": g.min_gain, "alpha": g.alpha, "judged_texts": {"traffic": n_traffic, "pseudo": len(pseudo)}}
+    if getattr(g, "diagnostics", False):
+        kwargs |= diagnostic_kwargs(ctx, doc_ids, n_traffic, known, with_bm25=name == "teacher")
     if name == "teacher":
         from antigravity.core.errors import failure_kind
 
@@ -134,6 +136,7 @@ def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np
         judge = bm25_judge(ctx, doc_ids)
     except DocumentError as exc:  # no stored text to judge with
         return UnavailableGate("judge_bm25_ndcg@10", f"no judge available ({exc})")
+    kwargs["also_judges"] = [j for j in kwargs.get("also_judges", ()) if j is not judge]
     return JudgeGate.build(judge, texts, vectors, doc_ids, **kwargs)
 
 

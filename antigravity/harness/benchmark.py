@@ -306,6 +306,10 @@ def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str
         out["judged_texts"] = gm["judged_texts"]
     if gm.get("delta") is not None:  # the gate's own estimate (judge or dev labels) and its one-sided p
         out["gate_delta"], out["gate_p"] = float(gm["delta"]), float(gm["p"])
+    for key in ("by_source", "also"):  # gate.diagnostics: the judge per text source, other judges
+        if gm.get(key):
+            out[f"gate_{key}"] = gm[key]
+    out["per_query_delta"] = {q: round(cand[q]["ndcg@10"] - cur[q]["ndcg@10"], 6) for q in cur}
     for st in STRATA:
         ids = data.stratum(st)
         out[f"delta_{st}"] = float(np.mean([cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in ids])) if ids else None

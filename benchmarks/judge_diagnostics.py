@@ -1,0 +1,106 @@
+"""What other label-free judges would have decided, from benchmark results run with
+``ANTIGRAVITY_GATE__DIAGNOSTICS=true`` (``gate.diagnostics``: each decision records the judge's
+gain per text source — held-out traffic vs corpus pseudo-queries — and, never decisive, BM25
+beside a teacher judge and the known-item judge: does a pseudo-query's own document rise?).
+
+Scores each rule's decision accuracy against the sign of the headline-stratum test change
+(the protocol's definition, docs/protocol.md), overall, per corpus and on material changes
+(|Δ| ≥ 0.005), with how many promoted candidates lost more than 0.005. Every rule reads only
+what the gate saw; the test change is used only to score.
+
+    python benchmarks/judge_diagnostics.py results/protocol/judges/{scifact_none,med,cacm,npl,lisa,time}_L3_L6.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def decisions(paths: list[str], labels: str = "none") -> list[dict]:
+    """Every scored decision of the ``labels`` run in ``paths``, with corpus and mode."""
+    out = []
+    for p in paths:
+        res = json.loads(Path(p).read_text())
+        run = res["runs"].get(labels)
+        if run is None:
+            continue
+        for corpus, c in run["corpora"].items():
+            for mode, m in c["modes"].items():
+                for d in m.get("decisions", []):
+                    if d.get("correct") is None or d.get("gate_delta") is None:
+                        continue
+                    out.append({**d, "corpus": corpus, "mode": mode})
+    return out
+
+
+def _sig(stat: dict | None, alpha: float = 0.05) -> bool:
+    return bool(stat) and stat["delta"] > 0 and stat["p"] < alpha
+
+
+def _nonneg(stat: dict | None) -> bool:
+    return not stat or stat["delta"] >= 0
+
+
+def rules() -> dict:
+    """Label-free promotion rules over one decision's recorded statistics."""
+    judge = lambda d: {"delta": d["gate_delta"], "p": d["gate_p"]}  # noqa: E731
+    src = lambda d, s: (d.get("gate_by_source") or {}).get(s)  # noqa: E731
+    also = lambda d, j: (d.get("gate_also") or {}).get(j)  # noqa: E731
+    return {
+        "as run (judge Δ > 0, p < 0.05)": lambda d: _sig(judge(d)),
+        "never promote": lambda d: False,
+        "judge on held-out traffic only": lambda d: _sig(src(d, "traffic")),
+        "judge on pseudo-queries only": lambda d: _sig(src(d, "pseudo")),
+        "known-item judge": lambda d: _sig(also(d, "known_item")),
+        "judge and known-item Δ ≥ 0": lambda d: _sig(judge(d)) and _nonneg(also(d, "known_item")),
+        "judge and traffic Δ ≥ 0": lambda d: _sig(judge(d)) and _nonneg(src(d, "traffic")),
+        "judge and BM25 Δ ≥ 0 (teacher decisions)": lambda d: _sig(judge(d)) and _nonneg(also(d, "bm25")),
+        "judge or known-item": lambda d: _sig(judge(d)) or _sig(also(d, "known_item")),
+        "judge, traffic and known-item Δ ≥ 0": lambda d: _sig(judge(d)) and _nonneg(src(d, "traffic")) and _nonneg(also(d, "known_item")),
+    }
+
+
+def score(ds: list[dict], rule, material: float = 0.005) -> dict:
+    ok = [rule(d) == (d["delta_no_near_dup"] > 0) for d in ds]
+    mat = [o for o, d in zip(ok, ds) if abs(d["delta_no_near_dup"]) >= material]
+    promoted = [d for d in ds if rule(d)]
+    return {
+        "n": len(ds),
+        "accuracy": sum(ok) / len(ds) if ds else None,
+        "material_n": len(mat),
+        "material_accuracy": sum(mat) / len(mat) if mat else None,
+        "promoted": len(promoted),
+        "promoted_and_worse": sum(d["delta_no_near_dup"] < -material for d in promoted),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="+")
+    ap.add_argument("--labels", default="none")
+    ap.add_argument("--json", help="also write the table as JSON here")
+    args = ap.parse_args()
+    ds = decisions(args.results, args.labels)
+    corpora = sorted({d["corpus"] for d in ds})
+    table = {}
+    print(f"{len(ds)} decisions; corpora {corpora}\n")
+    print("| rule | accuracy | material (|Δ| ≥ 0.005) | promoted | promoted & Δ < −0.005 | " + " | ".join(corpora) + " |")
+    print("| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in corpora) + " |")
+    for name, rule in rules().items():
+        s = score(ds, rule)
+        per = {c: score([d for d in ds if d["corpus"] == c], rule) for c in corpora}
+        table[name] = {"all": s, "per_corpus": per}
+        cells = " | ".join(f"{per[c]['accuracy']:.2f}" for c in corpora)
+        print(f"| {name} | {s['accuracy']:.3f} ({s['n']}) | {s['material_accuracy']:.2f} ({s['material_n']}) | {s['promoted']} | {s['promoted_and_worse']} | {cells} |")
+    by_stage = defaultdict(list)
+    for d in ds:
+        by_stage[(d["mode"], d["stage"] == "pretrain")].append(d)
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``gate.diagnostics``: the judge gate also records (never decides on) its gain per text
+source, BM25 beside it and the known-item judge; pseudo-queries know the document they came
+from; lower-case " . " sentences are split. HashEncoder stub, BM25 judge."""
+
+import numpy as np
+import pytest
+
+from antigravity.adaptation.corpus_queries import pseudo_queries
+from antigravity.adaptation.gates import JudgeGate, judged_pseudo_texts, paired_gain
+from tests.conftest import HashEncoder
+from tests.test_gate_power import _engine, _traffic, built  # noqa: F401 - fixture
+
+
+def test_lower_case_stop_between_spaces_splits_sentences():
+    text = " . ".join(f"word{i} " + " ".join(["alpha"] * 9) for i in range(4)) + " ."
+    docs = {"d1": {"title": "", "text": text}}
+    sents = pseudo_queries(docs, 0, 100, seed=0)
+    assert len(sents) == 4  # one run-on "sentence" of 40 words before the fix
+    assert sorted(s.split()[0] for s in sents) == [f"word{i}" for i in range(4)]
+    capital = {"d1": {"title": "", "text": "First one has enough words to count here. Second one also has just enough words here."}}
+    assert len(pseudo_queries(capital, 0, 100, seed=0)) == 2
+
+
+def test_pseudo_texts_with_sources_name_the_document_they_came_from():
+    rng = np.random.default_rng(0)
+    fields = {f"d{i}": {"title": f"Title number {i} of this doc", "text": " ".join(f"Sentence {i} {j} " + " ".join(rng.choice(["a", "b", "c"], 8)) + "." for j in range(3))} for i in range(60)}
+    texts, src = judged_pseudo_texts(fields, [], [], 40, 0.5, seed=0, with_sources=True)
+    assert texts == judged_pseudo_texts(fields, [], [], 40, 0.5, seed=0)  # same texts as without sources
+    assert len(texts) == len(src) == 40
+    for t, d in zip(texts, src):
+        assert t == fields[d]["title"] or t in fields[d]["text"]
+    texts, src = pseudo_queries(fields, 5, 5, seed=1, with_sources=True)
+    assert all(t == fields[d]["title"] or t in fields[d]["text"] for t, d in zip(texts, src))
+
+
+def test_paired_gain():
+    assert paired_gain(np.zeros(5)) == (0.0, 1.0)
+    assert paired_gain(np.zeros(0)) == (0.0, 1.0)
+    d, p = paired_gain(np.array([0.1, 0.2, 0.15, 0.12]))
+    assert d == pytest.approx(0.1425) and p < 0.01
+    assert paired_gain(-np.array([0.1, 0.2, 0.15, 0.12]))[1] > 0.99
+
+
+def _decisions(tmp_path, diagnostics):
+    e = _engine(tmp_path / str(diagnostics), gate__min_judged_texts=120, gate__diagnostics=diagnostics)
+    _traffic(e)
+    r = e.run_sedimentation_cycle()
+    return r
+
+
+def test_diagnostics_are_recorded_and_never_change_the_decision(tmp_path, built):
+    off = _decisions(tmp_path, False)
+    on = _decisions(tmp_path, True)
+    assert (on.promoted, on.reason) == (off.promoted, off.reason)
+    gm_on, gm_off = on.metrics["gate_metrics"], off.metrics["gate_metrics"]
+    assert "by_source" not in gm_off and "also" not in gm_off
+    by = gm_on["by_source"]
+    jt = gm_on["judged_texts"]
+    assert jt["pseudo"] > 0 and set(by) <= {"traffic", "pseudo"}
+    assert sum(v["n"] for v in by.values()) == gm_on["n"]
+    # the overall gain is the n-weighted mean of the per-source gains
+    assert sum(v["n"] * v["delta"] for v in by.values()) / gm_on["n"] == pytest.approx(gm_on["delta"], abs=1e-9)
+    ki = gm_on["also"]["known_item"]
+    assert 0 < ki["n"] <= jt["pseudo"] and set(ki["by_source"]) == {"pseudo"}  # only pseudo-queries have a known item
+    # the known items handed to the gate are the documents the pseudo-queries came from
+    call = built[-1]
+    pseudo = call["texts"][jt["traffic"]:]
+    assert len(pseudo) == jt["pseudo"]
+
+
+def test_known_item_judge_scores_the_source_document():
+    D = np.eye(4, dtype=np.float32)
+    Q = np.array([[1, 0.1, 0, 0], [0, 1, 0.2, 0]], np.float32)
+
+    class Fixed:
+        name = "fixed"
+
+        def rank(self, texts, k):
+            return np.array([[0, -1, -1, -1][:k], [1, -1, -1, -1][:k]])  # one judged document each
+
+    gate = JudgeGate.build(Fixed(), ["a", "b"], Q, ["d0", "d1", "d2", "d3"], known_items=[None, "d2"], sources=["traffic", "pseudo"], min_queries=2)
+    swap = np.eye(4, dtype=np.float32)[[0, 2, 1, 3]]  # a query adapter-like map: moves query b onto d2
+
+    class Lin:
+        def __call__(self, x):
+            import torch
+
+            return torch.as_tensor(x) @ torch.as_tensor(swap)
+
+    from antigravity.adaptation import gates
+
+    orig = gates.serve
+    try:
+        gates.serve = lambda qa, da, Q_, D_: ((Q_ @ swap) if qa is not None else Q_, D_)
+        dec = gate.decide((None, None), (Lin(), None), ["d0", "d1", "d2", "d3"], D)
+    finally:
+        gates.serve = orig
+    ki = dec.metrics["also"]["known_item"]
+    assert ki["n"] == 1 and ki["delta"] > 0  # d2 rose from rank 2 to rank 1 for query b
+    assert dec.metrics["delta"] < 0  # while the fixed judge (d1 first for b) sees a loss
