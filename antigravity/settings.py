@@ -145,6 +145,7 @@ class TeacherSettings(_Section):
     timeout_s: float = Field(30.0, gt=0.0)
     max_retries: int = Field(3, ge=0, le=20)
     distill_lr_grid: list[float] = Field(default_factory=list, description="offline distillation: learning rates to try, the best on the dev split kept (empty: 1e-3 only)")
+    distill_patience: int = Field(10, ge=1, le=10000, description="offline distillation: stop after this many epochs without a better early-stopping score (dev NDCG@10, or the label-free judge on the stopping half); the best epoch is kept")
     distill_refit: bool = Field(False, description="offline distillation with a labelled dev split: after the gated run, retrain on distillation + dev query texts (no labels) for the dev-chosen epochs (off: it was adopted after reading test scores; see docs/protocol.md)")
     fusion_weight: float = Field(0.0, ge=0.0, le=1.0, description="opt-in serving-time fusion: score = (1-λ)·student + λ·teacher cosine over the student's top fusion_candidates (0: off; costs one teacher query encoding per search)")
     fusion_candidates: int = Field(100, ge=1, le=10000, description="student hits re-scored by the teacher when fusion_weight > 0")

@@ -98,3 +98,26 @@ def test_known_item_judge_scores_the_source_document():
     ki = dec.metrics["also"]["known_item"]
     assert ki["n"] == 1 and ki["delta"] > 0  # d2 rose from rank 2 to rank 1 for query b
     assert dec.metrics["delta"] < 0  # while the fixed judge (d1 first for b) sees a loss
+
+
+def test_offline_distillation_records_its_stopping_curve_and_watches_the_deciding_half(tmp_path):
+    from antigravity.adaptation.distillation import DistillationConfig
+    from tests.test_gate_power import WORDS
+    from tests.test_gate_power import _Teacher
+
+    def run(diagnostics, patience):
+        e = _engine(tmp_path / f"{diagnostics}{patience}", teacher__name="none", gate__min_judged_texts=60, gate__diagnostics=diagnostics)
+        rng = np.random.default_rng(3)
+        texts = [" ".join(rng.choice(WORDS, size=4)) + f" q{i}" for i in range(100)]
+        rep = e.run_offline_distillation(texts, teacher=_Teacher(), config=DistillationConfig(rank=8, epochs=6, patience=patience))
+        e.close()
+        return rep.metrics
+
+    off, on = run(False, 100), run(True, 100)
+    assert len(off["stopping_curve"]) == 6 and "watched_curve" not in off  # all epochs ran, each scored
+    assert on["stopping_curve"] == off["stopping_curve"]  # watching never changes training
+    assert len(on["watched_curve"]) == 6 and on["watched_curve"] != on["stopping_curve"]
+    assert on["best_epoch"] == int(np.argmax(on["stopping_curve"]))  # first best kept
+    short = run(False, 1)
+    assert len(short["stopping_curve"]) <= 6 and short["stopping_curve"] == off["stopping_curve"][: len(short["stopping_curve"])]
+    assert len(short["stopping_curve"]) - 1 - short["best_epoch"] == 1 or len(short["stopping_curve"]) == 6  # stopped one epoch after its best

@@ -137,9 +137,9 @@ def test_offline_distillation_tops_up_both_halves_and_never_trains_on_pseudo(tmp
     trained = {}
     orig = distillation_mod.train_ranking_distillation
 
-    def spy(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=None):
+    def spy(doc_ids, Sq, D, Tq, Td, cfg, emit, **kw):
         trained["Sq"] = np.asarray(Sq)
-        return orig(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=gate)
+        return orig(doc_ids, Sq, D, Tq, Td, cfg, emit, **kw)
 
     monkeypatch.setattr(distillation_mod, "train_ranking_distillation", spy)
     e = _engine(tmp_path, teacher__name="none", gate__min_judged_texts=60)

@@ -282,7 +282,8 @@ def run_offline_distillation(
     """
     settings = ctx.settings
     cfg = config or DistillationConfig(
-        seed=settings.adaptation.seed, lr_grid=tuple(settings.teacher.distill_lr_grid), refit=settings.teacher.distill_refit
+        seed=settings.adaptation.seed, lr_grid=tuple(settings.teacher.distill_lr_grid), refit=settings.teacher.distill_refit,
+        patience=settings.teacher.distill_patience,
     )
     validate_temperature(cfg.temperature)
     validate_teacher_weight(settings.teacher.weight)
@@ -340,10 +341,14 @@ def run_offline_distillation(
             metrics["judged_texts"] = {"gate": getattr(gate, "judged_texts", None), "stopping": getattr(stop_gate, "judged_texts", None)}
         # 4. train (early stopping on dev NDCG@10, or on the judge's score of the stopping half)
         t1 = time.perf_counter()
-        q_ad, d_ad, res = train_ranking_distillation(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=stop_gate)
+        watch = gate if (gate is not stop_gate and getattr(settings.gate, "diagnostics", False) and hasattr(gate, "score")) else None
+        q_ad, d_ad, res = train_ranking_distillation(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=stop_gate, watch=watch)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
         if getattr(res, "extra", None):
             metrics.update(lr=res.extra["lr"], best_epoch=res.extra["best_epoch"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
+            for key in ("stopping_curve", "watched_curve"):  # per epoch: the early-stopping score; with gate.diagnostics the deciding half's
+                if res.extra.get(key):
+                    metrics[key] = res.extra[key]
         # 5. gate and apply
         current, candidate = ctx.current, (q_ad, d_ad)
         if not settings.gate.enabled:
@@ -449,18 +454,20 @@ def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarra
     return ListwiseTargets(Sq, cand, P.astype(np.float32))
 
 
-def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None):
+def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None, watch=None):
     """Train query/doc adapters on teacher rankings with early stopping on the engine's dev
     gate (best epoch kept). With a dev gate and several ``cfg.lr_grid`` values, one run per
     learning rate is trained and the one with the best dev NDCG@10 is kept (dev split of the
     train qrels: never test). Returns ``(q_adapter, d_adapter, TrainResult)``; the result's
-    ``extra`` holds ``lr`` (chosen) and ``dev_by_lr``."""
+    ``extra`` holds ``lr`` (chosen), ``dev_by_lr``, ``best_epoch``, ``stopping_curve`` (the
+    gate's score after each epoch) and, with a ``watch`` gate (diagnostics: the other held-out
+    half), ``watched_curve`` — its score after each epoch, never used to stop."""
     lrs = tuple(cfg.lr_grid) if (cfg.lr_grid and gate is not None) else (cfg.lr,)
     data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates)
     best_run = None
     dev_by_lr = {}
     for lr in lrs:
-        q_ad, d_ad, res, score = _train_one(doc_ids, D, data, cfg, lr, emit, gate=gate)
+        q_ad, d_ad, res, score = _train_one(doc_ids, D, data, cfg, lr, emit, gate=gate, watch=watch)
         dev_by_lr[lr] = score
         emit("train_run", {"lr": lr, "dev_ndcg@10": score})
         if best_run is None or score > best_run[3]:
@@ -471,7 +478,7 @@ def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: Distillat
     return q_ad, d_ad, res
 
 
-def _train_one(doc_ids: list[str], D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, gate=None):
+def _train_one(doc_ids: list[str], D, data, cfg: DistillationConfig, lr: float, emit: Callback, *, gate=None, watch=None):
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -487,6 +494,8 @@ def _train_one(doc_ids: list[str], D, data, cfg: DistillationConfig, lr: float, 
     if not hasattr(gate, "score"):
         gate = None  # e.g. the proxy gate: nothing to stop on, all epochs run
     best = {"score": -1.0, "epoch": -1, "state": None}
+    curve: list[float] = []
+    watched: list[float] = []
 
     def snapshot():
         return [a.state_dict() if a is not None else None for a in (q_ad, d_ad)]
@@ -495,6 +504,9 @@ def _train_one(doc_ids: list[str], D, data, cfg: DistillationConfig, lr: float, 
         if gate is None:
             return False
         sc = gate.score(q_ad, d_ad, doc_ids, D)
+        curve.append(float(sc))
+        if watch is not None:
+            watched.append(float(watch.score(q_ad, d_ad, doc_ids, D)))
         emit("epoch", {"epoch": epoch, "lr": lr, gate.name: sc})
         if sc > best["score"]:
             best.update(score=sc, epoch=epoch, state=[{k: v.clone() for k, v in s.items()} if s else None for s in snapshot()])
@@ -508,7 +520,7 @@ def _train_one(doc_ids: list[str], D, data, cfg: DistillationConfig, lr: float, 
         for a, s in zip((q_ad, d_ad), best["state"]):
             if a is not None and s is not None:
                 a.load_state_dict(s)
-    res.extra = {"best_epoch": best["epoch"]}
+    res.extra = {"best_epoch": best["epoch"], "stopping_curve": curve, "watched_curve": watched}
     return q_ad, d_ad, res, best["score"]
 
 

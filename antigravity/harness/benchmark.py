@@ -310,6 +310,9 @@ def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str
         if gm.get(key):
             out[f"gate_{key}"] = gm[key]
     out["per_query_delta"] = {q: round(cand[q]["ndcg@10"] - cur[q]["ndcg@10"], 6) for q in cur}
+    for key in ("best_epoch", "stopping_curve", "watched_curve"):  # offline pre-training's early stopping
+        if report.metrics.get(key) is not None:
+            out[key] = report.metrics[key]
     for st in STRATA:
         ids = data.stratum(st)
         out[f"delta_{st}"] = float(np.mean([cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in ids])) if ids else None
