@@ -247,7 +247,7 @@ class DistillationConfig:
     identity_reg: float = 1e-5
     n_titles: int = 0
     n_sentences: int = 0
-    patience: int = 10
+    patience: int = 20
     refit: bool = False
     seed: int = 0
 
