@@ -287,6 +287,9 @@ def test_benchmark_end_to_end_label_free_on_a_test_only_corpus(tmp_path):
             assert (stated is not None) == ("gate_delta" in d), d["reason"]
             if stated:
                 assert f"{d['gate_delta']:+.4f}" == f"{float(stated.group(1)):+.4f}" and 0.0 <= d["gate_p"] <= 1.0
+            # per-query test deltas are kept, and their mean over a stratum is the stratum's delta
+            assert len(d["per_query_delta"]) == corpus["n_queries_eval"]
+            assert np.mean(list(d["per_query_delta"].values())) == pytest.approx(d["delta_all"], abs=1e-5)
 
 
 def test_exact_row_scoring_equals_the_engines_served_search(tmp_path):
