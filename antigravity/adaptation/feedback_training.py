@@ -48,8 +48,8 @@ for traffic; paraphrases of a held-out query are dropped from training too) — 
 trained on. Its judgments with grade ≥ 1 are the qrels of a :class:`FeedbackGate` (a
 :class:`~antigravity.adaptation.gates.DevSetGate` on raw student query vectors): the
 candidate is promoted only if its held-out NDCG@10 beats the served version's by more than
-``gate.min_gain`` with a one-sided paired t-test ``p < gate.alpha`` (the label-free gate's
-rule), so noise feedback, which moves rankings at random, is not promoted. Fewer held-out
+``gate.min_gain`` with a one-sided paired t-test ``p < feedback.gate_alpha`` (0.05; the
+label-free gate's rule at a stricter level), so noise feedback, which moves rankings at random, is not promoted. Fewer held-out
 queries with a relevant stored document than ``gate.min_queries`` (the label-free gate's
 minimum, default 20; at least 2): rejected before training ("cannot gate") — on 4 held-out
 queries a one-sided p < 0.05 promoted a candidate that lost on test (docs/feedback.md). Feedback training is always gated (``gate.enabled`` does not switch it off).
@@ -455,7 +455,7 @@ def run_feedback_training(
     judged_in_training = {d for u in train for d, gr in u[2].items() if gr >= 1}
     never_seen = [u[0] for u in gated if not any(d in judged_in_training for d, gr in u[2].items() if gr >= 1)]
     gate = FeedbackGate([u[0] for u in gated], ctx.encoder.encode([u[1] for u in gated]),
-                        {u[0]: {d: gr for d, gr in u[2].items() if gr >= 1} for u in gated}, min_gain=g.min_gain, alpha=g.alpha, never_seen=never_seen)
+                        {u[0]: {d: gr for d, gr in u[2].items() if gr >= 1} for u in gated}, min_gain=g.min_gain, alpha=settings.feedback.gate_alpha, never_seen=never_seen)
     decision = gate.decide(current, (q_ad, d_ad), doc_ids, D)
     metrics.update(gate_metrics=decision.metrics)
     return AdaptationReport(
