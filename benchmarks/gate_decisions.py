@@ -74,8 +74,9 @@ def what_if(ds: list[dict]) -> None:
     print(f"\nWhat-if ({len(rows)} decisions with a judge statistic in their reason)\n")
     print("| rule | accuracy | promoted | promoted & test Δ < -0.005 |")
     print("| --- | --- | --- | --- |")
-    rules = {"as run (Δ > 0 and p < 0.05)": lambda r: r["promoted"], "Δ > 0 and p < 0.1": lambda r: r["j"] > 0 and r["p"] < 0.1,
-             "Δ > 0 and p < 0.2": lambda r: r["j"] > 0 and r["p"] < 0.2, "Δ > 0": lambda r: r["j"] > 0, "never promote": lambda r: False}
+    rules = {"as run (the recorded decisions)": lambda r: r["promoted"], "Δ > 0 and p < 0.05": lambda r: r["j"] > 0 and r["p"] < 0.05,
+             "Δ > 0 and p < 0.1": lambda r: r["j"] > 0 and r["p"] < 0.1, "Δ > 0 and p < 0.2": lambda r: r["j"] > 0 and r["p"] < 0.2,
+             "Δ > 0": lambda r: r["j"] > 0, "never promote": lambda r: False}
     for name, rule in rules.items():
         acc = sum(bool(rule(r)) == (r["t"] > 0) for r in rows) / len(rows)
         print(f"| {name} | {acc:.2f} | {sum(bool(rule(r)) for r in rows)} | {sum(1 for r in rows if rule(r) and r['t'] < -0.005)} |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 
@@ -36,8 +35,11 @@ def decisions(paths: list[str], labels: str = "none") -> list[dict]:
     return out
 
 
-def _sig(stat: dict | None, alpha: float = 0.05) -> bool:
-    return bool(stat) and stat["delta"] > 0 and stat["p"] < alpha
+ALPHA = 0.2  # the gate's level (gate.alpha); --alpha changes it for every rule below
+
+
+def _sig(stat: dict | None) -> bool:
+    return bool(stat) and stat["delta"] > 0 and stat["p"] < ALPHA
 
 
 def _nonneg(stat: dict | None) -> bool:
@@ -50,7 +52,8 @@ def rules() -> dict:
     src = lambda d, s: (d.get("gate_by_source") or {}).get(s)  # noqa: E731
     also = lambda d, j: (d.get("gate_also") or {}).get(j)  # noqa: E731
     return {
-        "as run (judge Δ > 0, p < 0.05)": lambda d: _sig(judge(d)),
+        "as run (the recorded decisions)": lambda d: d["promoted"],
+        "judge Δ > 0, p < α": lambda d: _sig(judge(d)),
         "never promote": lambda d: False,
         "judge on held-out traffic only": lambda d: _sig(src(d, "traffic")),
         "judge on pseudo-queries only": lambda d: _sig(src(d, "pseudo")),
@@ -82,11 +85,13 @@ def main() -> None:
     ap.add_argument("results", nargs="+")
     ap.add_argument("--labels", default="none")
     ap.add_argument("--json", help="also write the table as JSON here")
+    ap.add_argument("--alpha", type=float, default=ALPHA, help="one-sided level of every 'significant gain' rule (default: the gate's, 0.2)")
     args = ap.parse_args()
+    globals()["ALPHA"] = args.alpha
     ds = decisions(args.results, args.labels)
     corpora = sorted({d["corpus"] for d in ds})
     table = {}
-    print(f"{len(ds)} decisions; corpora {corpora}\n")
+    print(f"{len(ds)} decisions; corpora {corpora}; α = {ALPHA}\n")
     print("| rule | accuracy | material (|Δ| ≥ 0.005) | promoted | promoted & Δ < −0.005 | " + " | ".join(corpora) + " |")
     print("| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in corpora) + " |")
     for name, rule in rules().items():
@@ -95,9 +100,6 @@ def main() -> None:
         table[name] = {"all": s, "per_corpus": per}
         cells = " | ".join(f"{per[c]['accuracy']:.2f}" for c in corpora)
         print(f"| {name} | {s['accuracy']:.3f} ({s['n']}) | {s['material_accuracy']:.2f} ({s['material_n']}) | {s['promoted']} | {s['promoted_and_worse']} | {cells} |")
-    by_stage = defaultdict(list)
-    for d in ds:
-        by_stage[(d["mode"], d["stage"] == "pretrain")].append(d)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1))
 
