@@ -8,7 +8,7 @@ import pytest
 from antigravity.adaptation.corpus_queries import pseudo_queries
 from antigravity.adaptation.gates import JudgeGate, judged_pseudo_texts, paired_gain
 from tests.conftest import HashEncoder
-from tests.test_gate_power import _engine, _traffic, built  # noqa: F401 - fixture
+from tests.test_gate_power import _engine, _traffic
 
 
 def test_lower_case_stop_between_spaces_splits_sentences():
@@ -45,12 +45,23 @@ def _decisions(tmp_path, diagnostics):
     e = _engine(tmp_path / str(diagnostics), gate__min_judged_texts=120, gate__diagnostics=diagnostics)
     _traffic(e)
     r = e.run_sedimentation_cycle()
-    return r
+    docs = {d: e.adaptation_context().document_fields(d) for d in e.adaptation_context().doc_ids}
+    e.close()
+    return r, docs
 
 
-def test_diagnostics_are_recorded_and_never_change_the_decision(tmp_path, built):
-    off = _decisions(tmp_path, False)
-    on = _decisions(tmp_path, True)
+def test_diagnostics_are_recorded_and_never_change_the_decision(tmp_path, monkeypatch):
+    known = []
+    orig = JudgeGate.build.__func__
+
+    def spy(cls, judge, texts, vectors, doc_ids, **kwargs):
+        known.append((list(texts), kwargs.get("known_items")))
+        return orig(cls, judge, texts, vectors, doc_ids, **kwargs)
+
+    monkeypatch.setattr(JudgeGate, "build", classmethod(spy))
+    off, _ = _decisions(tmp_path, False)
+    assert known[-1][1] is None  # no known items without diagnostics
+    on, docs = _decisions(tmp_path, True)
     assert (on.promoted, on.reason) == (off.promoted, off.reason)
     gm_on, gm_off = on.metrics["gate_metrics"], off.metrics["gate_metrics"]
     assert "by_source" not in gm_off and "also" not in gm_off
@@ -62,10 +73,11 @@ def test_diagnostics_are_recorded_and_never_change_the_decision(tmp_path, built)
     assert sum(v["n"] * v["delta"] for v in by.values()) / gm_on["n"] == pytest.approx(gm_on["delta"], abs=1e-9)
     ki = gm_on["also"]["known_item"]
     assert 0 < ki["n"] <= jt["pseudo"] and set(ki["by_source"]) == {"pseudo"}  # only pseudo-queries have a known item
-    # the known items handed to the gate are the documents the pseudo-queries came from
-    call = built[-1]
-    pseudo = call["texts"][jt["traffic"]:]
-    assert len(pseudo) == jt["pseudo"]
+    # the known items handed to the gate are the documents the pseudo-queries came from; traffic has none
+    texts, items = known[-1]
+    assert items[: jt["traffic"]] == [None] * jt["traffic"]
+    for t, d in zip(texts[jt["traffic"]:], items[jt["traffic"]:]):
+        assert t in docs[d]["text"] or t == docs[d]["title"], (t, d)
 
 
 def test_known_item_judge_scores_the_source_document():
@@ -79,20 +91,13 @@ def test_known_item_judge_scores_the_source_document():
             return np.array([[0, -1, -1, -1][:k], [1, -1, -1, -1][:k]])  # one judged document each
 
     gate = JudgeGate.build(Fixed(), ["a", "b"], Q, ["d0", "d1", "d2", "d3"], known_items=[None, "d2"], sources=["traffic", "pseudo"], min_queries=2)
-    swap = np.eye(4, dtype=np.float32)[[0, 2, 1, 3]]  # a query adapter-like map: moves query b onto d2
-
-    class Lin:
-        def __call__(self, x):
-            import torch
-
-            return torch.as_tensor(x) @ torch.as_tensor(swap)
-
+    swap = np.eye(4, dtype=np.float32)[[0, 2, 1, 3]]  # the candidate's "query adapter": moves query b onto d2
     from antigravity.adaptation import gates
 
     orig = gates.serve
     try:
         gates.serve = lambda qa, da, Q_, D_: ((Q_ @ swap) if qa is not None else Q_, D_)
-        dec = gate.decide((None, None), (Lin(), None), ["d0", "d1", "d2", "d3"], D)
+        dec = gate.decide((None, None), ("swap", None), ["d0", "d1", "d2", "d3"], D)
     finally:
         gates.serve = orig
     ki = dec.metrics["also"]["known_item"]

@@ -69,7 +69,7 @@ import numpy as np
 from antigravity.adaptation.adapter import ResidualAdapter
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport
 from antigravity.adaptation.distillation import TeacherDistillationHelper, validate_temperature
-from antigravity.adaptation.gates import DevSetGate, GateDecision, ranked_run, split_held_out, top_rows
+from antigravity.adaptation.gates import DevSetGate, GateDecision, paired_gain, ranked_run, split_held_out, top_rows
 from antigravity.adaptation.training import ListwiseTargets, TrainResult, fit_listwise
 from antigravity.clicks import position_propensity
 from antigravity.core.errors import AdaptationError, ConfigurationError
@@ -318,11 +318,7 @@ class FeedbackGate(DevSetGate):
     def decide(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray, **context: Any) -> GateDecision:
         a, b = self.per_query(*current, doc_ids, D), self.per_query(*candidate, doc_ids, D)
         diff = b - a
-        delta, p = float(diff.mean()), 1.0
-        if np.any(diff):
-            from scipy import stats
-
-            p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+        delta, p = paired_gain(diff)
         ok = delta > self.min_gain and p < self.alpha
         n_new = int(self.never_seen.sum())
         d_new = float(diff[self.never_seen].mean()) if n_new else None

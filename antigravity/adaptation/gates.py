@@ -470,8 +470,7 @@ class JudgeGate:
         """NDCG@10 against the judge per held-out query, ``(m,) float64``."""
         if not self.qids:
             return np.zeros(0)
-        per = evaluate_per_query(self.qrels, ranked_run(self.qids, self.vectors, doc_ids, D, q_adapter, d_adapter))
-        return np.array([per[q]["ndcg@10"] for q in self.qids])
+        return self._ndcg(self.qrels, ranked_run(self.qids, self.vectors, doc_ids, D, q_adapter, d_adapter))
 
     def score(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> float:
         """Mean judged NDCG@10 (early stopping uses it)."""
@@ -482,8 +481,13 @@ class JudgeGate:
         n = len(self.qids)
         if n < self.min_queries:
             return GateDecision(False, f"{self.name}: {n} held-out queries with a judgment < min {self.min_queries}; cannot estimate quality, kept the current version", metrics={"n": n, **self._sources()})
-        a = self.per_query(*current, doc_ids, D)
-        b = self.per_query(*candidate, doc_ids, D)
+        if self.also:  # diagnostics: rank every held-out text once per version, judge all from it
+            runs = [ranked_run(self.all_qids, self.all_vectors, doc_ids, D, *ad) for ad in (current, candidate)]
+            a, b = (self._ndcg(self.qrels, run) for run in runs)
+        else:
+            runs = None
+            a = self.per_query(*current, doc_ids, D)
+            b = self.per_query(*candidate, doc_ids, D)
         diff = b - a
         delta, p = paired_gain(diff)
         ok = delta > self.min_gain and p < self.alpha
@@ -491,9 +495,15 @@ class JudgeGate:
         metrics = {"n": n, "delta": delta, "p": p, **self._sources()}
         if self.sources is not None:
             metrics["by_source"] = self._split(dict(zip(self.qids, diff)))
-        if self.also:
-            metrics["also"] = self._also(current, candidate, doc_ids, D)
+        if runs is not None:
+            metrics["also"] = self._also(runs)
         return GateDecision(ok, why, float(a.mean()), float(b.mean()), metrics)
+
+    @staticmethod
+    def _ndcg(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> np.ndarray:
+        """NDCG@10 of ``run`` per query of ``qrels`` (in its order), ``(m,) float64``."""
+        per = evaluate_per_query(qrels, {q: run[q] for q in qrels})
+        return np.array([per[q]["ndcg@10"] for q in qrels])
 
     def _split(self, diff: dict[str, float]) -> dict[str, dict[str, float]]:
         """Gain per text source: ``{source: {"n", "delta", "p"}}`` over the qids in ``diff``."""
@@ -504,21 +514,19 @@ class JudgeGate:
             out[src] = {"n": len(d), "delta": delta, "p": p}
         return out
 
-    def _also(self, current: tuple, candidate: tuple, doc_ids: list[str], D: np.ndarray) -> dict[str, Any]:
-        """Each diagnostic judge's gain, overall and per source (never decisive)."""
-        runs = [ranked_run(self.all_qids, self.all_vectors, doc_ids, D, *ad) for ad in (current, candidate)]
+    def _also(self, runs: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+        """Each diagnostic judge's gain from the current and candidate ``runs``, overall and per
+        source (never decisive)."""
         out = {}
         for name, qrels in self.also.items():
-            qids = [q for q in self.all_qids if qrels.get(q)]
-            if not qids:
+            sub = {q: qrels[q] for q in self.all_qids if qrels.get(q)}
+            if not sub:
                 continue
-            sub = {q: qrels[q] for q in qids}
-            a, b = (evaluate_per_query(sub, {q: r[q] for q in qids}) for r in runs)
-            diff = {q: b[q]["ndcg@10"] - a[q]["ndcg@10"] for q in qids}
-            delta, p = paired_gain(np.array(list(diff.values())))
-            out[name] = {"n": len(qids), "delta": delta, "p": p}
+            a, b = (self._ndcg(sub, run) for run in runs)
+            delta, p = paired_gain(b - a)
+            out[name] = {"n": len(sub), "delta": delta, "p": p}
             if self.sources is not None:
-                out[name]["by_source"] = self._split(diff)
+                out[name]["by_source"] = self._split(dict(zip(sub, b - a)))
         return out
 
     def _sources(self) -> dict[str, Any]:

@@ -136,7 +136,8 @@ def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np
         judge = bm25_judge(ctx, doc_ids)
     except DocumentError as exc:  # no stored text to judge with
         return UnavailableGate("judge_bm25_ndcg@10", f"no judge available ({exc})")
-    kwargs["also_judges"] = [j for j in kwargs.get("also_judges", ()) if j is not judge]
+    if "also_judges" in kwargs:  # a teacher that failed left BM25 to judge: not also beside itself
+        kwargs["also_judges"] = [j for j in kwargs["also_judges"] if j is not judge]
     return JudgeGate.build(judge, texts, vectors, doc_ids, **kwargs)
 
 

@@ -309,13 +309,14 @@ def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str
     for key in ("by_source", "also"):  # gate.diagnostics: the judge per text source, other judges
         if gm.get(key):
             out[f"gate_{key}"] = gm[key]
-    out["per_query_delta"] = {q: round(cand[q]["ndcg@10"] - cur[q]["ndcg@10"], 6) for q in cur}
+    diff = {q: cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in cur}
+    out["per_query_delta"] = {q: round(v, 6) for q, v in diff.items()}
     for key in ("best_epoch", "stopping_curve", "watched_curve"):  # offline pre-training's early stopping
         if report.metrics.get(key) is not None:
             out[key] = report.metrics[key]
     for st in STRATA:
         ids = data.stratum(st)
-        out[f"delta_{st}"] = float(np.mean([cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in ids])) if ids else None
+        out[f"delta_{st}"] = float(np.mean([diff[q] for q in ids])) if ids else None
     d = out[f"delta_{HEADLINE}"]
     out["correct"] = None if d is None else bool(report.promoted == (d > 0))
     return out
