@@ -1,7 +1,8 @@
 """The label-free gate's decisions in benchmark results, broken down: decision accuracy (does
 promote/reject match the sign of the headline-stratum test change?) per stage (offline
-pre-training vs cycles) and per mode, and restricted to material changes (|Δ| ≥ 0.005,
-where the sign is not noise), with what a gate that always rejects would score.
+pre-training vs cycles), per mode and per corpus, and restricted to material changes
+(|Δ| ≥ 0.005, where the sign is not noise), with what a gate that always rejects would score,
+and the candidates' own test changes (how many rose, mean, lowest).
 
     python benchmarks/gate_decisions.py results/protocol/scifact_L3_L6.json results/protocol/suite_L3_L6.json --labels none
     python benchmarks/gate_decisions.py results/protocol/gate_power/{med,cacm,npl,lisa,time,scifact_none}_L3_L6.json --labels none --what-if
@@ -35,10 +36,12 @@ def main() -> None:
     for path in args.results:
         for corpus, mode, d in decisions(path, args.labels):
             stage = "pretrain" if d["stage"] == "pretrain" else "cycle"
-            for key in ("all", f"stage={stage}", f"mode={mode.split('@')[0]}", f"stage={stage},mode={mode.split('@')[0]}"):
+            m = mode.split("@")[0]
+            d = {**d, "corpus": corpus}
+            for key in ("all", f"stage={stage}", f"mode={m}", f"stage={stage},mode={m}", f"corpus={corpus}", f"corpus={corpus},mode={m}"):
                 groups[key].append(d)
-    print("| decisions | n | accuracy | always-reject accuracy | promoted | promoted & worse | n with abs(Δ) ≥ %.3f | accuracy there |" % args.material)
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| decisions | n | accuracy | always-reject accuracy | promoted | promoted & worse | promoted & Δ < −%.3f | n with abs(Δ) ≥ %.3f | accuracy there | candidates Δ > 0 | mean Δ | lowest Δ |" % (args.material, args.material))
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for key in sorted(groups, key=lambda k: (k != "all", k)):
         ds = groups[key]
         delta = [d["delta_no_near_dup"] for d in ds]
@@ -47,7 +50,9 @@ def main() -> None:
         rej = sum(x <= 0 for x in delta) / len(ds)
         acc_m = (sum(d["correct"] for d in mat) / len(mat)) if mat else float("nan")
         worse = sum(1 for d, x in zip(ds, delta) if d["promoted"] and x < 0)
-        print(f"| {key} | {len(ds)} | {acc:.2f} | {rej:.2f} | {sum(d['promoted'] for d in ds)} | {worse} | {len(mat)} | {acc_m:.2f} |")
+        bad = sum(1 for d, x in zip(ds, delta) if d["promoted"] and x < -args.material)
+        print(f"| {key} | {len(ds)} | {acc:.2f} ({sum(d['correct'] for d in ds)}) | {rej:.2f} | {sum(d['promoted'] for d in ds)} | {worse} | {bad} | {len(mat)} | {acc_m:.2f} "
+              f"| {sum(x > 0 for x in delta)} | {sum(delta) / len(delta):+.4f} | {min(delta):+.4f} |")
     if args.what_if:
         what_if(groups["all"])
 
@@ -67,19 +72,22 @@ def what_if(ds: list[dict]) -> None:
         m = JUDGE.search(d.get("reason", ""))  # the judge's name; its statistics too in results written before gate_delta/gate_p were recorded
         if m:
             j, p = (d["gate_delta"], d["gate_p"]) if "gate_delta" in d else (float(m.group(2)), float(m.group(3)))
-            rows.append({"judge": m.group(1), "j": j, "p": p, "t": d["delta_no_near_dup"], "promoted": d["promoted"],
+            rows.append({"judge": m.group(1), "j": j, "p": p, "t": d["delta_no_near_dup"], "promoted": d["promoted"], "corpus": d.get("corpus"),
                          "stage": "pretrain" if d["stage"] == "pretrain" else "cycle"})
     if not rows:
         return
     print(f"\nWhat-if ({len(rows)} decisions with a judge statistic in their reason)\n")
-    print("| rule | accuracy | promoted | promoted & test Δ < -0.005 |")
-    print("| --- | --- | --- | --- |")
     rules = {"as run (the recorded decisions)": lambda r: r["promoted"], "Δ > 0 and p < 0.05": lambda r: r["j"] > 0 and r["p"] < 0.05,
              "Δ > 0 and p < 0.1": lambda r: r["j"] > 0 and r["p"] < 0.1, "Δ > 0 and p < 0.2": lambda r: r["j"] > 0 and r["p"] < 0.2,
+             "Δ > 0 and p < 0.3": lambda r: r["j"] > 0 and r["p"] < 0.3,
              "Δ > 0": lambda r: r["j"] > 0, "never promote": lambda r: False}
+    corpora = sorted({r["corpus"] for r in rows})
+    print("| rule | accuracy | promoted | promoted & test Δ < -0.005 | " + " | ".join(f"{c} right" for c in corpora) + " |")
+    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in corpora) + " |")
     for name, rule in rules.items():
-        acc = sum(bool(rule(r)) == (r["t"] > 0) for r in rows) / len(rows)
-        print(f"| {name} | {acc:.2f} | {sum(bool(rule(r)) for r in rows)} | {sum(1 for r in rows if rule(r) and r['t'] < -0.005)} |")
+        ok = [bool(rule(r)) == (r["t"] > 0) for r in rows]
+        per = " | ".join(f"{sum(o for o, r in zip(ok, rows) if r['corpus'] == c)}/{sum(r['corpus'] == c for r in rows)}" for c in corpora)
+        print(f"| {name} | {sum(ok) / len(rows):.2f} ({sum(ok)}) | {sum(bool(rule(r)) for r in rows)} | {sum(1 for r in rows if rule(r) and r['t'] < -0.005)} | {per} |")
     print("\n| judge, stage | n | Spearman ρ (judge Δ, test Δ) | sign agreement |")
     print("| --- | --- | --- | --- |")
     groups: dict[str, list] = defaultdict(list)
