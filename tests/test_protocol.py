@@ -116,6 +116,78 @@ def test_decision_accuracy_counts_sign_agreement():
     assert acc["n"] == 3 and acc["correct"] == 2 and acc["accuracy"] == pytest.approx(2 / 3) and acc["promoted_and_worse"] == 1
 
 
+class _Split:
+    """What ``_stratum_stats`` needs of a seed's split: its stratum ids and its seed."""
+
+    def __init__(self, seed, ids):
+        self.protocol, self._ids = {"seed": seed}, ids
+
+    def stratum(self, name):
+        return self._ids
+
+
+def _row(scores):
+    return {"_per_query": {q: {m: v for m in ("ndcg@10", "recall@100", "mrr@10")} for q, v in scores.items()}}
+
+
+def test_each_seeds_delta_has_its_own_paired_test():
+    from scipy import stats
+
+    from antigravity.harness.benchmark import _stratum_stats
+
+    rng = np.random.default_rng(3)
+    ids = [f"q{i}" for i in range(12)]
+    base = {q: float(x) for q, x in zip(ids, rng.uniform(0.2, 0.8, 12))}
+    worse = {q: v - float(d) for (q, v), d in zip(base.items(), rng.uniform(0.0, 0.1, 12))}  # seed 1: every query falls
+    same = dict(base)  # seed 2: nothing changes
+    st = _stratum_stats([_row(worse), _row(same)], [_row(base), _row(base)], [_Split(1, ids), _Split(2, ids[:8])], "no_near_dup")
+    expect = stats.ttest_rel([worse[q] for q in ids], [base[q] for q in ids]).pvalue
+    assert st["p_per_seed"]["1"] == pytest.approx(expect) and st["p_per_seed"]["1"] < 0.01
+    assert st["p_per_seed"]["2"] == 1.0  # no change is no evidence
+    assert st["n_per_seed"] == {"1": 12, "2": 8}
+    assert st["delta_per_seed"]["1"] < 0 and st["delta_per_seed"]["2"] == 0
+
+
+def _mode(rows):
+    """A mode result whose adapted rows carry the given per-seed (Δ, p, n)."""
+    cycles = [{"cycle": 0, "strata": {"no_near_dup": {}}}]
+    for i, per in enumerate(rows, start=1):
+        cycles.append({"cycle": i, "strata": {"no_near_dup": {
+            "delta": float(np.mean([d for d, _, _ in per.values()])),
+            "delta_per_seed": {sd: d for sd, (d, _, _) in per.items()},
+            "p_per_seed": {sd: p for sd, (_, p, _) in per.items()},
+            "n_per_seed": {sd: n for sd, (_, _, n) in per.items()},
+        }}})
+    return {"cycles": cycles, "decisions": []}
+
+
+def test_summary_names_the_worst_row_with_its_p_and_counts_significant_losses():
+    from antigravity.harness.benchmark import summarise, summary_rows
+
+    corpora = {
+        "a": {"modes": {"hybrid": _mode([{"0": (-0.0148, 0.16, 26), "1": (0.001, 0.9, 26)}, {"0": (0.002, 0.5, 26), "1": (-0.02, 0.0001, 26)}])}},
+        "b": {"modes": {"hybrid": _mode([{"0": (0.01, 0.01, 40), "1": (-0.004, 0.3, 40)}])}},
+    }
+    m = summarise(corpora)["modes"]["hybrid"]
+    assert m["worst_delta_any_row_seed"] == -0.02 and m["worst_at"] == "a 2 seed 1"
+    assert m["worst_p"] == 0.0001 and m["worst_n_queries"] == 26
+    assert m["rows_below_tolerance"] == 2  # -0.0148 and -0.02; -0.004 is within the tolerance
+    assert m["rows_significantly_worse"] == 1  # Holm over 6 row-seeds: 0.0001·6 < 0.05, 0.16 is not
+    row = summary_rows(summarise(corpora))[0]
+    assert row[2] == "-0.0200 (p 0.0001, n 26)" and row[4] == "2 (1)"
+
+
+def test_summary_of_results_without_per_seed_p_leaves_it_unknown():
+    from antigravity.harness.benchmark import summarise
+
+    mode = _mode([{"0": (-0.01, 0.2, 10)}])
+    for st in (mode["cycles"][1]["strata"]["no_near_dup"],):
+        del st["p_per_seed"], st["n_per_seed"]
+    m = summarise({"a": {"modes": {"baseline": mode}}})["modes"]["baseline"]
+    assert m["worst_delta_any_row_seed"] == -0.01 and m["worst_p"] is None and m["rows_significantly_worse"] is None
+    assert m["rows_below_tolerance"] == 1
+
+
 # -- the label-free gate ----------------------------------------------------------------
 
 

@@ -383,9 +383,11 @@ def run_mode(mode: str, settings: Settings, data: BenchmarkData, seed: int, cycl
 
 def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], datas: list[Any], stratum: str) -> dict[str, Any]:
     """Means over seeds of one row on one stratum, sample std (ddof = 1), per-seed deltas vs
-    the frozen row of the same seed, and a paired t-test of per-query NDCG@10 deltas (each
-    query's delta averaged over the seeds that evaluate it)."""
+    the frozen row of the same seed with their own paired two-sided t-test (``p_per_seed``), and
+    a paired t-test of per-query NDCG@10 deltas (each query's delta averaged over the seeds that
+    evaluate it)."""
     per_seed: list[dict[str, float]] = []
+    p_seed: list[float] = []
     seeds: list[int] = []
     deltas: dict[str, list[float]] = {}
     for row, base, data in zip(rows, bases, datas):
@@ -395,6 +397,7 @@ def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], data
         pq, bq = row["_per_query"], base["_per_query"]
         per_seed.append({m: float(np.mean([pq[q][m] for q in ids])) for m in METRICS} | {"delta": float(np.mean([pq[q]["ndcg@10"] - bq[q]["ndcg@10"] for q in ids])), "n": len(ids)})
         seeds.append(data.protocol["seed"])
+        p_seed.append(paired_test({q: bq[q]["ndcg@10"] for q in ids}, {q: pq[q]["ndcg@10"] for q in ids})["p"])
         for q in ids:
             deltas.setdefault(q, []).append(pq[q]["ndcg@10"] - bq[q]["ndcg@10"])
     if not per_seed:
@@ -402,6 +405,8 @@ def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], data
     out: dict[str, Any] = {m: float(np.mean([p[m] for p in per_seed])) for m in METRICS}
     out["delta"] = float(np.mean([p["delta"] for p in per_seed]))
     out["delta_per_seed"] = {str(sd): p["delta"] for sd, p in zip(seeds, per_seed)}
+    out["p_per_seed"] = {str(sd): p for sd, p in zip(seeds, p_seed)}
+    out["n_per_seed"] = {str(sd): p["n"] for sd, p in zip(seeds, per_seed)}
     out["n_queries"] = int(np.mean([p["n"] for p in per_seed]))
     if len(per_seed) > 1:
         out["std"] = {m: float(np.std([p[m] for p in per_seed], ddof=1)) for m in (*METRICS, "delta")}
@@ -480,14 +485,19 @@ def apply_holm(corpora: dict[str, dict[str, Any]]) -> None:
 
 def summarise(corpora: dict[str, dict[str, Any]], tol: float = 0.005) -> dict[str, Any]:
     """Across corpora, per mode, on the headline stratum: mean Δ NDCG@10 of the last row,
-    worst per-seed Δ over every adapted row (pre-training and every cycle) and corpus, how
-    many corpora improved / held / got worse (last row's mean Δ beyond ± ``tol``), and the
-    gate's decision accuracy."""
+    worst per-seed Δ over every adapted row (pre-training and every cycle) and corpus with
+    that row-seed's own paired two-sided p (``worst_p``, uncorrected; None in results written
+    before ``p_per_seed`` was recorded) and evaluation-query count, how many row-seeds fell
+    below ``-tol`` and how many of those are significant at 0.05 after Holm over the mode's
+    row-seeds (``rows_below_tolerance``, ``rows_significantly_worse``), how many corpora
+    improved / held / got worse (last row's mean Δ beyond ± ``tol``), and the gate's decision
+    accuracy."""
     modes = sorted({m for res in corpora.values() for m in res["modes"]}, key=lambda m: (ALL_MODES.index(m.split("@")[0]), m))
     out: dict[str, Any] = {"tolerance": tol, "stratum": HEADLINE, "modes": {}}
     all_decisions = []
     for mode in modes:
-        last, worst, worst_at, decisions = {}, None, None, []
+        last, decisions = {}, []
+        row_seeds: list[tuple[float, float | None, int | None, str]] = []  # (Δ, p, n, where)
         for name, res in corpora.items():
             m = res["modes"].get(mode)
             if m is None:
@@ -497,14 +507,19 @@ def summarise(corpora: dict[str, dict[str, Any]], tol: float = 0.005) -> dict[st
                 continue
             last[name] = rows[-1]["strata"][HEADLINE].get("delta")
             for row in rows:
-                for sd, d in row["strata"][HEADLINE].get("delta_per_seed", {}).items():
-                    if worst is None or d < worst:
-                        worst, worst_at = d, f"{name} {row['cycle']} seed {sd}"
+                st = row["strata"][HEADLINE]
+                for sd, d in st.get("delta_per_seed", {}).items():
+                    row_seeds.append((d, st.get("p_per_seed", {}).get(sd), st.get("n_per_seed", {}).get(sd), f"{name} {row['cycle']} seed {sd}"))
             decisions += m["decisions"]
         vals = [v for v in last.values() if v is not None]
+        worst = min(row_seeds, key=lambda r: r[0], default=(None, None, None, None))
+        below = [r for r in row_seeds if r[0] < -tol]
+        ps = [r[1] for r in row_seeds]
+        sig = sum(1 for r, ph in zip(row_seeds, holm(ps)) if r[0] < -tol and ph < 0.05) if ps and None not in ps else None
         out["modes"][mode] = {
             "mean_delta_last": float(np.mean(vals)) if vals else None, "delta_last_by_corpus": last,
-            "worst_delta_any_row_seed": worst, "worst_at": worst_at,
+            "worst_delta_any_row_seed": worst[0], "worst_at": worst[3], "worst_p": worst[1], "worst_n_queries": worst[2],
+            "rows_below_tolerance": len(below), "rows_significantly_worse": sig,
             "improved": sum(v > tol for v in vals), "held": sum(abs(v) <= tol for v in vals), "worse": sum(v < -tol for v in vals),
             "decision_accuracy": decision_accuracy(decisions),
         }
@@ -681,7 +696,15 @@ def table_rows(corpus: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-SUMMARY_COLUMNS = ("mode", "mean Δ last row", "worst Δ (any row, seed, corpus)", "where", "improved / held / worse", "gate decisions correct")
+SUMMARY_COLUMNS = ("mode", "mean Δ last row", "worst Δ (any row, seed, corpus)", "where", "row-seeds below −tol (Holm-significant)", "improved / held / worse", "gate decisions correct")
+
+
+def _worst_cell(m: dict[str, Any]) -> str:
+    """``−0.0148 (p 0.16, n 26)``: the worst row-seed's Δ with its own paired two-sided p."""
+    cell = _fmt(m["worst_delta_any_row_seed"], sign=True)
+    if m.get("worst_p") is not None:
+        cell += f" (p {m['worst_p']:.2g}, n {m['worst_n_queries']})"
+    return cell
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -690,11 +713,12 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
     for mode, m in summary["modes"].items():
         da = m["decision_accuracy"]
         out.append([
-            mode, _fmt(m["mean_delta_last"], sign=True), _fmt(m["worst_delta_any_row_seed"], sign=True), str(m["worst_at"]),
+            mode, _fmt(m["mean_delta_last"], sign=True), _worst_cell(m), str(m["worst_at"]),
+            f"{m.get('rows_below_tolerance', '')}" + (f" ({m['rows_significantly_worse']})" if m.get("rows_significantly_worse") is not None else ""),
             f"{m['improved']} / {m['held']} / {m['worse']}", f"{da['correct']}/{da['n']}" + (f" ({da['accuracy']:.2f})" if da["accuracy"] is not None else ""),
         ])
     da = summary["decision_accuracy"]
-    out.append(["all modes", "", "", "", "", f"{da['correct']}/{da['n']}" + (f" ({da['accuracy']:.2f})" if da["accuracy"] is not None else "")])
+    out.append(["all modes", "", "", "", "", "", f"{da['correct']}/{da['n']}" + (f" ({da['accuracy']:.2f})" if da["accuracy"] is not None else "")])
     return out
 
 
