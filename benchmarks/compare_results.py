@@ -1,0 +1,70 @@
+"""Does a re-run reproduce a stored benchmark result? Compares two result JSONs of the same
+command row by row: every per-seed Δ NDCG@10 of every stratum, row and mode (frozen,
+pre-trained, each cycle) and every gate decision (promoted or not), and prints how many
+matched, the largest absolute difference, and each mismatch. Exit status 1 on any mismatch
+beyond ``--atol`` (default 1e-9), so it can guard the numbers written in docs/.
+
+    python benchmarks/compare_results.py results/protocol/deploy/parts/cacm_none_L3_L6.json /tmp/rerun/cacm_none_L3_L6.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _rows(mode: dict) -> list[dict]:
+    return [r for r in [mode.get("pretrained"), *mode["cycles"]] if r is not None]
+
+
+def compare(a: dict, b: dict, atol: float = 1e-9) -> tuple[int, float, list[str]]:
+    """``(values compared, largest |difference|, mismatches)`` between results ``a`` and ``b``."""
+    n, worst, bad = 0, 0.0, []
+    for lb, run in a["runs"].items():
+        other = b["runs"].get(lb)
+        if other is None:
+            bad.append(f"labels {lb}: missing in the second result")
+            continue
+        for name, corpus in run["corpora"].items():
+            oc = other["corpora"].get(name)
+            if oc is None:
+                bad.append(f"{lb} {name}: missing in the second result")
+                continue
+            for mode, m in corpus["modes"].items():
+                om = oc["modes"].get(mode)
+                if om is None:
+                    bad.append(f"{lb} {name} {mode}: missing in the second result")
+                    continue
+                for ra, rb in zip(_rows(m), _rows(om)):
+                    for st, sa in ra.get("strata", {}).items():
+                        sb = rb.get("strata", {}).get(st, {})
+                        for sd, x in sa.get("delta_per_seed", {}).items():
+                            y = sb.get("delta_per_seed", {}).get(sd)
+                            n += 1
+                            diff = abs(x - y) if y is not None else float("inf")
+                            worst = max(worst, diff)
+                            if diff > atol:
+                                bad.append(f"{lb} {name} {mode} {ra['cycle']} {st} seed {sd}: {x:+.6f} vs {y}")
+                da, db = m.get("decisions", []), om.get("decisions", [])
+                n += len(da)
+                if [d["promoted"] for d in da] != [d["promoted"] for d in db]:
+                    bad.append(f"{lb} {name} {mode}: gate decisions differ")
+    return n, worst, bad
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("stored")
+    ap.add_argument("rerun")
+    ap.add_argument("--atol", type=float, default=1e-9)
+    args = ap.parse_args()
+    n, worst, bad = compare(json.load(open(args.stored)), json.load(open(args.rerun)), args.atol)
+    print(f"{n} values compared (per-seed Δ of every stratum and row, gate decisions); largest |difference| {worst:.2g}; mismatches {len(bad)}")
+    for line in bad:
+        print("  " + line)
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
