@@ -21,6 +21,27 @@ def test_shipped_configs_valid():
         Settings.load(ROOT / "config" / f"{name}.toml")
 
 
+# Settings whose defaults were chosen by measurement under the benchmark protocol
+# (docs/protocol.md, "Design decisions"): a shipped config that pins one of them serves a value
+# nobody measured — config/*.toml had kept teacher.weight 0.5 / 0.3 after the measured default became 1.0.
+MEASURED_DEFAULTS = (
+    "teacher.weight", "teacher.distill_patience", "teacher.distill_refit", "teacher.distill_lr_grid",
+    "gate.alpha", "gate.min_judged_texts", "gate.judge", "adaptation.signal",
+)
+
+
+@pytest.mark.parametrize("name", ["default", "fast", "production"])
+def test_shipped_configs_never_override_a_measured_default(name, monkeypatch):
+    import os
+
+    for key in [k for k in os.environ if k.startswith("ANTIGRAVITY_")]:
+        monkeypatch.delenv(key)
+    sources = {k: src for k, _, src in explain_sources(ROOT / "config" / f"{name}.toml")}
+    assert set(MEASURED_DEFAULTS) <= set(sources), "a measured setting was renamed: update MEASURED_DEFAULTS"
+    pinned = [k for k in MEASURED_DEFAULTS if sources[k] != "default"]
+    assert not pinned, f"config/{name}.toml pins measured defaults {pinned}"
+
+
 def test_priority_argument_env_file_default(tmp_path, monkeypatch):
     f = tmp_path / "c.toml"
     f.write_text('mode = "hybrid"\n[teacher]\nweight = 0.7\nname = "all-MiniLM-L6-v2"\n[student]\nbatch_size = 8\n')
