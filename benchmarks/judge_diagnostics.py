@@ -51,6 +51,7 @@ def rules() -> dict:
     judge = lambda d: {"delta": d["gate_delta"], "p": d["gate_p"]}  # noqa: E731
     src = lambda d, s: (d.get("gate_by_source") or {}).get(s)  # noqa: E731
     also = lambda d, j: (d.get("gate_also") or {}).get(j)  # noqa: E731
+    risk = lambda d, r: (d.get("gate_risk") or {}).get(f"{r:g}")  # noqa: E731  (None in results before it was recorded: never promotes)
     return {
         "as run (the recorded decisions)": lambda d: d["promoted"],
         "judge Δ > 0, p < α": lambda d: _sig(judge(d)),
@@ -63,6 +64,9 @@ def rules() -> dict:
         "judge and BM25 Δ ≥ 0 (teacher decisions)": lambda d: _sig(judge(d)) and _nonneg(also(d, "bm25")),
         "judge or known-item": lambda d: _sig(judge(d)) or _sig(also(d, "known_item")),
         "judge, traffic and known-item Δ ≥ 0": lambda d: _sig(judge(d)) and _nonneg(src(d, "traffic")) and _nonneg(also(d, "known_item")),
+        # risk-sensitive forms of the judge's gain (gates.risk_gain: losses weigh 1 + r; TRisk test)
+        **{f"risk-sensitive judge, losses × {1 + r:g}": (lambda r: lambda d: _sig(risk(d, r)))(r) for r in (1, 2, 5)},
+        "judge, and more judged texts rose than fell": lambda d: _sig(judge(d)) and (lambda wl: wl is None or wl[0] > wl[1])((d.get("gate_risk") or {}).get("wins_losses")),
     }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from antigravity.adaptation.corpus_queries import pseudo_queries
-from antigravity.adaptation.gates import JudgeGate, judged_pseudo_texts, paired_gain
+from antigravity.adaptation.gates import RISK_LEVELS, JudgeGate, judged_pseudo_texts, paired_gain, risk_gain
 from tests.conftest import HashEncoder
 from tests.test_gate_power import _engine, _traffic
 
@@ -41,6 +41,18 @@ def test_paired_gain():
     assert paired_gain(-np.array([0.1, 0.2, 0.15, 0.12]))[1] > 0.99
 
 
+def test_risk_gain_weighs_losses_by_one_plus_risk():
+    d = np.array([0.1, -0.05, 0.02, 0.0, -0.01])
+    for r in (0.0, 1.0, 5.0):
+        z = np.array([0.1, -0.05 * (1 + r), 0.02, 0.0, -0.01 * (1 + r)])
+        assert risk_gain(d, r) == pytest.approx(paired_gain(z))
+    assert risk_gain(d, 0.0) == pytest.approx(paired_gain(d))  # risk 0 is the plain gain
+    # a candidate that helps most texts a little and hurts a few a lot: positive plain gain, negative at risk 5
+    mixed = np.array([0.01] * 18 + [-0.06, -0.07])
+    assert paired_gain(mixed)[0] > 0 and risk_gain(mixed, 5.0)[0] < 0 and risk_gain(mixed, 5.0)[1] > 0.5
+    assert risk_gain(np.abs(mixed), 5.0) == pytest.approx(paired_gain(np.abs(mixed)))  # no loss, no penalty
+
+
 def _decisions(tmp_path, diagnostics):
     e = _engine(tmp_path / str(diagnostics), gate__min_judged_texts=120, gate__diagnostics=diagnostics)
     _traffic(e)
@@ -64,7 +76,13 @@ def test_diagnostics_are_recorded_and_never_change_the_decision(tmp_path, monkey
     on, docs = _decisions(tmp_path, True)
     assert (on.promoted, on.reason) == (off.promoted, off.reason)
     gm_on, gm_off = on.metrics["gate_metrics"], off.metrics["gate_metrics"]
-    assert "by_source" not in gm_off and "also" not in gm_off
+    assert "by_source" not in gm_off and "also" not in gm_off and "risk" not in gm_off
+    risk = gm_on["risk"]
+    wins, losses = risk["wins_losses"]
+    assert wins + losses <= gm_on["n"]
+    deltas = [risk[f"{r:g}"]["delta"] for r in RISK_LEVELS]
+    assert all(x <= gm_on["delta"] + 1e-12 for x in deltas) and deltas == sorted(deltas, reverse=True)  # more risk weight, lower gain
+    assert (deltas[0] < gm_on["delta"]) == (losses > 0)
     by = gm_on["by_source"]
     jt = gm_on["judged_texts"]
     assert jt["pseudo"] > 0 and set(by) <= {"traffic", "pseudo"}

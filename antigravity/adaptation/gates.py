@@ -416,6 +416,19 @@ def paired_gain(diff: np.ndarray) -> tuple[float, float]:
     return float(diff.mean()), p
 
 
+RISK_LEVELS = (1.0, 2.0, 5.0)  # the risk weights α of the TREC Web track risk-sensitive task (1, 5) and between
+
+
+def risk_gain(diff: np.ndarray, risk: float) -> tuple[float, float]:
+    """Risk-sensitive paired gain: losses weigh ``1 + risk`` times, ``z_i = δ_i`` if
+    ``δ_i ≥ 0`` else ``(1 + risk)·δ_i`` (URisk, Wang, Bennett & Collins-Thompson, SIGIR 2012),
+    and the one-sided t-test of ``mean(z) > 0`` (TRisk, Dinçer, Macdonald & Ounis, SIGIR 2014)
+    via :func:`paired_gain`. ``diff (m,)``: per-query gains of a candidate over the current
+    version. Returns ``(mean z, one-sided p)``."""
+    d = np.asarray(diff, np.float64)
+    return paired_gain(np.where(d >= 0, d, (1.0 + risk) * d))
+
+
 class JudgeGate:
     """Label-free quality estimate on held-out traffic (see module doc).
 
@@ -493,8 +506,10 @@ class JudgeGate:
         ok = delta > self.min_gain and p < self.alpha
         why = f"{self.name} {a.mean():.4f} -> {b.mean():.4f} (Δ {delta:+.4f}, one-sided p {p:.3g}, n {n}; promote if Δ > {self.min_gain} and p < {self.alpha})"
         metrics = {"n": n, "delta": delta, "p": p, **self._sources()}
-        if self.sources is not None:
+        if self.sources is not None:  # gate.diagnostics: per source, and risk-sensitive forms of the same gain
             metrics["by_source"] = self._split(dict(zip(self.qids, diff)))
+            metrics["risk"] = {f"{r:g}": dict(zip(("delta", "p"), risk_gain(diff, r))) for r in RISK_LEVELS}
+            metrics["risk"]["wins_losses"] = [int((diff > 0).sum()), int((diff < 0).sum())]
         if runs is not None:
             metrics["also"] = self._also(runs)
         return GateDecision(ok, why, float(a.mean()), float(b.mean()), metrics)

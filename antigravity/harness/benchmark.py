@@ -306,7 +306,7 @@ def _decision(engine, data: BenchmarkData, qvecs: np.ndarray, report, stage: str
         out["judged_texts"] = gm["judged_texts"]
     if gm.get("delta") is not None:  # the gate's own estimate (judge or dev labels) and its one-sided p
         out["gate_delta"], out["gate_p"] = float(gm["delta"]), float(gm["p"])
-    for key in ("by_source", "also"):  # gate.diagnostics: the judge per text source, other judges
+    for key in ("by_source", "also", "risk"):  # gate.diagnostics: the judge per text source, other judges, risk-sensitive gains
         if gm.get(key):
             out[f"gate_{key}"] = gm[key]
     diff = {q: cand[q]["ndcg@10"] - cur[q]["ndcg@10"] for q in cur}
