@@ -67,7 +67,21 @@ def rules() -> dict:
         # risk-sensitive forms of the judge's gain (gates.risk_gain: losses weigh 1 + r; TRisk test)
         **{f"risk-sensitive judge, losses × {1 + r:g}": (lambda r: lambda d: _sig(risk(d, r)))(r) for r in (1, 2, 5)},
         "judge, and more judged texts rose than fell": lambda d: _sig(judge(d)) and (lambda wl: wl is None or wl[0] > wl[1])((d.get("gate_risk") or {}).get("wins_losses")),
+        # the sign test on the judged texts that moved (wins vs losses; one-sided binomial): consistent direction, not size
+        "sign test on judged wins/losses": lambda d: _sign_p(d) < ALPHA,
+        "judge (t-test) and sign test": lambda d: _sig(judge(d)) and _sign_p(d) < ALPHA,
     }
+
+
+def _sign_p(d: dict) -> float:
+    """One-sided sign-test p of "more judged texts rose than fell" (scipy ``binomtest``); 1 when
+    the decision did not record wins/losses."""
+    wl = (d.get("gate_risk") or {}).get("wins_losses")
+    if not wl or sum(wl) == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(wl[0], wl[0] + wl[1], 0.5, alternative="greater").pvalue)
 
 
 def score(ds: list[dict], rule, material: float = 0.005) -> dict:
