@@ -95,6 +95,7 @@ def score(ds: list[dict], rule, material: float = 0.005) -> dict:
         "material_accuracy": sum(mat) / len(mat) if mat else None,
         "promoted": len(promoted),
         "promoted_and_worse": sum(d["delta_no_near_dup"] < -material for d in promoted),
+        "promoted_sum_delta": sum(d["delta_no_near_dup"] for d in promoted),  # what the promotions bought, summed (each candidate vs the version it replaced)
     }
 
 
@@ -110,14 +111,14 @@ def main() -> None:
     corpora = sorted({d["corpus"] for d in ds})
     table = {}
     print(f"{len(ds)} decisions; corpora {corpora}; α = {ALPHA}\n")
-    print("| rule | accuracy | material (|Δ| ≥ 0.005) | promoted | promoted & Δ < −0.005 | " + " | ".join(corpora) + " |")
-    print("| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in corpora) + " |")
+    print("| rule | accuracy | material (|Δ| ≥ 0.005) | promoted | promoted & Δ < −0.005 | Σ Δ of the promoted | " + " | ".join(corpora) + " |")
+    print("| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in corpora) + " |")
     for name, rule in rules().items():
         s = score(ds, rule)
         per = {c: score([d for d in ds if d["corpus"] == c], rule) for c in corpora}
         table[name] = {"all": s, "per_corpus": per}
         cells = " | ".join(f"{per[c]['accuracy']:.2f}" for c in corpora)
-        print(f"| {name} | {s['accuracy']:.3f} ({s['n']}) | {s['material_accuracy']:.2f} ({s['material_n']}) | {s['promoted']} | {s['promoted_and_worse']} | {cells} |")
+        print(f"| {name} | {s['accuracy']:.3f} ({s['n']}) | {s['material_accuracy']:.2f} ({s['material_n']}) | {s['promoted']} | {s['promoted_and_worse']} | {s['promoted_sum_delta']:+.3f} | {cells} |")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1))
 
