@@ -439,7 +439,9 @@ class JudgeGate:
         min_gain: the mean NDCG@10 gain over current must exceed this.
         alpha: one-sided paired t-test level for "candidate agrees better with the judge".
         sources: per text, where it came from (``"traffic"`` / ``"pseudo"``); the decision's
-            metrics then also give the gain on each (``by_source``).
+            metrics then also give the gain on each (``by_source``), risk-sensitive forms of
+            the gain (``risk``: :func:`risk_gain` per weight in :data:`RISK_LEVELS`) and the
+            judged texts that rose / fell (``risk["wins_losses"]``) — never decisive.
         also: diagnostics only, never part of the decision — other judges' pseudo-qrels over
             the same ``qids`` (``{name: qrels}``); the metrics give each one's gain (``also``).
     """
