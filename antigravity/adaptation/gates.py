@@ -416,7 +416,7 @@ def paired_gain(diff: np.ndarray) -> tuple[float, float]:
     return float(diff.mean()), p
 
 
-RISK_LEVELS = (1.0, 2.0, 5.0)  # the risk weights α of the TREC Web track risk-sensitive task (1, 5) and between
+RISK_LEVELS = (1.0, 2.0, 5.0)  # risk weights α (1 and 5 are among those the TREC 2013–14 Web track risk-sensitive task reported); losses weigh 1 + α
 
 
 def risk_gain(diff: np.ndarray, risk: float) -> tuple[float, float]:
