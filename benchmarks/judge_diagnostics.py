@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("results", nargs="+")
     ap.add_argument("--labels", default="none")
     ap.add_argument("--json", help="also write the table as JSON here")
+    ap.add_argument("--differ", help="also list the decisions where this rule (a name from the table) and the gate as run disagree")
     ap.add_argument("--alpha", type=float, default=ALPHA, help="one-sided level of every 'significant gain' rule (default: the gate's, 0.2)")
     args = ap.parse_args()
     globals()["ALPHA"] = args.alpha
@@ -121,6 +122,16 @@ def main() -> None:
         print(f"| {name} | {s['accuracy']:.3f} ({s['n']}) | {s['material_accuracy']:.2f} ({s['material_n']}) | {s['promoted']} | {s['promoted_and_worse']} | {s['promoted_sum_delta']:+.3f} | {cells} |")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1))
+    if args.differ:
+        rule = rules()[args.differ]
+        print(f"\nDecisions where '{args.differ}' and the gate as run disagree\n")
+        print("| corpus | mode | stage | seed | as run | rule | test Δ | judge Δ (p) | judged texts rose / fell | sign-test p |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for d in ds:
+            if bool(rule(d)) != bool(d["promoted"]):
+                wl = (d.get("gate_risk") or {}).get("wins_losses")
+                print(f"| {d['corpus']} | {d['mode']} | {d['stage']} | {d['seed']} | {'promote' if d['promoted'] else 'reject'} | {'promote' if rule(d) else 'reject'} "
+                      f"| {d['delta_no_near_dup']:+.4f} | {d['gate_delta']:+.4f} ({d['gate_p']:.2g}) | {wl[0] if wl else ''} / {wl[1] if wl else ''} | {_sign_p(d):.2g} |")
 
 
 if __name__ == "__main__":
