@@ -70,6 +70,8 @@ def rules() -> dict:
         # the sign test on the judged texts that moved (wins vs losses; one-sided binomial): consistent direction, not size
         "sign test on judged wins/losses": lambda d: _sign_p(d) < ALPHA,
         "judge (t-test) and sign test": lambda d: _sig(judge(d)) and _sign_p(d) < ALPHA,
+        # gate.min_gain 0.004: a round value above the judged gain of the one promoted loss of the L3 <- L6 runs (CACM hybrid, judged Δ +0.00353)
+        "judge Δ > 0.004 (min_gain), p < α": lambda d: d["gate_delta"] > 0.004 and _sig(judge(d)),
     }
 
 
