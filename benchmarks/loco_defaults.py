@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from judge_diagnostics import decisions  # noqa: E402
+from judge_diagnostics import decisions, score  # noqa: E402
 from stopping_rules import curves, patience_rule  # noqa: E402
 
 ALPHAS = (0.05, 0.1, 0.2, 0.3, 1.0)
@@ -42,11 +42,10 @@ MATERIAL = 0.005
 
 
 def _alpha_score(ds: list[dict], a: float) -> tuple[int, int]:
-    """(decisions right, promotions whose test change fell below −MATERIAL) at level ``a``."""
-    promote = [d["gate_delta"] > 0 and d["gate_p"] < a for d in ds]
-    right = sum(p == (d["delta_no_near_dup"] > 0) for p, d in zip(promote, ds))
-    bad = sum(p and d["delta_no_near_dup"] < -MATERIAL for p, d in zip(promote, ds))
-    return right, bad
+    """(decisions right, promotions whose test change fell below −MATERIAL) at level ``a``
+    (:func:`judge_diagnostics.score` of the gate's rule)."""
+    s = score(ds, lambda d: d["gate_delta"] > 0 and d["gate_p"] < a, MATERIAL)
+    return round(s["accuracy"] * s["n"]), s["promoted_and_worse"]
 
 
 def loco_alpha(paths: list[str], old: float, now: float) -> None:

@@ -23,16 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from antigravity.adaptation.corpus_queries import pseudo_queries  # noqa: E402
+from antigravity.adaptation.gates import ranked_run  # noqa: E402
 from antigravity.encoders.model import Encoder  # noqa: E402
 from antigravity.evaluation import evaluate_per_query, paired_test  # noqa: E402
 from antigravity.harness.benchmark import load_source  # noqa: E402
 from antigravity.settings import Settings  # noqa: E402
-
-
-def _run(Q: np.ndarray, D: np.ndarray, qids: list[str], doc_ids: list[str], k: int = 10) -> dict[str, dict[str, float]]:
-    S = Q @ D.T
-    top = np.argsort(-S, axis=1)[:, :k]
-    return {q: {doc_ids[j]: float(S[i, j]) for j in row} for i, (q, row) in enumerate(zip(qids, top))}
 
 
 def _ndcg(qrels, run) -> dict[str, float]:
@@ -65,7 +60,7 @@ def main() -> None:
             D = np.asarray(enc.encode(src.doc_texts), np.float32)
             Q = np.asarray(enc.encode([src.eval_queries[q] for q in qids]), np.float32)
             P = np.asarray(enc.encode(texts), np.float32)
-            res[role] = (_ndcg(src.eval_qrels, _run(Q, D, qids, src.doc_ids)), _ndcg(pq_rels, _run(P, D, pq_ids, src.doc_ids)))
+            res[role] = (_ndcg(src.eval_qrels, ranked_run(qids, Q, src.doc_ids, D, k=10)), _ndcg(pq_rels, ranked_run(pq_ids, P, src.doc_ids, D, k=10)))
         (s_q, s_k), (t_q, t_k) = res["student"], res["teacher"]
         tq, tk = paired_test(s_q, t_q), paired_test(s_k, t_k)
         print(f"| {src.name} | {len(qids)} | {np.mean(list(s_q.values())):.4f} | {np.mean(list(t_q.values())):.4f} | {tq['delta']:+.4f} ({tq['p']:.2g}) "
