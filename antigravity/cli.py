@@ -72,6 +72,7 @@ def benchmark(
     suite: Optional[str] = typer.Option(None, help="a named corpus suite: 'dev' = the development suite (scifact med cacm npl lisa time)"),
     labels: str = typer.Option("none", help="adaptation-side labels: none (label-free gate, as deployed), dev (labelled dev gate), or none,dev"),
     pseudo_queries: int = typer.Option(0, help="label-free pseudo-queries from the corpus added to the traffic"),
+    cross_fit: bool = typer.Option(False, "--cross-fit", help="test-only corpora: also run each seed with the halves swapped and score every judged query (docs/protocol.md)"),
     split: str = typer.Option("test", help="qrels split to evaluate"),
     output: Optional[Path] = typer.Option(None, help="write the result JSON here (and a PNG plot beside it)"),
     config: ConfigOpt = None,
@@ -86,7 +87,7 @@ def benchmark(
 
     if feedback is not None:
         given = [flag for flag, on in (("--modes", modes != "baseline"), ("--labels", labels != "none"), ("--cycles", cycles is not None),
-                                       ("--pseudo-queries", pseudo_queries != 0), ("--teacher-weight", teacher_weight is not None)) if on]
+                                       ("--pseudo-queries", pseudo_queries != 0), ("--teacher-weight", teacher_weight is not None), ("--cross-fit", cross_fit)) if on]
         if given:
             raise ConfigurationError(f"--feedback runs the feedback protocol only: remove {', '.join(given)}")
         _feedback_benchmark(feedback, task=task, student=student, teacher=teacher, seeds=seeds, data_dir=data_dir, suite=suite, split=split,
@@ -136,6 +137,7 @@ def benchmark(
         teacher_weights=weights,
         labels=label_list,
         pseudo_queries=pseudo_queries,
+        cross_fit=cross_fit,
         progress=lambda msg: console.print(f"[dim]{msg}[/dim]"),
     )
     result = strip_private(result)
@@ -185,7 +187,8 @@ def _print_table(result: dict[str, Any]) -> None:
         for name, corpus in run["corpora"].items():
             p = corpus["protocol_per_seed"][0]
             table = Table(title=(
-                f"{name} ({corpus['split']}, {corpus['n_queries_eval']} evaluation queries, {corpus['n_docs']} docs; split {corpus['split_kind']}) — labels {lb}; "
+                f"{name} ({corpus['split']}, {corpus['n_queries_eval']} evaluation queries, {corpus['n_docs']} docs; split {corpus['split_kind']}"
+                f"{', cross-fitted' if corpus.get('folds', 1) > 1 else ''}) — labels {lb}; "
                 f"student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}; traffic {p['n_traffic']} + {p['n_pseudo']} pseudo, dev {p['n_dev']}, "
                 f"exact duplicates dropped {[q['n_dropped_exact_duplicates'] for q in corpus['protocol_per_seed']]}"
             ))

@@ -17,6 +17,7 @@ from antigravity.harness.benchmark import (
     run_benchmark,
     split_for_seed,
 )
+from antigravity.core.errors import ConfigurationError
 from antigravity.evaluation import holm
 from antigravity.adaptation.gates import BM25Judge, JudgeGate, TeacherJudge, judge_qrels
 from antigravity.settings import Settings
@@ -459,3 +460,43 @@ def test_offline_distillation_gates_on_texts_it_never_trained_on(tmp_path):
     assert rep.metrics["gate_metrics"]["n"] <= sum(not is_stopping_half(t) for t in held)
     assert rep.metrics["gate"].startswith("judge_teacher")
     e.close()
+
+
+def test_cross_fit_fold_swaps_the_halves_and_refuses_a_train_split(tmp_path):
+    src = load_source(None, str(_beir(tmp_path)), "test")
+    for seed in (0, 3):
+        a, b = (split_for_seed(src, seed, fold=f) for f in (0, 1))
+        judged = set(src.eval_queries)
+        assert set(a.eval_queries) | set(b.eval_queries) == judged and not set(a.eval_queries) & set(b.eval_queries)
+        assert set(b.eval_queries) == judged & set(a.adapt_queries) and set(a.eval_queries) == judged & set(b.adapt_queries)
+        assert not set(b.eval_queries) & set(b.adapt_queries) and (a.protocol["fold"], b.protocol["fold"]) == (0, 1)
+    train = load_source(None, str(_beir(tmp_path / "t", train=True)), "test")
+    with pytest.raises(ConfigurationError, match="fold = 1"):
+        split_for_seed(train, 0, fold=1)
+    with pytest.raises(ConfigurationError, match="fold = 2"):
+        split_for_seed(src, 0, fold=2)
+
+
+def test_cross_fit_scores_every_judged_query_and_keeps_fold_0_as_run_before(tmp_path):
+    s = Settings.load(data_dir=str(tmp_path / "state"), adaptation__rank=8, adaptation__epochs=3, teacher__name="none")
+    kw = dict(task=None, data_dir=[str(_beir(tmp_path))], split="test", modes=["baseline"], seeds=[0, 1], cycles=2, labels=["none"], pseudo_queries=40)
+    plain = run_benchmark(s, **kw, encoder=HashEncoder(32))["runs"]["none"]["corpora"]["corpus"]["modes"]["baseline"]
+    r = run_benchmark(s, **kw, encoder=HashEncoder(32), cross_fit=True)
+    assert r["cross_fit"] is True
+    corpus = r["runs"]["none"]["corpora"]["corpus"]
+    assert corpus["folds"] == 2 and corpus["n_queries_eval"] == 40 and len(corpus["protocol_per_seed"]) == 4
+    mode = corpus["modes"]["baseline"]
+    for c, row in enumerate(mode["cycles"]):
+        for sd in ("0", "1"):
+            pq = row["per_query_ndcg@10"][sd]
+            assert len(pq) == 40  # every judged query, once per seed
+            for q, v in plain["cycles"][c]["per_query_ndcg@10"][sd].items():
+                assert pq[q] == v  # fold 0 is the run without cross-fitting, unchanged
+            assert row["per_seed"][sd]["ndcg@10"] == pytest.approx(np.mean(list(pq.values())))
+        if c:
+            assert row["strata"]["all"]["n_per_seed"] == {"0": 40, "1": 40}
+            assert len(row["promoted"]) == 2 and all(len(x) == 2 for x in row["promoted"])  # per seed, per fold
+    assert sorted((d["seed"], d["fold"]) for d in mode["decisions"]) == sorted([(sd, f) for sd in (0, 1) for f in (0, 1)] * 2)
+    for d in mode["decisions"]:  # each fold's decision is scored on its own evaluation half only
+        assert len(d["per_query_delta"]) == 20
+    assert r["runs"]["none"]["summary"]["modes"]["baseline"]["decision_accuracy"]["n"] == 8

@@ -17,6 +17,11 @@ queries per mode, cycle, seed and stratum. Written up in ``docs/protocol.md``.
 * **Strata.** Every row is reported on all evaluation queries and on two strata: with and
   without a near-duplicate (token Jaccard ≥ 0.8 over lower-cased ``\\w+`` tokens) among the
   adaptation texts. ``no_near_dup`` is the headline.
+* **Cross-fitting** (``--cross-fit``, opt-in): a test-only corpus also runs each seed with
+  its halves swapped, and the two folds' evaluation halves are scored together, so every
+  judged query is evaluated once per seed by the run that never saw its text — twice the
+  evaluation queries per seed-level Δ (a corpus with a train split runs once). Each fold's
+  gate decisions are scored on its own evaluation half.
 * **Seeds** vary the split (dev slice or adaptation/evaluation halves), the traffic order,
   the pseudo-query sample and the adapter initialisation. Spread is the sample std
   (ddof = 1) of per-seed means; p-values come from paired t-tests of per-query NDCG@10
@@ -147,11 +152,20 @@ def load_source(task: str | None, data_dir: str | None, split: str = "test", ada
     return CorpusSource(kind="half", eval_queries=eval_queries, eval_qrels=eval_qrels, adapt_queries={}, adapt_qrels={}, extra_queries=extra, **common)
 
 
-def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fraction: float = 0.3, pseudo_queries: int = 0) -> BenchmarkData:
+def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fraction: float = 0.3, pseudo_queries: int = 0, fold: int = 0) -> BenchmarkData:
     """The seed's split of ``src`` under the protocol (module doc). Deterministic in ``seed``
-    (numpy PCG64)."""
+    (numpy PCG64). ``fold=1`` swaps the halves of a test-only corpus (cross-fitting: the
+    adaptation half of fold 0 is evaluated, the evaluation half adapts); fold 0 is the split
+    every earlier run used.
+
+    Raises:
+        ConfigurationError: unknown ``labels``; ``fold`` not 0 or 1; ``fold=1`` on a corpus
+            with a train split (nothing to swap).
+    """
     if labels not in LABELS:
         raise ConfigurationError(f"labels = {labels!r}: choose from {', '.join(LABELS)}")
+    if fold not in (0, 1) or (fold and src.kind != "half"):
+        raise ConfigurationError(f"fold = {fold!r}: 0, or 1 on a corpus with test judgments only (split kind {src.kind!r})")
     rng = np.random.Generator(np.random.PCG64(seed))
     if src.kind == "train":
         eval_q, eval_r = src.eval_queries, src.eval_qrels
@@ -162,8 +176,9 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
         judged = sorted(src.eval_queries)
         perm = rng.permutation(len(judged))
         half = len(judged) // 2
-        pool_ids = sorted(judged[i] for i in perm[:half])
-        eval_ids = set(judged[i] for i in perm[half:])
+        adapt_idx, eval_idx = (perm[:half], perm[half:]) if fold == 0 else (perm[half:], perm[:half])
+        pool_ids = sorted(judged[i] for i in adapt_idx)
+        eval_ids = set(judged[i] for i in eval_idx)
         eval_q = {q: t for q, t in src.eval_queries.items() if q in eval_ids}
         eval_r = {q: src.eval_qrels[q] for q in eval_q}
         pool, pool_qrels = src.eval_queries, src.eval_qrels
@@ -216,7 +231,7 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
                 pseudo.append(t)
     near = near_duplicates(eval_q, [*adapt.values(), *dev_q.values(), *pseudo])
     protocol = {
-        "split_kind": src.kind, "labels": labels, "seed": seed, "n_eval": len(eval_q), "n_traffic": len(adapt), "n_dev": len(dev_q),
+        "split_kind": src.kind, "labels": labels, "seed": seed, "fold": fold, "n_eval": len(eval_q), "n_traffic": len(adapt), "n_dev": len(dev_q),
         "n_pseudo": len(pseudo), "n_dropped_exact_duplicates": dropped, "n_eval_near_dup": len(near), "n_eval_no_near_dup": len(eval_q) - len(near),
     }
     return BenchmarkData(src.name, src.split, src.doc_ids, src.doc_texts, eval_q, eval_r, adapt, dev_q, dev_r, pseudo, near, protocol)
@@ -454,6 +469,51 @@ def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[Any]
     return out
 
 
+def merge_fold_data(datas: list[BenchmarkData]) -> BenchmarkData:
+    """One seed's cross-fitted folds as one evaluation split: the union of their evaluation
+    queries, qrels and near-duplicate sets (disjoint halves, so every judged query once, each
+    scored by the fold that never adapted on it). Adaptation fields are fold 0's; the
+    protocol keeps each fold's counts under ``folds``."""
+    first = datas[0]
+    union = lambda name: {k: v for d in datas for k, v in getattr(d, name).items()}  # noqa: E731
+    protocol = {**first.protocol, "fold": "cross-fit", "n_eval": sum(d.protocol["n_eval"] for d in datas), "folds": [d.protocol for d in datas]}
+    return BenchmarkData(
+        first.name, first.split, first.doc_ids, first.doc_texts, union("eval_queries"), union("eval_qrels"), first.adapt_queries,
+        first.dev_queries, first.dev_qrels, first.pseudo, set().union(*(d.near_dup for d in datas)), protocol,
+    )
+
+
+def _merge_fold_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the folds' rows of one seed: metrics over the union of their per-query
+    scores, times averaged, every other field (gate reason, promoted, …) as a list per fold."""
+    per_query = {q: v for r in rows for q, v in r["_per_query"].items()}
+    extra = {
+        k: float(np.mean([r[k] for r in rows])) if k.endswith("_time_s") else [r.get(k) for r in rows]
+        for k in rows[0] if k != "cycle" and k not in METRICS and not k.startswith("_")
+    }
+    return _row(per_query, rows[0]["cycle"], extra)
+
+
+def merge_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One seed's :func:`run_mode` results over its cross-fitted folds (same modes, cycles and
+    seed) as one result: rows merged per cycle (:func:`_merge_fold_rows`), decisions of every
+    fold tagged with ``fold``, times averaged, teacher failures summed."""
+    failures: dict[str, int] = {}
+    for r in runs:
+        for k, v in r["teacher_failures"].items():
+            failures[k] = failures.get(k, 0) + v
+    times = [r["pretraining_time_s"] for r in runs if r["pretraining_time_s"] is not None]
+    return {
+        "pretraining_time_s": float(np.mean(times)) if times else None,
+        "cycles": [_merge_fold_rows([r["cycles"][c] for r in runs]) for c in range(min(len(r["cycles"]) for r in runs))],
+        "pretrained": _merge_fold_rows([r["pretrained"] for r in runs]) if runs[0]["pretrained"] is not None else None,
+        "ingest_time_s": float(np.mean([r["ingest_time_s"] for r in runs])),
+        "latency_ms": runs[0]["latency_ms"],
+        "decisions": [{**d, "fold": f} for f, r in enumerate(runs) for d in r["decisions"]],
+        "teacher_failures": failures,
+    }
+
+
 def adapted_rows(mode_result: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of a mode that involve adaptation: offline pre-training, then cycles 1..n."""
     return [r for r in [mode_result.get("pretrained"), *mode_result["cycles"][1:]] if r is not None]
@@ -572,24 +632,34 @@ def student_encoder(settings: Settings):
 
 
 def run_corpus(
-    settings: Settings, src: CorpusSource, *, modes: list[str], seeds: list[int], cycles: int, labels: str, pseudo_queries: int, encoder, say: Callable[[str], None]
+    settings: Settings, src: CorpusSource, *, modes: list[str], seeds: list[int], cycles: int, labels: str, pseudo_queries: int, encoder, say: Callable[[str], None],
+    cross_fit: bool = False,
 ) -> dict[str, Any]:
-    """Every mode × seed on one corpus under one label setting (see :func:`run_benchmark`)."""
-    datas = [split_for_seed(src, sd, labels=labels, dev_fraction=settings.benchmark.dev_fraction, pseudo_queries=pseudo_queries) for sd in seeds]
+    """Every mode × seed on one corpus under one label setting (see :func:`run_benchmark`).
+    With ``cross_fit`` a test-only corpus runs each seed twice, halves swapped, and scores
+    every judged query (:func:`merge_folds`); a corpus with a train split runs once."""
+    folds = (0, 1) if cross_fit and src.kind == "half" else (0,)
+    fold_datas = [[split_for_seed(src, sd, labels=labels, dev_fraction=settings.benchmark.dev_fraction, pseudo_queries=pseudo_queries, fold=f) for f in folds] for sd in seeds]
+    datas = [fd[0] if len(fd) == 1 else merge_fold_data(fd) for fd in fold_datas]
+    every = [d for fd in fold_datas for d in fd]
     result: dict[str, Any] = {
-        "task": src.name, "split": src.split, "split_kind": src.kind, "labels": labels, "seeds": seeds, "n_docs": len(src.doc_ids),
-        "n_queries_eval": int(np.mean([len(d.eval_queries) for d in datas])), "n_queries_adapt": int(np.mean([len(d.adapt_queries) for d in datas])),
-        "n_queries_dev": int(np.mean([len(d.dev_queries) for d in datas])), "protocol_per_seed": [d.protocol for d in datas], "modes": {},
+        "task": src.name, "split": src.split, "split_kind": src.kind, "labels": labels, "seeds": seeds, "n_docs": len(src.doc_ids), "folds": len(folds),
+        "n_queries_eval": int(np.mean([len(d.eval_queries) for d in datas])), "n_queries_adapt": int(np.mean([len(d.adapt_queries) for d in every])),
+        "n_queries_dev": int(np.mean([len(d.dev_queries) for d in every])), "protocol_per_seed": [d.protocol for d in every], "modes": {},
     }
     t0 = time.perf_counter()
     encoder.encode(src.doc_texts, show_progress=True)
     result["corpus_encode_time_s"] = time.perf_counter() - t0
     for mode in modes:
         per_seed = []
-        for sd, data in zip(seeds, datas):
-            say(f"{src.name}: labels {labels}, mode {mode}, seed {sd} ({len(data.traffic)} traffic texts, {len(data.eval_queries)} evaluation queries)")
-            qvecs = encoder.encode(list(data.eval_queries.values()))
-            per_seed.append(run_mode(mode, settings, data, sd, cycles, encoder, qvecs, list(data.eval_queries.values())))
+        for sd, fd in zip(seeds, fold_datas):
+            runs = []
+            for data in fd:
+                fold = f", fold {data.protocol['fold']}" if len(fd) > 1 else ""
+                say(f"{src.name}: labels {labels}, mode {mode}, seed {sd}{fold} ({len(data.traffic)} traffic texts, {len(data.eval_queries)} evaluation queries)")
+                qvecs = encoder.encode(list(data.eval_queries.values()))
+                runs.append(run_mode(mode, settings, data, sd, cycles, encoder, qvecs, list(data.eval_queries.values())))
+            per_seed.append(runs[0] if len(runs) == 1 else merge_folds(runs))
         result["modes"][mode] = aggregate(per_seed, seeds, datas)
     return result
 
@@ -608,11 +678,13 @@ def run_benchmark(
     pseudo_queries: int = 0,
     progress: Callable[[str], None] | None = None,
     encoder=None,
+    cross_fit: bool = False,
 ) -> dict[str, Any]:
     """Run the protocol (module doc) on a task and/or BEIR folders, for each label setting.
 
     ``teacher_weights`` expands hybrid into one run per weight (``hybrid@0.3``, …);
-    ``encoder`` replaces the student named in ``settings`` (tests pass a stub).
+    ``encoder`` replaces the student named in ``settings`` (tests pass a stub);
+    ``cross_fit`` scores every judged query of a test-only corpus (module doc, "Cross-fitting").
 
     Returns:
         ``{"student", "teacher", "cycles", "seeds", "modes", "pseudo_queries", "runs": {labels:
@@ -638,12 +710,12 @@ def run_benchmark(
         "student": encoder.name,
         "student_precision": getattr(encoder, "precision", "bf16" if getattr(encoder, "bf16", False) else "fp32"),
         "teacher": settings.teacher.name if any(m.split("@")[0] in ("offline", "hybrid") for m in modes) else None,
-        "cycles": cycles, "seeds": seeds, "modes": modes, "pseudo_queries": pseudo_queries, "headline_stratum": HEADLINE, "runs": {},
+        "cycles": cycles, "seeds": seeds, "modes": modes, "pseudo_queries": pseudo_queries, "cross_fit": cross_fit, "headline_stratum": HEADLINE, "runs": {},
     }
     for lb in labels:
         corpora = {}
         for src in sources:
-            corpora[src.name] = run_corpus(settings, src, modes=modes, seeds=seeds, cycles=cycles, labels=lb, pseudo_queries=pseudo_queries, encoder=encoder, say=say)
+            corpora[src.name] = run_corpus(settings, src, modes=modes, seeds=seeds, cycles=cycles, labels=lb, pseudo_queries=pseudo_queries, encoder=encoder, say=say, cross_fit=cross_fit)
         apply_holm(corpora)
         result["runs"][lb] = {"corpora": corpora, "summary": summarise(corpora)}
     if own_encoder:
@@ -670,6 +742,11 @@ def _fmt(v: float | None, std: float | None = None, sign: bool = False) -> str:
     return s + (f" ± {std:.4f}" if std is not None else "")
 
 
+def _flat(v: Any) -> list[Any]:
+    """``v`` as a flat list (a value, a list per seed, or a list per seed of lists per fold)."""
+    return [y for x in v for y in _flat(x)] if isinstance(v, list) else [v]
+
+
 def table_rows(corpus: dict[str, Any]) -> list[list[str]]:
     """One corpus result as table rows (:data:`TABLE_COLUMNS`), used by the CLI table and
     ``benchmarks/report.py`` alike."""
@@ -683,8 +760,8 @@ def table_rows(corpus: dict[str, Any]) -> list[list[str]]:
         for label, row in rows:
             head, near = row["strata"][HEADLINE], row["strata"]["near_dup"]
             std = row.get("std", {})
-            promoted = row.get("promoted")
-            gate = "" if row is base else (f"{sum(bool(x) for x in promoted)}/{len(promoted)} promoted" if isinstance(promoted, list) else ("promoted" if promoted else "rejected"))
+            promoted = _flat(row.get("promoted"))  # per seed, and per fold when cross-fitted
+            gate = "" if row is base else (f"{sum(bool(x) for x in promoted)}/{len(promoted)} promoted" if len(promoted) > 1 else ("promoted" if any(promoted) else "rejected"))
             pt = head.get("paired", {})
             out.append([
                 mode, label, _fmt(row["ndcg@10"], std.get("ndcg@10")), _fmt(head.get("ndcg@10"), head.get("std", {}).get("ndcg@10")) + f" (n {head.get('n_queries', 0)})",
