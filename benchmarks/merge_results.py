@@ -14,7 +14,7 @@ from antigravity.harness.benchmark import apply_holm, summarise
 
 
 def merge(parts: list[dict]) -> dict:
-    """Merge results that share student, teacher, seeds, cycles and pseudo-queries.
+    """Merge results that share student, teacher, seeds, cycles, pseudo-queries and cross-fitting.
 
     Raises:
         ValueError: the parts were run with different settings.
@@ -22,7 +22,7 @@ def merge(parts: list[dict]) -> dict:
     keys = ("student", "teacher", "seeds", "cycles", "pseudo_queries")
     first = parts[0]
     for p in parts[1:]:
-        diff = [k for k in keys if p.get(k) != first.get(k)]
+        diff = [k for k in keys if p.get(k) != first.get(k)] + (["cross_fit"] if bool(p.get("cross_fit")) != bool(first.get("cross_fit")) else [])
         if diff:
             raise ValueError(f"cannot merge results that differ in {diff}")
     out = {k: v for k, v in first.items() if k != "runs"}
