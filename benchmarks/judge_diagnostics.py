@@ -52,6 +52,7 @@ def rules() -> dict:
     src = lambda d, s: (d.get("gate_by_source") or {}).get(s)  # noqa: E731
     also = lambda d, j: (d.get("gate_also") or {}).get(j)  # noqa: E731
     risk = lambda d, r: (d.get("gate_risk") or {}).get(f"{r:g}")  # noqa: E731  (None in results before it was recorded: never promotes)
+    shallow = lambda d, k: next((v for n, v in (d.get("gate_also") or {}).items() if n.endswith(f"@{k}")), None)  # noqa: E731  (gates.SHALLOW_DEPTHS)
     return {
         "as run (the recorded decisions)": lambda d: d["promoted"],
         "judge Δ > 0, p < α": lambda d: _sig(judge(d)),
@@ -70,6 +71,10 @@ def rules() -> dict:
         # the sign test on the judged texts that moved (wins vs losses; one-sided binomial): consistent direction, not size
         "sign test on judged wins/losses": lambda d: _sign_p(d) < ALPHA,
         "judge (t-test) and sign test": lambda d: _sig(judge(d)) and _sign_p(d) < ALPHA,
+        # the same judge, only its top documents as pseudo-relevant (gates.SHALLOW_DEPTHS; recorded from session 10 on)
+        "shallow judge: top 3 only": lambda d: _sig(shallow(d, 3)),
+        "shallow judge: top 1 only": lambda d: _sig(shallow(d, 1)),
+        "judge and top-3 judge Δ ≥ 0": lambda d: _sig(judge(d)) and shallow(d, 3) is not None and shallow(d, 3)["delta"] >= 0,
         # gate.min_gain 0.004: a round value above the judged gain of the one promoted loss of the L3 <- L6 runs (CACM hybrid, judged Δ +0.00353)
         "judge Δ > 0.004 (min_gain), p < α": lambda d: d["gate_delta"] > 0.004 and _sig(judge(d)),
     }

@@ -56,3 +56,12 @@ def test_decisions_reads_one_label_setting_and_skips_unscored_ones(tmp_path):
     ds = jd.decisions([str(path)], "none")
     assert len(ds) == 1 and ds[0]["corpus"] == "cacm" and ds[0]["mode"] == "hybrid"
     assert jd.decisions([str(path)], "absent") == []
+
+
+def test_shallow_judge_rules_read_the_recorded_depth_and_never_promote_without_it():
+    rules = jd.rules()
+    d = _d(0.0, 0.01, 0.01, gate_also={"teacher@3": {"delta": -0.01, "p": 0.9}, "teacher@1": {"delta": 0.02, "p": 0.01}})
+    assert rules["shallow judge: top 1 only"](d) is True and rules["shallow judge: top 3 only"](d) is False
+    assert rules["judge and top-3 judge Δ ≥ 0"](d) is False
+    old = _d(0.0, 0.01, 0.01)  # results recorded before the shallow judges existed
+    assert not rules["shallow judge: top 1 only"](old) and not rules["judge and top-3 judge Δ ≥ 0"](old)

@@ -144,3 +144,33 @@ def test_offline_distillation_records_its_stopping_curve_and_watches_the_decidin
     short = run(False, 1)
     assert len(short["stopping_curve"]) <= 6 and short["stopping_curve"] == off["stopping_curve"][: len(short["stopping_curve"])]
     assert len(short["stopping_curve"]) - 1 - short["best_epoch"] == 1 or len(short["stopping_curve"]) == 6  # stopped one epoch after its best
+
+
+def test_shallow_judges_count_only_the_judges_top_documents():
+    from antigravity.adaptation import gates
+    from antigravity.evaluation import evaluate_per_query
+
+    D = np.eye(4, dtype=np.float32)
+    cur_q = np.array([[0.5, 1.0, 0.3, 0.1]], np.float32)  # current ranks d1, d0, d2, d3
+    cand_q = np.array([[1.0, 0.1, 0.2, 0.9]], np.float32)  # candidate ranks d0, d3, d2, d1
+
+    class Fixed:
+        name = "fixed"
+
+        def rank(self, texts, k):
+            return np.array([[0, 1, 2, 3][:k]])  # the judge: d0, d1, d2, d3
+
+    ids = ["d0", "d1", "d2", "d3"]
+    gate = JudgeGate.build(Fixed(), ["a"], cur_q, ids, known_items=[None], sources=["traffic"], min_queries=1)
+    orig = gates.serve
+    try:
+        gates.serve = lambda qa, da, Q_, D_: (cand_q if qa is not None else Q_, D_)
+        dec = gate.decide((None, None), ("cand", None), ids, D)
+    finally:
+        gates.serve = orig
+    also = dec.metrics["also"]
+    run = lambda order: {"h0": {ids[i]: float(4 - r) for r, i in enumerate(order)}}  # noqa: E731
+    for depth, qrels in ((1, {"d0": 3}), (3, {"d0": 3, "d1": 3, "d2": 3})):
+        want = evaluate_per_query({"h0": qrels}, run([0, 3, 2, 1]))["h0"]["ndcg@10"] - evaluate_per_query({"h0": qrels}, run([1, 0, 2, 3]))["h0"]["ndcg@10"]
+        assert also[f"fixed@{depth}"]["delta"] == pytest.approx(want)
+    assert also["fixed@1"]["delta"] > 0 > also["fixed@3"]["delta"]  # the judge's first document rose; its top 3 were split up

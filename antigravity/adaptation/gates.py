@@ -416,6 +416,11 @@ def paired_gain(diff: np.ndarray) -> tuple[float, float]:
     return float(diff.mean()), p
 
 
+#: depths of the shallow judge diagnostics: a judge's deep ranks are mostly non-relevant on
+#: corpora with few relevant documents per query, so agreement there may not be quality
+#: (pseudo-relevance precision falls with depth; Soboroff, Nicholas & Cahan, SIGIR 2001)
+SHALLOW_DEPTHS = (1, 3)
+
 RISK_LEVELS = (1.0, 2.0, 5.0)  # risk weights α (1 and 5 are among those the TREC 2013–14 Web track risk-sensitive task reported); losses weigh 1 + α
 
 
@@ -471,7 +476,9 @@ class JudgeGate:
         """Rank the corpus for ``texts`` with ``judge`` and keep the top 10 as graded pseudo-qrels.
         Diagnostics (recorded, never decisive): ``also_judges`` rank the same texts; ``known_items``
         gives per text the id of the document it was taken from (``None`` for traffic) — the
-        known-item judge (grade 1 for that document; Azzopardi, de Rijke & Balog, SIGIR 2007)."""
+        known-item judge (grade 1 for that document; Azzopardi, de Rijke & Balog, SIGIR 2007) —
+        and switches on the shallow forms of the judge itself (``"<judge>@1"``, ``"@3"``: only
+        its top 1 / top 3 documents count, :data:`SHALLOW_DEPTHS`)."""
         qids = [f"h{i}" for i in range(len(texts))]
         rows = judge.rank(list(texts), 10) if len(texts) else np.zeros((0, 10), np.int64)
         also = {}
@@ -479,6 +486,8 @@ class JudgeGate:
             also[other.name] = judge_qrels(qids, doc_ids, other.rank(list(texts), 10)) if len(texts) else {}
         if known_items is not None:
             also["known_item"] = {q: {d: 1} for q, d in zip(qids, known_items) if d is not None}
+            for depth in SHALLOW_DEPTHS:  # the same judge, only its most confident documents
+                also[f"{judge.name}@{depth}"] = judge_qrels(qids, doc_ids, rows, depth=depth)
         return cls(qids, vectors, judge_qrels(qids, doc_ids, rows), judge.name, also=also, **kwargs)
 
     def per_query(self, q_adapter, d_adapter, doc_ids: list[str], D: np.ndarray) -> np.ndarray:
