@@ -1,0 +1,78 @@
+"""Per-fold summary of a cross-fitted benchmark result (``antigravity benchmark --cross-fit``):
+each fold's evaluation halves on their own.
+
+Fold 0 is the single-half protocol whose evaluation halves the defaults were chosen on
+(docs/protocol.md, "Design decisions"); fold 1 evaluates the other halves — texts the
+earlier runs used only as label-free traffic — so it is a check of those choices on queries
+that scored nothing before. Per label setting and mode: the mean over corpora of the last
+row's Δ, the worst row-seed Δ, how many row-seeds fall below −0.005, and decision accuracy.
+
+    python benchmarks/fold_summary.py results/protocol/crossfit/suite_none_L3_L6.json
+
+A fold's evaluation queries are read from its gate decisions (``per_query_delta`` holds every
+evaluation query of that seed and fold); the headline stratum equals all evaluation queries
+only when no evaluation query has a near-duplicate, which is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+TOL = 0.005
+
+
+def fold_ids(mode: dict) -> dict[tuple[int, int], list[str]]:
+    """``{(seed, fold): evaluation query ids}`` from a mode's decisions."""
+    out: dict[tuple[int, int], list[str]] = {}
+    for d in mode["decisions"]:
+        out.setdefault((d["seed"], d["fold"]), list(d["per_query_delta"]))
+    return out
+
+
+def summarise_folds(result: dict) -> dict:
+    """``{labels: {mode: {fold: {"last": [Δ per corpus], "row_seeds": [Δ …], "decisions": [bool …]}}}}``.
+
+    Raises:
+        ValueError: a result that is not cross-fitted, or a fold with near-duplicate evaluation queries.
+    """
+    out: dict = {}
+    for lb, run in result["runs"].items():
+        for name, corpus in run["corpora"].items():
+            if corpus.get("folds", 1) != 2:
+                raise ValueError(f"{name}: not cross-fitted (run with --cross-fit)")
+            if any(p["n_eval_near_dup"] for p in corpus["protocol_per_seed"]):
+                raise ValueError(f"{name}: evaluation queries with near-duplicates; the headline stratum needs their ids")
+            for mode_name, mode in corpus["modes"].items():
+                ids = fold_ids(mode)
+                base = mode["cycles"][0]["per_query_ndcg@10"]
+                rows = [r for r in [mode.get("pretrained"), *mode["cycles"][1:]] if r is not None]
+                for fold in (0, 1):
+                    acc = out.setdefault(lb, {}).setdefault(mode_name, {}).setdefault(fold, {"last": [], "row_seeds": [], "decisions": []})
+                    acc["decisions"] += [bool(d["correct"]) for d in mode["decisions"] if d["fold"] == fold and d.get("correct") is not None]
+                    last = []
+                    for r in rows:
+                        pq = r["per_query_ndcg@10"]
+                        deltas = [float(np.mean([pq[sd][q] - base[sd][q] for q in ids[(int(sd), fold)]])) for sd in pq]
+                        acc["row_seeds"] += deltas
+                        last = deltas
+                    acc["last"].append(float(np.mean(last)))
+    return out
+
+
+def main() -> None:
+    res = summarise_folds(json.load(open(sys.argv[1])))
+    for lb, modes in res.items():
+        print(f"\nlabels {lb}\n")
+        print(f"| mode | fold | mean Δ last row (over corpora) | worst row-seed Δ | row-seeds below −{TOL} | decisions correct |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for mode, folds in modes.items():
+            for fold, a in folds.items():
+                n, ok = len(a["decisions"]), sum(a["decisions"])
+                print(f"| {mode} | {fold} | {np.mean(a['last']):+.4f} | {min(a['row_seeds']):+.4f} | {sum(d < -TOL for d in a['row_seeds'])} of {len(a['row_seeds'])} | {ok}/{n} ({ok / n:.2f}) |")
+
+
+if __name__ == "__main__":
+    main()
