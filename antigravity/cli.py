@@ -190,7 +190,7 @@ def _print_table(result: dict[str, Any]) -> None:
                 f"{name} ({corpus['split']}, {corpus['n_queries_eval']} evaluation queries, {corpus['n_docs']} docs; split {corpus['split_kind']}"
                 f"{', cross-fitted' if corpus.get('folds', 1) > 1 else ''}) — labels {lb}; "
                 f"student {result['student']}, teacher {result['teacher']}, seeds {result['seeds']}; traffic {p['n_traffic']} + {p['n_pseudo']} pseudo, dev {p['n_dev']}, "
-                f"exact duplicates dropped {[q['n_dropped_exact_duplicates'] for q in corpus['protocol_per_seed']]}"
+                f"exact duplicates dropped{' per seed and fold' if corpus.get('folds', 1) > 1 else ''} {[q['n_dropped_exact_duplicates'] for q in corpus['protocol_per_seed']]}"
             ))
             for col in TABLE_COLUMNS:
                 table.add_column(col, justify="left" if col in ("mode", "stage", "gate") else "right")

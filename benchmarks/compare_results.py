@@ -21,6 +21,8 @@ def _rows(mode: dict) -> list[dict]:
 def compare(a: dict, b: dict, atol: float = 1e-9) -> tuple[int, float, list[str]]:
     """``(values compared, largest |difference|, mismatches)`` between results ``a`` and ``b``."""
     n, worst, bad = 0, 0.0, []
+    if bool(a.get("cross_fit")) != bool(b.get("cross_fit")):  # per-seed Δ over one half vs both: not the same quantity
+        return n, worst, [f"cross_fit {bool(a.get('cross_fit'))} vs {bool(b.get('cross_fit'))}: results of different protocols"]
     for lb, run in a["runs"].items():
         other = b["runs"].get(lb)
         if other is None:

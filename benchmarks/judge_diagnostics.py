@@ -52,7 +52,8 @@ def rules() -> dict:
     src = lambda d, s: (d.get("gate_by_source") or {}).get(s)  # noqa: E731
     also = lambda d, j: (d.get("gate_also") or {}).get(j)  # noqa: E731
     risk = lambda d, r: (d.get("gate_risk") or {}).get(f"{r:g}")  # noqa: E731  (None in results before it was recorded: never promotes)
-    shallow = lambda d, k: next((v for n, v in (d.get("gate_also") or {}).items() if n.endswith(f"@{k}")), None)  # noqa: E731  (gates.SHALLOW_DEPTHS)
+    # the deciding judge at depth k (gates.SHALLOW_DEPTHS): the only "also" entries named "<judge>@k"
+    shallow = lambda d, k: next((v for n, v in (d.get("gate_also") or {}).items() if n.endswith(f"@{k}")), None)  # noqa: E731
     return {
         "as run (the recorded decisions)": lambda d: d["promoted"],
         "judge Δ > 0, p < α": lambda d: _sig(judge(d)),
@@ -132,12 +133,12 @@ def main() -> None:
     if args.differ:
         rule = rules()[args.differ]
         print(f"\nDecisions where '{args.differ}' and the gate as run disagree\n")
-        print("| corpus | mode | stage | seed | as run | rule | test Δ | judge Δ (p) | judged texts rose / fell | sign-test p |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| corpus | mode | stage | seed | fold | as run | rule | test Δ | judge Δ (p) | judged texts rose / fell | sign-test p |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for d in ds:
             if bool(rule(d)) != bool(d["promoted"]):
                 wl = (d.get("gate_risk") or {}).get("wins_losses")
-                print(f"| {d['corpus']} | {d['mode']} | {d['stage']} | {d['seed']} | {'promote' if d['promoted'] else 'reject'} | {'promote' if rule(d) else 'reject'} "
+                print(f"| {d['corpus']} | {d['mode']} | {d['stage']} | {d['seed']} | {d.get('fold', 0)} | {'promote' if d['promoted'] else 'reject'} | {'promote' if rule(d) else 'reject'} "
                       f"| {d['delta_no_near_dup']:+.4f} | {d['gate_delta']:+.4f} ({d['gate_p']:.2g}) | {wl[0] if wl else ''} / {wl[1] if wl else ''} | {_sign_p(d):.2g} |")
 
 

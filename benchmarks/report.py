@@ -21,7 +21,7 @@ def render(result: dict) -> str:
     for lb, run in result["runs"].items():
         for name, corpus in run["corpora"].items():
             p = corpus["protocol_per_seed"]
-            lines += [f"**{name}**, labels `{lb}` ({corpus['n_docs']} docs, {corpus['n_queries_eval']} evaluation queries, split `{corpus['split_kind']}`{', cross-fitted: 2 folds per seed' if corpus.get('folds', 1) > 1 else ''}, traffic {p[0]['n_traffic']} + {p[0]['n_pseudo']} pseudo-queries, dev {p[0]['n_dev']}, near-duplicate evaluation queries per seed{' and fold' if corpus.get('folds', 1) > 1 else ''} {[x['n_eval_near_dup'] for x in p]}, exact duplicates dropped {[x['n_dropped_exact_duplicates'] for x in p]})", ""]
+            lines += [f"**{name}**, labels `{lb}` ({corpus['n_docs']} docs, {corpus['n_queries_eval']} evaluation queries, split `{corpus['split_kind']}`{', cross-fitted: 2 folds per seed' if corpus.get('folds', 1) > 1 else ''}, traffic {p[0]['n_traffic']} + {p[0]['n_pseudo']} pseudo-queries, dev {p[0]['n_dev']}, near-duplicate evaluation queries per seed{' and fold' if corpus.get('folds', 1) > 1 else ''} {[x['n_eval_near_dup'] for x in p]}, exact duplicates dropped{' per seed and fold' if corpus.get('folds', 1) > 1 else ''} {[x['n_dropped_exact_duplicates'] for x in p]})", ""]
             lines += _md(TABLE_COLUMNS, table_rows(corpus)) + [""]
         lines += [f"**Summary**, labels `{lb}` (stratum `{run['summary']['stratum']}`; held = within ± {run['summary']['tolerance']})", ""]
         lines += _md(SUMMARY_COLUMNS, summary_rows(run["summary"])) + [""]

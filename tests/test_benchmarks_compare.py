@@ -40,3 +40,8 @@ def test_a_changed_delta_a_flipped_decision_and_a_missing_mode_are_each_reported
     assert any("baseline: missing" in x for x in bad)
     assert len(bad) == 3
     assert cmp.compare(_result(), b, atol=1e-5)[2] != []  # the decision and the missing mode still count
+
+
+def test_a_cross_fitted_result_is_not_compared_with_a_single_half_one():
+    n, _, bad = cmp.compare(_result(), {**_result(), "cross_fit": True})
+    assert n == 0 and len(bad) == 1 and "different protocols" in bad[0]

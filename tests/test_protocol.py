@@ -469,7 +469,11 @@ def test_cross_fit_fold_swaps_the_halves_and_refuses_a_train_split(tmp_path):
         judged = set(src.eval_queries)
         assert set(a.eval_queries) | set(b.eval_queries) == judged and not set(a.eval_queries) & set(b.eval_queries)
         assert set(b.eval_queries) == judged & set(a.adapt_queries) and set(a.eval_queries) == judged & set(b.adapt_queries)
-        assert not set(b.eval_queries) & set(b.adapt_queries) and (a.protocol["fold"], b.protocol["fold"]) == (0, 1)
+        assert (a.protocol["fold"], b.protocol["fold"]) == (0, 1) and b.protocol["eval_ids"] == sorted(b.eval_queries)
+        for data in (a, b):  # per fold: no adaptation text equals an evaluation text; u0 (a copy of q0) is dropped exactly when q0 is evaluated
+            assert not {normalise(t) for t in data.traffic} & {normalise(t) for t in data.eval_queries.values()}
+            assert ("u0" in data.adapt_queries) == ("q0" not in data.eval_queries)
+            assert data.protocol["n_dropped_exact_duplicates"] == int("q0" in data.eval_queries)
     train = load_source(None, str(_beir(tmp_path / "t", train=True)), "test")
     with pytest.raises(ConfigurationError, match="fold = 1"):
         split_for_seed(train, 0, fold=1)
@@ -500,3 +504,30 @@ def test_cross_fit_scores_every_judged_query_and_keeps_fold_0_as_run_before(tmp_
     for d in mode["decisions"]:  # each fold's decision is scored on its own evaluation half only
         assert len(d["per_query_delta"]) == 20
     assert r["runs"]["none"]["summary"]["modes"]["baseline"]["decision_accuracy"]["n"] == 8
+
+
+def test_merging_folds_keeps_each_folds_near_duplicates_and_refuses_overlaps(tmp_path):
+    from antigravity.harness.benchmark import merge_fold_data, merge_folds
+
+    src = load_source(None, str(_beir(tmp_path)), "test")
+    a, b = (split_for_seed(src, 0, fold=f) for f in (0, 1))
+    qa, qb = sorted(a.eval_queries)[0], sorted(b.eval_queries)[0]
+    a.near_dup, b.near_dup = {qa}, {qb}
+    a.protocol["n_eval_near_dup"], b.protocol["n_eval_near_dup"] = 1, 1
+    m = merge_fold_data([a, b])
+    assert set(m.stratum("near_dup")) == {qa, qb} and len(m.stratum("no_near_dup")) == len(src.eval_queries) - 2
+    assert m.protocol["n_eval"] == len(src.eval_queries) and m.protocol["n_eval_near_dup"] == 2 and len(m.protocol["folds"]) == 2
+    with pytest.raises(ValueError, match="share evaluation queries"):
+        merge_fold_data([a, a])
+    run = {"cycles": [{}], "pretrained": None, "teacher_failures": {}, "pretraining_time_s": None, "ingest_time_s": 1.0, "latency_ms": {}, "decisions": []}
+    with pytest.raises(ValueError, match="different stages"):
+        merge_folds([run, {**run, "cycles": [{}, {}]}])
+
+
+def test_table_counts_promotions_over_seeds_and_folds():
+    from antigravity.harness.benchmark import table_rows
+
+    stats = {"delta": 0.01, "delta_per_seed": {"0": 0.01}, "n_queries": 4, "paired": {"p": 0.5}}
+    row = lambda cycle, promoted: {"cycle": cycle, "ndcg@10": 0.5, "recall@100": 0.5, "mrr@10": 0.5, "promoted": promoted, "strata": {"no_near_dup": stats, "near_dup": {}}}  # noqa: E731
+    corpus = {"modes": {"hybrid": {"cycles": [row(0, None), row(1, [[True, False], [True, True]])]}}}
+    assert table_rows(corpus)[1][-1] == "3/4 promoted"

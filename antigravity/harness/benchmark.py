@@ -234,6 +234,8 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
         "split_kind": src.kind, "labels": labels, "seed": seed, "fold": fold, "n_eval": len(eval_q), "n_traffic": len(adapt), "n_dev": len(dev_q),
         "n_pseudo": len(pseudo), "n_dropped_exact_duplicates": dropped, "n_eval_near_dup": len(near), "n_eval_no_near_dup": len(eval_q) - len(near),
     }
+    if src.kind == "half":  # which judged queries this seed (and fold) evaluates, and which of them are near-duplicates
+        protocol |= {"eval_ids": sorted(eval_q), "near_dup_ids": sorted(near)}
     return BenchmarkData(src.name, src.split, src.doc_ids, src.doc_texts, eval_q, eval_r, adapt, dev_q, dev_r, pseudo, near, protocol)
 
 
@@ -471,12 +473,24 @@ def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[Any]
 
 def merge_fold_data(datas: list[BenchmarkData]) -> BenchmarkData:
     """One seed's cross-fitted folds as one evaluation split: the union of their evaluation
-    queries, qrels and near-duplicate sets (disjoint halves, so every judged query once, each
-    scored by the fold that never adapted on it). Adaptation fields are fold 0's; the
-    protocol keeps each fold's counts under ``folds``."""
+    queries, qrels and near-duplicate sets (each judged query once, scored by the fold that
+    never adapted on it). Adaptation fields are fold 0's (unused after the runs); the protocol
+    gives the seed, the summed evaluation counts and each fold's own protocol under ``folds``.
+
+    Raises:
+        ValueError: no folds, or folds whose evaluation halves overlap.
+    """
+    if not datas:
+        raise ValueError("no folds to merge")
+    seen: set[str] = set()
+    for d in datas:
+        if seen & set(d.eval_queries):
+            raise ValueError(f"folds share evaluation queries, e.g. {sorted(seen & set(d.eval_queries))[0]!r}")
+        seen |= set(d.eval_queries)
     first = datas[0]
     union = lambda name: {k: v for d in datas for k, v in getattr(d, name).items()}  # noqa: E731
-    protocol = {**first.protocol, "fold": "cross-fit", "n_eval": sum(d.protocol["n_eval"] for d in datas), "folds": [d.protocol for d in datas]}
+    protocol = {k: first.protocol[k] for k in ("split_kind", "labels", "seed")} | {"fold": "cross-fit", "folds": [d.protocol for d in datas]}
+    protocol |= {k: sum(d.protocol[k] for d in datas) for k in ("n_eval", "n_eval_near_dup", "n_eval_no_near_dup")}
     return BenchmarkData(
         first.name, first.split, first.doc_ids, first.doc_texts, union("eval_queries"), union("eval_qrels"), first.adapt_queries,
         first.dev_queries, first.dev_qrels, first.pseudo, set().union(*(d.near_dup for d in datas)), protocol,
@@ -485,27 +499,38 @@ def merge_fold_data(datas: list[BenchmarkData]) -> BenchmarkData:
 
 def _merge_fold_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from the folds' rows of one seed: metrics over the union of their per-query
-    scores, times averaged, every other field (gate reason, promoted, …) as a list per fold."""
+    scores; other numbers (times, ``n_signals``) averaged as :func:`aggregate` does over
+    seeds; every other field (``gate`` reason, ``promoted``) as a list, one entry per fold."""
     per_query = {q: v for r in rows for q, v in r["_per_query"].items()}
-    extra = {
-        k: float(np.mean([r[k] for r in rows])) if k.endswith("_time_s") else [r.get(k) for r in rows]
-        for k in rows[0] if k != "cycle" and k not in METRICS and not k.startswith("_")
-    }
+    extra = {}
+    for k, v in rows[0].items():
+        if k == "cycle" or k in METRICS or k.startswith("_"):
+            continue
+        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+        extra[k] = float(np.mean([r[k] for r in rows])) if numeric else [r.get(k) for r in rows]
     return _row(per_query, rows[0]["cycle"], extra)
 
 
 def merge_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One seed's :func:`run_mode` results over its cross-fitted folds (same modes, cycles and
-    seed) as one result: rows merged per cycle (:func:`_merge_fold_rows`), decisions of every
-    fold tagged with ``fold``, times averaged, teacher failures summed."""
+    """One seed's :func:`run_mode` results over its cross-fitted folds (same mode, seed and
+    cycles) as one result of the same shape: rows merged per cycle (:func:`_merge_fold_rows`),
+    decisions of every fold tagged with ``fold`` (0, 1), pre-training and ingest times averaged,
+    ``latency_ms`` fold 0's (the same engine and texts' size), teacher failures summed.
+
+    Raises:
+        ValueError: no runs, or runs with different numbers of cycles or only one pre-trained.
+    """
+    if not runs:
+        raise ValueError("no folds to merge")
+    if len({len(r["cycles"]) for r in runs}) > 1 or len({r["pretrained"] is None for r in runs}) > 1:
+        raise ValueError(f"folds ran different stages: cycles {[len(r['cycles']) for r in runs]}, pre-trained {[r['pretrained'] is not None for r in runs]}")
     failures: dict[str, int] = {}
     for r in runs:
         for k, v in r["teacher_failures"].items():
             failures[k] = failures.get(k, 0) + v
-    times = [r["pretraining_time_s"] for r in runs if r["pretraining_time_s"] is not None]
     return {
-        "pretraining_time_s": float(np.mean(times)) if times else None,
-        "cycles": [_merge_fold_rows([r["cycles"][c] for r in runs]) for c in range(min(len(r["cycles"]) for r in runs))],
+        "pretraining_time_s": float(np.mean([r["pretraining_time_s"] for r in runs])) if runs[0]["pretraining_time_s"] is not None else None,
+        "cycles": [_merge_fold_rows([r["cycles"][c] for r in runs]) for c in range(len(runs[0]["cycles"]))],
         "pretrained": _merge_fold_rows([r["pretrained"] for r in runs]) if runs[0]["pretrained"] is not None else None,
         "ingest_time_s": float(np.mean([r["ingest_time_s"] for r in runs])),
         "latency_ms": runs[0]["latency_ms"],
