@@ -114,9 +114,12 @@ def main() -> None:
     ap.add_argument("--json", help="also write the table as JSON here")
     ap.add_argument("--differ", help="also list the decisions where this rule (a name from the table) and the gate as run disagree")
     ap.add_argument("--alpha", type=float, default=ALPHA, help="one-sided level of every 'significant gain' rule (default: the gate's, 0.2)")
+    ap.add_argument("--fold", type=int, help="cross-fitted results: only this fold's decisions (1 = the halves no default was chosen on)")
     args = ap.parse_args()
     globals()["ALPHA"] = args.alpha
     ds = decisions(args.results, args.labels)
+    if args.fold is not None:
+        ds = [d for d in ds if d.get("fold", 0) == args.fold]
     corpora = sorted({d["corpus"] for d in ds})
     table = {}
     print(f"{len(ds)} decisions; corpora {corpora}; α = {ALPHA}\n")
