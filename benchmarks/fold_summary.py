@@ -20,6 +20,8 @@ import sys
 
 import numpy as np
 
+from antigravity.harness.benchmark import adapted_rows
+
 TOL = 0.005
 
 
@@ -58,7 +60,7 @@ def summarise_folds(result: dict) -> dict:
             for mode_name, mode in corpus["modes"].items():
                 ids = fold_ids(corpus, mode)
                 base = mode["cycles"][0]["per_query_ndcg@10"]
-                rows = [r for r in [mode.get("pretrained"), *mode["cycles"][1:]] if r is not None]
+                rows = adapted_rows(mode)
                 for fold in (0, 1):
                     acc = out.setdefault(lb, {}).setdefault(mode_name, {}).setdefault(fold, {"last": [], "row_seeds": [], "decisions": []})
                     acc["decisions"] += [bool(d["correct"]) for d in mode["decisions"] if d["fold"] == fold and d.get("correct") is not None]
