@@ -285,6 +285,7 @@ def test_cli_feedback_train_writes_json_and_table(tmp_path, monkeypatch):
 @pytest.mark.parametrize("args,match", [
     (["--feedback", "views"], "not available; choose from train, clicks"),
     (["--feedback", "train", "--modes", "all"], "feedback protocol only: remove --modes"),
+    (["--feedback", "train", "--cross-fit"], "feedback protocol only: remove --cross-fit"),
 ])
 def test_cli_feedback_errors_are_one_line(args, match):
     res = _run("benchmark", *args)
