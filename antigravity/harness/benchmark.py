@@ -432,6 +432,21 @@ def _stratum_stats(rows: list[dict[str, Any]], bases: list[dict[str, Any]], data
     return out
 
 
+def _merge_fields(rows: list[dict[str, Any]], skip: tuple[str, ...]) -> dict[str, Any]:
+    """The public fields of ``rows[0]`` (not in ``skip``, not ``_``-prefixed) over ``rows``
+    (seeds, or one seed's folds): numbers averaged, anything else (gate reason, ``promoted``)
+    as one value per row — the value itself when there is one row."""
+    out: dict[str, Any] = {}
+    for k, v in rows[0].items():
+        if k in skip or k.startswith("_"):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(np.mean([r[k] for r in rows]))
+        else:
+            out[k] = v if len(rows) == 1 else [r.get(k) for r in rows]
+    return out
+
+
 def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[Any], strata: tuple[str, ...] = STRATA) -> dict[str, Any]:
     """Merge one mode's per-seed results (``datas[i]`` is seed ``seeds[i]``'s split: anything
     with ``stratum(name) -> [qid]`` and ``protocol["seed"]``): each row gets means over seeds
@@ -449,14 +464,7 @@ def aggregate(per_seed: list[dict[str, Any]], seeds: list[int], datas: list[Any]
     bases = [r["cycles"][0] for r in per_seed]
 
     def merge(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        row: dict[str, Any] = {"cycle": rows[0]["cycle"]}
-        for k, v in rows[0].items():
-            if k == "cycle" or k.startswith("_"):
-                continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                row[k] = float(np.mean([r[k] for r in rows]))
-            else:
-                row[k] = v if len(rows) == 1 else [r.get(k) for r in rows]
+        row: dict[str, Any] = {"cycle": rows[0]["cycle"], **_merge_fields(rows, skip=("cycle",))}
         if len(rows) > 1:
             row["std"] = {m: float(np.std([r[m] for r in rows], ddof=1)) for m in METRICS}
         row["per_seed"] = {str(sd): {m: r[m] for m in METRICS} for sd, r in zip(seeds, rows)}
@@ -502,13 +510,7 @@ def _merge_fold_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     scores; other numbers (times, ``n_signals``) averaged as :func:`aggregate` does over
     seeds; every other field (``gate`` reason, ``promoted``) as a list, one entry per fold."""
     per_query = {q: v for r in rows for q, v in r["_per_query"].items()}
-    extra = {}
-    for k, v in rows[0].items():
-        if k == "cycle" or k in METRICS or k.startswith("_"):
-            continue
-        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-        extra[k] = float(np.mean([r[k] for r in rows])) if numeric else [r.get(k) for r in rows]
-    return _row(per_query, rows[0]["cycle"], extra)
+    return _row(per_query, rows[0]["cycle"], _merge_fields(rows, skip=("cycle", *METRICS)))
 
 
 def merge_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
