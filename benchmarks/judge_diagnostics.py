@@ -78,7 +78,18 @@ def rules() -> dict:
         "judge and top-3 judge Δ ≥ 0": lambda d: _sig(judge(d)) and shallow(d, 3) is not None and shallow(d, 3)["delta"] >= 0,
         # gate.min_gain 0.004: a round value above the judged gain of the one promoted loss of the L3 <- L6 runs (CACM hybrid, judged Δ +0.00353)
         "judge Δ > 0.004 (min_gain), p < α": lambda d: d["gate_delta"] > 0.004 and _sig(judge(d)),
+        # the teacher fused with BM25 as the judge (gates.FusionJudge; recorded from session 11 on, never promotes
+        # a teacher decision without it); BM25-judged decisions (no teacher) as run
+        "RRF(teacher, BM25) judge": lambda d: _sig(also(d, FUSED)) if _teacher_judged(d) else _sig(judge(d)),
     }
+
+
+FUSED = "rrf(teacher+bm25)"  # gates.FusionJudge's name for the teacher fused with BM25
+
+
+def _teacher_judged(d: dict) -> bool:
+    """Was the decision's judge the teacher (its reason names the gate, e.g. ``judge_teacher_ndcg@10``)?"""
+    return "judge_teacher" in d.get("reason", "")
 
 
 def _sign_p(d: dict) -> float:

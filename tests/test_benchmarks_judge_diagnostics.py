@@ -65,3 +65,14 @@ def test_shallow_judge_rules_read_the_recorded_depth_and_never_promote_without_i
     assert rules["judge and top-3 judge Δ ≥ 0"](d) is False
     old = _d(0.0, 0.01, 0.01)  # results recorded before the shallow judges existed
     assert not rules["shallow judge: top 1 only"](old) and not rules["judge and top-3 judge Δ ≥ 0"](old)
+
+
+def test_fused_judge_rule_decides_teacher_judged_decisions_only():
+    rule = jd.rules()["RRF(teacher, BM25) judge"]
+    fused = {jd.FUSED: {"delta": -0.002, "p": 0.7}}
+    teacher = _d(0.0, 0.01, 0.01, reason="promoted: judge_teacher_ndcg@10 …", gate_also=fused)
+    assert rule(teacher) is False  # the teacher said better, the fused judge did not
+    assert rule({**teacher, "gate_also": {jd.FUSED: {"delta": 0.003, "p": 0.1}}}) is True
+    assert rule({**teacher, "gate_also": {}}) is False  # recorded before the fused judge existed: never promotes
+    bm25 = _d(0.0, 0.01, 0.01, reason="promoted: judge_bm25_ndcg@10 …", gate_also=fused)
+    assert rule(bm25) is True and rule({**bm25, "gate_p": 0.5}) is False  # no teacher: the BM25 judge as run

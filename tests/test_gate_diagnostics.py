@@ -174,3 +174,65 @@ def test_shallow_judges_count_only_the_judges_top_documents():
         want = evaluate_per_query({"h0": qrels}, run([0, 3, 2, 1]))["h0"]["ndcg@10"] - evaluate_per_query({"h0": qrels}, run([1, 0, 2, 3]))["h0"]["ndcg@10"]
         assert also[f"fixed@{depth}"]["delta"] == pytest.approx(want)
     assert also["fixed@1"]["delta"] > 0 > also["fixed@3"]["delta"]  # the judge's first document rose; its top 3 were split up
+
+
+class _Ranked:
+    """A judge with fixed rankings per text (row indices, best first)."""
+
+    def __init__(self, name, rows):
+        self.name, self.rows, self.calls = name, rows, []
+
+    def rank(self, texts, k):
+        self.calls.append(k)
+        out = np.full((len(texts), k), -1, np.int64)
+        for i, t in enumerate(texts):
+            r = self.rows[t][:k]
+            out[i, : len(r)] = r
+        return out
+
+
+def test_fusion_judge_is_reciprocal_rank_fusion_of_the_judges():
+    from antigravity.adaptation.gates import RRF_DEPTH, RRF_K, FusionJudge
+
+    a = _Ranked("teacher", {"q": [0, 1, 2, 3], "e": []})
+    b = _Ranked("bm25", {"q": [3, 2, 4], "e": [5]})
+    fused = FusionJudge([a, b])
+    assert fused.name == "rrf(teacher+bm25)"
+    rows = fused.rank(["q", "e"], 4)
+    assert a.calls == b.calls == [RRF_DEPTH]  # each judge ranks to the fusion depth
+    score = lambda ranks: sum(1 / (RRF_K + r) for r in ranks)  # noqa: E731
+    # doc 3: ranks 4 and 1; doc 2: ranks 3 and 2; the others one rank each
+    expected = sorted([0, 1, 2, 3, 4], key=lambda d: -{0: score([1]), 1: score([2]), 2: score([3, 2]), 3: score([4, 1]), 4: score([3])}[d])[:4]
+    assert rows[0].tolist() == expected
+    assert rows[0].tolist() == [3, 2, 0, 1]  # found by both judges: first (1/64 + 1/61 > 1/63 + 1/62 > 1/61)
+    tie = FusionJudge([_Ranked("x", {"q": [7, 8]}), _Ranked("y", {"q": [8, 7]})]).rank(["q"], 2)
+    assert tie.tolist() == [[7, 8]]  # equal scores: first appearance (the first judge's order)
+    assert rows[1].tolist() == [5, -1, -1, -1]  # one judge found nothing: the other's list, padded
+
+
+def test_teacher_judge_encodes_the_same_texts_once():
+    from antigravity.adaptation.gates import TeacherJudge
+
+    seen = []
+    Td = np.eye(3, dtype=np.float32)
+    judge = TeacherJudge(Td, lambda texts: seen.append(list(texts)) or np.eye(3, dtype=np.float32)[: len(texts)])
+    assert judge.rank(["a", "b"], 2)[:, 0].tolist() == [0, 1]
+    assert judge.rank(["a", "b"], 3).shape == (2, 3)
+    assert judge.rank(["b"], 1).tolist() == [[0]]
+    assert seen == [["a", "b"], ["b"]]  # the second ranking of the same texts reused their encodings
+
+
+def test_diagnostics_record_the_judge_fused_with_bm25(tmp_path):
+    from antigravity.adaptation.gates import BM25Judge
+
+    docs = ["apple banana fruit", "car engine wheel", "banana split dessert", "engine oil change"]
+    texts = ["banana fruit", "engine oil", "wheel car"]
+    teacher = _Ranked("teacher", {"banana fruit": [2, 0], "engine oil": [0, 3], "wheel car": [1]})
+    Q = np.eye(4, dtype=np.float32)[:3]
+    gate = JudgeGate.build(teacher, texts, Q, ["d0", "d1", "d2", "d3"], also_judges=[BM25Judge(docs)], min_queries=2)
+    assert set(gate.also) == {"bm25", "rrf(teacher+bm25)"}
+    assert gate.qrels == {"h0": {"d2": 3, "d0": 3}, "h1": {"d0": 3, "d3": 3}, "h2": {"d1": 3}}  # the judge itself is unchanged
+    fused = gate.also["rrf(teacher+bm25)"]
+    assert list(fused["h1"]) == ["d3", "d0", "d1"]  # both judges found d3; then the teacher's d0 (rank 1) before BM25's d1 (rank 2)
+    dec = gate.decide((None, None), (None, None), ["d0", "d1", "d2", "d3"], np.eye(4, dtype=np.float32))
+    assert dec.metrics["also"]["rrf(teacher+bm25)"]["delta"] == 0.0

@@ -358,10 +358,44 @@ class TeacherJudge:
     def __init__(self, teacher_docs: np.ndarray, encode_queries) -> None:
         self.Td = np.asarray(teacher_docs, np.float32)
         self.encode_queries = encode_queries
+        self._last: tuple[list[str], np.ndarray] | None = None  # the last texts encoded: a fused judge ranks them again deeper
 
     def rank(self, texts: Sequence[str], k: int) -> np.ndarray:
-        Tq = np.asarray(self.encode_queries(list(texts)), np.float32)
-        return top_rows(Tq, self.Td, k)[0]
+        texts = list(texts)
+        if self._last is None or self._last[0] != texts:
+            self._last = (texts, np.asarray(self.encode_queries(texts), np.float32))
+        return top_rows(self._last[1], self.Td, k)[0]
+
+
+#: reciprocal-rank-fusion constant and the depth each fused judge ranks to (Cormack, Clarke &
+#: Büttcher, SIGIR 2009: k = 60, fused over each system's top 1000; 100 here, the judge's grades
+#: only reach depth 10)
+RRF_K, RRF_DEPTH = 60, 100
+
+
+class FusionJudge:
+    """Reciprocal-rank fusion of several judges (Cormack, Clarke & Büttcher, SIGIR 2009):
+    a document's score is ``Σ_j 1 / (RRF_K + rank_j)`` over the judges' top ``RRF_DEPTH``
+    (rank from 1); ties keep the order of first appearance. A dense teacher and BM25 make
+    different errors, and their fusion is the usual strong label-free ranker (BEIR, Thakur et
+    al., NeurIPS 2021 datasets track). ``rank(texts, k) -> (m, k) int64``, −1 padding."""
+
+    def __init__(self, judges: Sequence[Judge]) -> None:
+        self.judges = list(judges)
+        self.name = "rrf(" + "+".join(j.name for j in self.judges) + ")"
+
+    def rank(self, texts: Sequence[str], k: int) -> np.ndarray:
+        runs = [j.rank(list(texts), RRF_DEPTH) for j in self.judges]
+        out = np.full((len(texts), k), -1, np.int64)
+        for i in range(len(texts)):
+            score: dict[int, float] = {}
+            for rows in runs:
+                for rank, r in enumerate(rows[i]):
+                    if r >= 0:
+                        score[int(r)] = score.get(int(r), 0.0) + 1.0 / (RRF_K + rank + 1)
+            best = sorted(score, key=score.__getitem__, reverse=True)[:k]  # stable: ties keep first appearance
+            out[i, : len(best)] = best
+        return out
 
 
 _TOKEN = re.compile(r"\w+")
@@ -478,12 +512,16 @@ class JudgeGate:
         gives per text the id of the document it was taken from (``None`` for traffic) — the
         known-item judge (grade 1 for that document; Azzopardi, de Rijke & Balog, SIGIR 2007) —
         and switches on the shallow forms of the judge itself (``"<judge>@1"``, ``"@3"``: only
-        its top 1 / top 3 documents count, :data:`SHALLOW_DEPTHS`)."""
+        its top 1 / top 3 documents count, :data:`SHALLOW_DEPTHS`). With ``also_judges`` the judge
+        fused with them (:class:`FusionJudge`, ``"rrf(<judge>+<other>…)"``) is recorded too."""
         qids = [f"h{i}" for i in range(len(texts))]
         rows = judge.rank(list(texts), 10) if len(texts) else np.zeros((0, 10), np.int64)
         also = {}
         for other in also_judges:
             also[other.name] = judge_qrels(qids, doc_ids, other.rank(list(texts), 10)) if len(texts) else {}
+        if also_judges:  # and the judge fused with them
+            fused = FusionJudge([judge, *also_judges])
+            also[fused.name] = judge_qrels(qids, doc_ids, fused.rank(list(texts), 10)) if len(texts) else {}
         if known_items is not None:
             also["known_item"] = {q: {d: 1} for q, d in zip(qids, known_items) if d is not None}
             for depth in SHALLOW_DEPTHS:  # the same judge, only its most confident documents
