@@ -149,6 +149,7 @@ class TeacherSettings(_Section):
     distill_refit: bool = Field(False, description="offline distillation with a labelled dev split: after the gated run, retrain on distillation + dev query texts (no labels) for the dev-chosen epochs (off: it was adopted after reading test scores; see docs/protocol.md)")
     fusion_weight: float = Field(0.0, ge=0.0, le=1.0, description="opt-in serving-time fusion: score = (1-λ)·student + λ·teacher cosine over the student's top fusion_candidates (0: off; costs one teacher query encoding per search)")
     fusion_candidates: int = Field(100, ge=1, le=10000, description="student hits re-scored by the teacher when fusion_weight > 0")
+    lexical_fusion: bool = Field(False, description="opt-in: the teacher's rankings are fused with BM25 over the stored texts (reciprocal-rank fusion, k 60, top 100 of each; Cormack, Clarke & Büttcher, SIGIR 2009) wherever the teacher ranks — offline distillation and hybrid targets (the teacher's scores re-assigned along the fused order) and the label-free judge; no stored text: the teacher alone, counted in stats()['teacher_failures'] as lexical_*")
 
 
     @field_validator("name")

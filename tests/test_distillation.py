@@ -280,3 +280,41 @@ def test_offline_pretraining_deferred_without_texts_says_why(tmp_path, caplog):
     e.run_sedimentation_cycle()
     assert e.stats()["pretrainings_run"] == 2  # retried, now with texts
     e.close()
+
+
+def test_lexical_fusion_moves_the_teachers_targets_and_judge(tmp_path):
+    """teacher.lexical_fusion: offline and hybrid targets follow RRF(teacher, BM25), the label-free
+    judge is the same fused ranker; off, nothing changes."""
+    probes = ["fever aspirin pain", "gene tumor drug"]
+    out, reasons = {}, {}
+    for fuse in (False, True):
+        e = _engine(tmp_path / f"off{fuse}", SpyTeacher(), teacher__lexical_fusion=fuse, gate__min_queries=2)
+        rep = e.run_offline_distillation(_queries(60), config=DistillationConfig(rank=8, epochs=3))
+        reasons[fuse] = rep.reason
+        out[fuse] = rep.candidate[0].transform(np.asarray(e.encoder.encode(probes), np.float32))
+        e.close()
+    assert "judge_teacher_ndcg@10" in reasons[False] and "judge_rrf(teacher+bm25)_ndcg@10" in reasons[True]
+    assert not np.allclose(out[False], out[True])  # different targets, different candidate
+    hybrid = {}
+    for fuse in (False, True):
+        e = _engine(tmp_path / f"hyb{fuse}", SpyTeacher(), mode="hybrid", teacher__weight=1.0, teacher__lexical_fusion=fuse, gate__enabled=False)
+        e.search_batch(_queries())
+        assert e.run_sedimentation_cycle().promoted
+        hybrid[fuse] = _served_scores(e, probes)
+        e.close()
+    assert not np.allclose(hybrid[False], hybrid[True])
+
+
+def test_lexical_fusion_without_bm25_falls_back_to_the_teacher_and_counts_it(tmp_path, monkeypatch):
+    from antigravity.adaptation import gates
+    from antigravity.core.errors import DocumentError
+
+    def no_text(ctx, doc_ids):
+        raise DocumentError("the store keeps no document text")
+
+    monkeypatch.setattr(gates, "bm25_judge", no_text)
+    e = _engine(tmp_path, SpyTeacher(), teacher__lexical_fusion=True, gate__min_queries=2)
+    rep = e.run_offline_distillation(_queries(60), config=DistillationConfig(rank=8, epochs=3))
+    assert "judge_teacher_ndcg@10" in rep.reason  # the teacher alone judged
+    assert e.stats()["teacher_failures"].get("lexical_DocumentError", 0) >= 1
+    e.close()

@@ -236,3 +236,26 @@ def test_diagnostics_record_the_judge_fused_with_bm25(tmp_path):
     assert list(fused["h1"]) == ["d3", "d0", "d1"]  # both judges found d3; then the teacher's d0 (rank 1) before BM25's d1 (rank 2)
     dec = gate.decide((None, None), (None, None), ["d0", "d1", "d2", "d3"], np.eye(4, dtype=np.float32))
     assert dec.metrics["also"]["rrf(teacher+bm25)"]["delta"] == 0.0
+
+
+def test_fused_teacher_scores_keep_the_teachers_values_in_the_fused_order():
+    from antigravity.adaptation.gates import fused_teacher_scores, rrf_order
+
+    rng = np.random.default_rng(0)
+    ts = rng.normal(size=(3, 250)).astype(np.float32)
+    lex = np.full((3, 5), -1, np.int64)
+    lex[0, :3] = [7, 3, 100]
+    lex[1, :1] = [int(np.argmax(ts[1]))]  # the lexical ranker agrees with the teacher's top document
+    out = fused_teacher_scores(ts, lex)
+    assert out.dtype == np.float32 and out.shape == ts.shape
+    for i in range(3):
+        assert np.array_equal(np.sort(out[i]), np.sort(ts[i]))  # the same values: the temperature keeps its meaning
+        teacher_order = np.argsort(-ts[i], kind="stable")
+        fused = rrf_order([teacher_order[:100], lex[i]])
+        assert np.argsort(-out[i], kind="stable")[: len(fused)].tolist() == fused
+    assert np.array_equal(out[2], ts[2])  # no lexical hit: the teacher's ranking unchanged
+    assert np.array_equal(out[1], ts[1])  # agreeing rankings change nothing
+    assert not np.array_equal(out[0], ts[0])  # lexical hits outside the teacher's top move up
+    # documents neither ranking holds keep the teacher's order below the fused ones
+    tail = [d for d in np.argsort(-ts[0], kind="stable") if d not in set(rrf_order([np.argsort(-ts[0], kind="stable")[:100], lex[0]]))]
+    assert np.argsort(-out[0], kind="stable")[-len(tail):].tolist() == tail

@@ -34,7 +34,7 @@ from antigravity.core.errors import (
     AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherAlignmentError, TeacherDimensionError,
     TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError, TeacherRuntimeError, failure_kind,
 )
-from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, TeacherJudge, bm25_judge, diagnostic_kwargs, is_stopping_half, resolve_judge, split_held_out, top_up_judged
+from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, bm25_judge, diagnostic_kwargs, fused_teacher_scores, is_stopping_half, lexical_rows, resolve_judge, split_held_out, teacher_judge, top_up_judged
 from antigravity.teacher import Alignment, TeacherSource, resolve_teacher
 from antigravity.adaptation.training import ListwiseTargets, fit_listwise
 
@@ -342,7 +342,8 @@ def run_offline_distillation(
         # 4. train (early stopping on dev NDCG@10, or on the judge's score of the stopping half)
         t1 = time.perf_counter()
         watch = gate if (gate is not stop_gate and getattr(settings.gate, "diagnostics", False) and hasattr(gate, "score")) else None
-        q_ad, d_ad, res = train_ranking_distillation(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=stop_gate, watch=watch)
+        lexical = lexical_rows(ctx, doc_ids, q_texts)  # teacher.lexical_fusion: BM25 rows the teacher's targets are fused with
+        q_ad, d_ad, res = train_ranking_distillation(doc_ids, Sq, D, Tq, Td, cfg, emit, gate=stop_gate, watch=watch, lexical=lexical)
         metrics.update(distill_loss=res.loss_after, distill_loss_before=res.loss_before, loss_curve=res.curve, train_time_s=time.perf_counter() - t1)
         if getattr(res, "extra", None):
             metrics.update(lr=res.extra["lr"], best_epoch=res.extra["best_epoch"], dev_by_lr={str(k): v for k, v in res.extra["dev_by_lr"].items()})
@@ -368,7 +369,7 @@ def run_offline_distillation(
             Sq2 = np.concatenate([Sq, ctx.encoder.encode(dev_texts)])
             Tq2 = np.concatenate([Tq, helper.get_teacher_embeddings(dev_texts)])
             refit_cfg = dataclasses.replace(cfg, epochs=int(metrics["best_epoch"]) + 1, lr=metrics.get("lr", cfg.lr))
-            data2 = teacher_targets(Sq2, D, Tq2, Td, cfg.temperature, cfg.candidates)
+            data2 = teacher_targets(Sq2, D, Tq2, Td, cfg.temperature, cfg.candidates, lexical_rows(ctx, doc_ids, [*q_texts, *dev_texts]))
             q2, d2, res2, _ = _train_one(doc_ids, D, data2, refit_cfg, refit_cfg.lr, emit)
             refit_dev = gate.score(q2, d2, doc_ids, D)  # optimistic: it saw the dev texts (no labels)
             metrics.update(refit_n_texts=len(q_texts) + len(dev_texts), refit_epochs=refit_cfg.epochs, refit_dev_ndcg_optimistic=refit_dev, refit_time_s=time.perf_counter() - t2)
@@ -412,7 +413,7 @@ def _label_free_distillation_gate(
     pseudo, known = top_up_judged(ctx, held, trained, seed=seed, stopping_half=stopping_half, with_sources=True)
     texts = [*held, *pseudo]
     vecs = ctx.encoder.encode(texts) if texts else np.zeros((0, ctx.encoder.dim), np.float32)
-    judge = TeacherJudge(Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(ctx, doc_ids)
+    judge = teacher_judge(ctx, doc_ids, Td, helper.get_teacher_embeddings) if name == "teacher" else bm25_judge(ctx, doc_ids)
     extra = diagnostic_kwargs(ctx, doc_ids, len(held), known, with_bm25=name == "teacher") if getattr(g, "diagnostics", False) else {}
     return JudgeGate.build(
         judge, texts, vecs, doc_ids, min_queries=g.min_queries, min_gain=g.min_gain, alpha=g.alpha, judged_texts={"traffic": len(held), "pseudo": len(pseudo)}, **extra
@@ -431,10 +432,14 @@ def _emitter(callback: Callback | None) -> Callback:
     return emit
 
 
-def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarray, temperature: float, k: int) -> ListwiseTargets:
+def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarray, temperature: float, k: int, lexical: np.ndarray | None = None) -> ListwiseTargets:
     """Teacher score distributions over candidates: all documents (``k = 0``) or student
-    top-k ∪ teacher top-k (padded with the next teacher-ranked documents to a fixed width)."""
+    top-k ∪ teacher top-k (padded with the next teacher-ranked documents to a fixed width).
+    ``lexical`` (``(m, ≥1)`` BM25 rows per query, ``teacher.lexical_fusion``): the teacher's
+    scores follow its reciprocal-rank fusion with BM25 (:func:`~antigravity.adaptation.gates.fused_teacher_scores`)."""
     ts = Tq @ Td.T
+    if lexical is not None:
+        ts = fused_teacher_scores(ts, lexical)
     if k <= 0 or k >= len(D):
         z = ts / temperature
         cand = None
@@ -454,7 +459,7 @@ def teacher_targets(Sq: np.ndarray, D: np.ndarray, Tq: np.ndarray, Td: np.ndarra
     return ListwiseTargets(Sq, cand, P.astype(np.float32))
 
 
-def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None, watch=None):
+def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: DistillationConfig, emit: Callback, *, gate=None, watch=None, lexical: np.ndarray | None = None):
     """Train query/doc adapters on teacher rankings with early stopping on the engine's dev
     gate (best epoch kept). With a dev gate and several ``cfg.lr_grid`` values, one run per
     learning rate is trained and the one with the best dev NDCG@10 is kept (dev split of the
@@ -463,7 +468,7 @@ def train_ranking_distillation(doc_ids: list[str], Sq, D, Tq, Td, cfg: Distillat
     gate's score after each epoch) and, with a ``watch`` gate (diagnostics: the other held-out
     half), ``watched_curve`` — its score after each epoch, never used to stop."""
     lrs = tuple(cfg.lr_grid) if (cfg.lr_grid and gate is not None) else (cfg.lr,)
-    data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates)
+    data = teacher_targets(Sq, D, Tq, Td, cfg.temperature, cfg.candidates, lexical)
     best_run = None
     dev_by_lr = {}
     for lr in lrs:
@@ -548,5 +553,6 @@ def hybrid_guidance(ctx: AdaptationContext, traffic, targets, weight: float):
         return targets, f"failed:{kind}"
     # raw vectors: the candidate adapters (warm-started from the served ones) are applied to raw
     # inputs in training; served-space queries here would apply the query adapter twice
-    data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, ctx.settings.teacher.temperature, 0)
+    lexical = lexical_rows(ctx, ctx.doc_ids, [traffic.texts[i] for i in idx])  # teacher.lexical_fusion
+    data = teacher_targets(traffic.raw_queries[idx], traffic.raw_docs, Tq, Td, ctx.settings.teacher.temperature, 0, lexical)
     return Targets(targets.side, vector=targets.vector, listwise=targets.listwise, teacher=data, teacher_weight=weight), "used"

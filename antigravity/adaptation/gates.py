@@ -373,12 +373,24 @@ class TeacherJudge:
 RRF_K, RRF_DEPTH = 60, 100
 
 
+def rrf_order(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[int]:
+    """Reciprocal-rank fusion of one query's rankings (row indices, best first, −1 padding):
+    a document's score is ``Σ 1 / (k + rank)`` (rank from 1) over the rankings that hold it
+    (Cormack, Clarke & Büttcher, SIGIR 2009); returns the fused order, ties in order of first
+    appearance (the first ranking's order first)."""
+    score: dict[int, float] = {}
+    for rows in rankings:
+        for rank, r in enumerate(rows):
+            if r >= 0:
+                score[int(r)] = score.get(int(r), 0.0) + 1.0 / (k + rank + 1)
+    return sorted(score, key=score.__getitem__, reverse=True)  # stable
+
+
 class FusionJudge:
-    """Reciprocal-rank fusion of several judges (Cormack, Clarke & Büttcher, SIGIR 2009):
-    a document's score is ``Σ_j 1 / (RRF_K + rank_j)`` over the judges' top ``RRF_DEPTH``
-    (rank from 1); ties keep the order of first appearance. A dense teacher and BM25 make
-    different errors, and their fusion is the usual strong label-free ranker (BEIR, Thakur et
-    al., NeurIPS 2021 datasets track). ``rank(texts, k) -> (m, k) int64``, −1 padding."""
+    """Reciprocal-rank fusion of several judges (:func:`rrf_order` over each judge's top
+    ``RRF_DEPTH``). A dense teacher and BM25 make different errors, and their fusion is the
+    usual strong label-free ranker (BEIR, Thakur et al., NeurIPS 2021 datasets track).
+    ``rank(texts, k) -> (m, k) int64``, −1 padding."""
 
     def __init__(self, judges: Sequence[Judge]) -> None:
         self.judges = list(judges)
@@ -388,14 +400,27 @@ class FusionJudge:
         runs = [j.rank(list(texts), RRF_DEPTH) for j in self.judges]
         out = np.full((len(texts), k), -1, np.int64)
         for i in range(len(texts)):
-            score: dict[int, float] = {}
-            for rows in runs:
-                for rank, r in enumerate(rows[i]):
-                    if r >= 0:
-                        score[int(r)] = score.get(int(r), 0.0) + 1.0 / (RRF_K + rank + 1)
-            best = sorted(score, key=score.__getitem__, reverse=True)[:k]  # stable: ties keep first appearance
+            best = rrf_order([rows[i] for rows in runs])[:k]
             out[i, : len(best)] = best
         return out
+
+
+def fused_teacher_scores(ts: np.ndarray, lexical_rows: np.ndarray) -> np.ndarray:
+    """The teacher's scores ``ts (m, N)`` re-assigned along the reciprocal-rank fusion of its
+    own top ``RRF_DEPTH`` and a lexical ranking ``lexical_rows (m, ≥1)`` (row indices, −1
+    padding): the fused order's j-th document gets the teacher's j-th highest score; documents
+    neither ranking holds keep the teacher's order below them. Same values per row, so a
+    softmax temperature keeps its meaning; only who gets which score changes. ``(m, N) float32``."""
+    ts = np.asarray(ts, np.float32)
+    out = np.empty_like(ts)
+    order = np.argsort(-ts, axis=1, kind="stable")
+    for i in range(len(ts)):
+        fused = np.array(rrf_order([order[i, :RRF_DEPTH], lexical_rows[i, :RRF_DEPTH]]), np.int64)
+        rest = np.ones(ts.shape[1], bool)
+        rest[fused] = False
+        full = np.concatenate([fused, order[i][rest[order[i]]]])
+        out[i, full] = ts[i, order[i]]
+    return out
 
 
 _TOKEN = re.compile(r"\w+")
@@ -512,14 +537,14 @@ class JudgeGate:
         gives per text the id of the document it was taken from (``None`` for traffic) — the
         known-item judge (grade 1 for that document; Azzopardi, de Rijke & Balog, SIGIR 2007) —
         and switches on the shallow forms of the judge itself (``"<judge>@1"``, ``"@3"``: only
-        its top 1 / top 3 documents count, :data:`SHALLOW_DEPTHS`). With ``also_judges`` the judge
+        its top 1 / top 3 documents count, :data:`SHALLOW_DEPTHS`). With ``also_judges`` a teacher judge
         fused with them (:class:`FusionJudge`, ``"rrf(<judge>+<other>…)"``) is recorded too."""
         qids = [f"h{i}" for i in range(len(texts))]
         rows = judge.rank(list(texts), 10) if len(texts) else np.zeros((0, 10), np.int64)
         also = {}
         for other in also_judges:
             also[other.name] = judge_qrels(qids, doc_ids, other.rank(list(texts), 10)) if len(texts) else {}
-        if also_judges:  # and the judge fused with them
+        if also_judges and judge.name == "teacher":  # and the teacher fused with them
             fused = FusionJudge([judge, *also_judges])
             also[fused.name] = judge_qrels(qids, doc_ids, fused.rank(list(texts), 10)) if len(texts) else {}
         if known_items is not None:
@@ -616,6 +641,37 @@ def bm25_judge(ctx, doc_ids: list[str]) -> BM25Judge:
     with _BM25_LOCK:
         _BM25_LAST[:] = [(doc_ids, judge)]
     return judge
+
+
+def lexical_rows(ctx, doc_ids: list[str], texts: Sequence[str]) -> np.ndarray | None:
+    """BM25's top :data:`RRF_DEPTH` rows ``(m, RRF_DEPTH) int64`` for ``texts`` when
+    ``teacher.lexical_fusion`` is on, else ``None``. A store without document text leaves the
+    teacher alone: ``None``, counted in ``stats()["teacher_failures"]`` as ``lexical_<kind>``."""
+    if not getattr(ctx.settings.teacher, "lexical_fusion", False) or not len(texts):
+        return None
+    from antigravity.core.errors import DocumentError, failure_kind
+
+    try:
+        return bm25_judge(ctx, doc_ids).rank(list(texts), RRF_DEPTH)
+    except DocumentError as exc:
+        ctx.report_failure("lexical_" + failure_kind(exc), exc)
+        return None
+
+
+def teacher_judge(ctx, doc_ids: list[str], teacher_docs: np.ndarray, encode_queries) -> Judge:
+    """The teacher as judge (:class:`TeacherJudge`), fused with BM25 (:class:`FusionJudge`)
+    when ``teacher.lexical_fusion`` is on and the store keeps document text (else the teacher
+    alone, the fallback counted as ``lexical_<kind>``)."""
+    judge = TeacherJudge(teacher_docs, encode_queries)
+    if not getattr(ctx.settings.teacher, "lexical_fusion", False):
+        return judge
+    from antigravity.core.errors import DocumentError, failure_kind
+
+    try:
+        return FusionJudge([judge, bm25_judge(ctx, doc_ids)])
+    except DocumentError as exc:
+        ctx.report_failure("lexical_" + failure_kind(exc), exc)
+        return judge
 
 
 def diagnostic_kwargs(ctx, doc_ids: list[str], n_traffic: int, known: Sequence[str], *, with_bm25: bool) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
 from antigravity.core.errors import AdaptationError, ConfigurationError, DocumentError, TeacherError
-from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, TeacherJudge, UnavailableGate, bm25_judge, diagnostic_kwargs, resolve_judge, serve as _serve, split_held_out, top_up_judged
+from antigravity.adaptation.gates import DevSetGate, GateDecision, JudgeGate, ProxyGate, UnavailableGate, bm25_judge, diagnostic_kwargs, resolve_judge, serve as _serve, split_held_out, teacher_judge, top_up_judged
 from antigravity.adaptation.signals import Traffic, get_signal
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport, TrafficRecord
 from antigravity.adaptation.training import fit_blend
@@ -125,7 +125,7 @@ def label_free_gate(ctx: AdaptationContext, texts: list[str | None], vectors: np
         try:
             helper = ctx.teacher()
             Td = teacher_docs if teacher_docs is not None else helper.get_teacher_embeddings(ctx.document_texts(doc_ids))
-            judge = TeacherJudge(Td, lambda t: helper.get_teacher_embeddings(t, cache=False))
+            judge = teacher_judge(ctx, doc_ids, Td, lambda t: helper.get_teacher_embeddings(t, cache=False))
             gate = JudgeGate.build(judge, texts, vectors, doc_ids, **kwargs)
             if not ctx.settings.keeps_teacher:
                 helper.release()  # hybrid keeps its teacher between cycles; other modes do not
