@@ -495,6 +495,25 @@ def settings_reference_markdown() -> str:
     return "\n".join(lines)
 
 
+def changed_settings(settings: "Settings") -> dict[str, Any]:
+    """The settings that differ from their defaults, ``{"section.key": value}`` (JSON values;
+    secrets and credentials in URLs masked; ``data_dir``/``cache_dir`` left out: where, not
+    how). A benchmark result records it, so a run under an environment override (say
+    ``ANTIGRAVITY_TEACHER__LEXICAL_FUSION=true``) cannot pass for a default run."""
+    out: dict[str, Any] = {}
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            default = type(value)()
+            for key in type(value).model_fields:
+                v = getattr(value, key)
+                if v != getattr(default, key):
+                    out[f"{name}.{key}"] = "**********" if isinstance(v, SecretStr) or (_is_secret_name(key) and isinstance(v, str)) else mask_url(v)
+        elif name not in ("data_dir", "cache_dir") and value != field.default:
+            out[name] = value
+    return out
+
+
 def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> list[tuple[str, Any, str]]:
     """``[(key, value, source)]`` of the effective settings; source is ``argument``, ``env``,
     ``file`` or ``default``. Secrets are masked."""

@@ -14,7 +14,8 @@ from antigravity.harness.benchmark import apply_holm, summarise
 
 
 def merge(parts: list[dict]) -> dict:
-    """Merge results that share student, teacher, seeds, cycles, pseudo-queries and cross-fitting.
+    """Merge results that share student, teacher, seeds, cycles, pseudo-queries, cross-fitting
+    and, where recorded (``settings_changed``), the settings that differ from the defaults.
 
     Raises:
         ValueError: the parts were run with different settings.
@@ -23,9 +24,14 @@ def merge(parts: list[dict]) -> dict:
     first = parts[0]
     for p in parts[1:]:
         diff = [k for k in keys if p.get(k) != first.get(k)] + (["cross_fit"] if bool(p.get("cross_fit")) != bool(first.get("cross_fit")) else [])
+        if "settings_changed" in p and "settings_changed" in first and p["settings_changed"] != first["settings_changed"]:
+            diff.append(f"settings_changed ({first['settings_changed']} vs {p['settings_changed']})")
         if diff:
             raise ValueError(f"cannot merge results that differ in {diff}")
     out = {k: v for k, v in first.items() if k != "runs"}
+    recorded = [p["settings_changed"] for p in parts if "settings_changed" in p]  # results before it was recorded have none
+    if recorded:
+        out["settings_changed"] = recorded[0]
     out["modes"] = list(dict.fromkeys(m for p in parts for m in p["modes"]))
     out["runs"] = {}
     for p in parts:

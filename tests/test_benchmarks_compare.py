@@ -45,3 +45,10 @@ def test_a_changed_delta_a_flipped_decision_and_a_missing_mode_are_each_reported
 def test_a_cross_fitted_result_is_not_compared_with_a_single_half_one():
     n, _, bad = cmp.compare(_result(), {**_result(), "cross_fit": True})
     assert n == 0 and len(bad) == 1 and "different protocols" in bad[0]
+
+
+def test_results_run_under_different_settings_are_reported():
+    lexical = {**_result(), "settings_changed": {"teacher.lexical_fusion": True}}
+    _, _, bad = cmp.compare({**_result(), "settings_changed": {}}, lexical)
+    assert len(bad) == 1 and "different settings" in bad[0]
+    assert cmp.compare(_result(), lexical)[2] == []  # a result from before the record existed: the values decide

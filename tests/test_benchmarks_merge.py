@@ -27,3 +27,12 @@ def test_parts_run_differently_are_refused(change):
 
 def test_results_without_the_cross_fit_key_merge_with_single_half_ones():
     assert mr.merge([_part(), _part(cross_fit=False)])["runs"] == {}
+
+
+def test_parts_run_under_different_settings_are_refused_and_the_record_is_kept():
+    lexical = {"teacher.lexical_fusion": True}
+    with pytest.raises(ValueError, match="settings_changed"):
+        mr.merge([_part(settings_changed={}), _part(settings_changed=lexical)])
+    # a part from before the record existed merges; the merged result keeps the record it has
+    assert mr.merge([_part(), _part(settings_changed=lexical)])["settings_changed"] == lexical
+    assert "settings_changed" not in mr.merge([_part(), _part()])

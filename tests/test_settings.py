@@ -114,3 +114,16 @@ def test_cli_config_validate(tmp_path):
     assert res.returncode == 2 and "teacher.weight = 3" in res.stderr and "Traceback" not in res.stderr
     good = subprocess.run([sys.executable, "-c", "from antigravity.cli import main; main()", "config", "validate", str(ROOT / "config" / "fast.toml")], capture_output=True, text=True)
     assert good.returncode == 0 and "valid" in good.stdout
+
+
+def test_changed_settings_lists_what_differs_from_the_defaults_and_masks_secrets(monkeypatch):
+    from antigravity.settings import changed_settings
+
+    for k in [k for k in __import__("os").environ if k.startswith("ANTIGRAVITY_")]:
+        monkeypatch.delenv(k)
+    assert changed_settings(Settings()) == {}
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__LEXICAL_FUSION", "true")
+    s = Settings.load(None, gate__alpha=0.05, teacher__base_url="https://user:secret@host/v1", data_dir="/elsewhere")
+    changed = changed_settings(s)
+    assert changed["teacher.lexical_fusion"] is True and changed["gate.alpha"] == 0.05
+    assert "secret" not in str(changed) and "data_dir" not in changed  # credentials masked; where, not how, left out
