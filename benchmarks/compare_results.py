@@ -23,8 +23,10 @@ def compare(a: dict, b: dict, atol: float = 1e-9) -> tuple[int, float, list[str]
     n, worst, bad = 0, 0.0, []
     if bool(a.get("cross_fit")) != bool(b.get("cross_fit")):  # per-seed Δ over one half vs both: not the same quantity
         return n, worst, [f"cross_fit {bool(a.get('cross_fit'))} vs {bool(b.get('cross_fit'))}: results of different protocols"]
-    if "settings_changed" in a and "settings_changed" in b and a["settings_changed"] != b["settings_changed"]:
-        bad.append(f"settings_changed {a['settings_changed']} vs {b['settings_changed']}: run under different settings")
+    if "settings" in a and "settings" in b and a["settings"] != b["settings"]:
+        sa, sb = a["settings"], b["settings"]
+        differ = ", ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k))
+        bad.append(f"settings {differ}: run under different settings")
     for lb, run in a["runs"].items():
         other = b["runs"].get(lb)
         if other is None:

@@ -15,7 +15,7 @@ from antigravity.harness.benchmark import apply_holm, summarise
 
 def merge(parts: list[dict]) -> dict:
     """Merge results that share student, teacher, seeds, cycles, pseudo-queries, cross-fitting
-    and, where recorded (``settings_changed``), the settings that differ from the defaults.
+    and, where recorded (``settings``), every setting's effective value.
 
     Raises:
         ValueError: the parts were run with different settings.
@@ -24,14 +24,14 @@ def merge(parts: list[dict]) -> dict:
     first = parts[0]
     for p in parts[1:]:
         diff = [k for k in keys if p.get(k) != first.get(k)] + (["cross_fit"] if bool(p.get("cross_fit")) != bool(first.get("cross_fit")) else [])
-        if "settings_changed" in p and "settings_changed" in first and p["settings_changed"] != first["settings_changed"]:
-            diff.append(f"settings_changed ({first['settings_changed']} vs {p['settings_changed']})")
+        if "settings" in p and "settings" in first and p["settings"] != first["settings"]:
+            diff.append("settings (" + ", ".join(f"{k}: {first['settings'].get(k)!r} vs {p['settings'].get(k)!r}" for k in sorted(set(p["settings"]) | set(first["settings"])) if p["settings"].get(k) != first["settings"].get(k)) + ")")
         if diff:
             raise ValueError(f"cannot merge results that differ in {diff}")
     out = {k: v for k, v in first.items() if k != "runs"}
-    recorded = [p["settings_changed"] for p in parts if "settings_changed" in p]  # results before it was recorded have none
+    recorded = [p["settings"] for p in parts if "settings" in p]  # results before it was recorded have none
     if recorded:
-        out["settings_changed"] = recorded[0]
+        out["settings"] = recorded[0]
     out["modes"] = list(dict.fromkeys(m for p in parts for m in p["modes"]))
     out["runs"] = {}
     for p in parts:

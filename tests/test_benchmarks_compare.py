@@ -48,7 +48,7 @@ def test_a_cross_fitted_result_is_not_compared_with_a_single_half_one():
 
 
 def test_results_run_under_different_settings_are_reported():
-    lexical = {**_result(), "settings_changed": {"teacher.lexical_fusion": True}}
-    _, _, bad = cmp.compare({**_result(), "settings_changed": {}}, lexical)
-    assert len(bad) == 1 and "different settings" in bad[0]
+    lexical = {**_result(), "settings": {"teacher.lexical_fusion": True, "gate.alpha": 0.2}}
+    _, _, bad = cmp.compare({**_result(), "settings": {"teacher.lexical_fusion": False, "gate.alpha": 0.2}}, lexical)
+    assert len(bad) == 1 and "different settings" in bad[0] and "teacher.lexical_fusion: False vs True" in bad[0] and "alpha" not in bad[0]
     assert cmp.compare(_result(), lexical)[2] == []  # a result from before the record existed: the values decide

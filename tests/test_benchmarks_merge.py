@@ -30,9 +30,9 @@ def test_results_without_the_cross_fit_key_merge_with_single_half_ones():
 
 
 def test_parts_run_under_different_settings_are_refused_and_the_record_is_kept():
-    lexical = {"teacher.lexical_fusion": True}
-    with pytest.raises(ValueError, match="settings_changed"):
-        mr.merge([_part(settings_changed={}), _part(settings_changed=lexical)])
+    lexical = {"teacher.lexical_fusion": True, "gate.alpha": 0.2}
+    with pytest.raises(ValueError, match=r"settings \(teacher.lexical_fusion: False vs True\)"):
+        mr.merge([_part(settings={**lexical, "teacher.lexical_fusion": False}), _part(settings=lexical)])
     # a part from before the record existed merges; the merged result keeps the record it has
-    assert mr.merge([_part(), _part(settings_changed=lexical)])["settings_changed"] == lexical
-    assert "settings_changed" not in mr.merge([_part(), _part()])
+    assert mr.merge([_part(), _part(settings=lexical)])["settings"] == lexical
+    assert "settings" not in mr.merge([_part(), _part()])

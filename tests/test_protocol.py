@@ -458,7 +458,7 @@ def test_offline_distillation_gates_on_texts_it_never_trained_on(tmp_path):
     held = [t for t in texts if is_held_out(t, 0.2)]
     assert rep.metrics["n_held_out"] == len(held) and rep.metrics["n_texts"] <= len(texts) - len(held)
     assert rep.metrics["gate_metrics"]["n"] <= sum(not is_stopping_half(t) for t in held)
-    assert rep.metrics["gate"].startswith("judge_teacher")
+    assert rep.metrics["gate"] == "judge_rrf(teacher+bm25)_ndcg@10"  # teacher.lexical_fusion (default): the teacher fused with BM25 judges
     e.close()
 
 

@@ -116,14 +116,19 @@ def test_cli_config_validate(tmp_path):
     assert good.returncode == 0 and "valid" in good.stdout
 
 
-def test_changed_settings_lists_what_differs_from_the_defaults_and_masks_secrets(monkeypatch):
-    from antigravity.settings import changed_settings
+def test_effective_settings_record_every_value_and_mask_secrets(monkeypatch):
+    from antigravity.settings import effective_settings
 
     for k in [k for k in __import__("os").environ if k.startswith("ANTIGRAVITY_")]:
         monkeypatch.delenv(k)
-    assert changed_settings(Settings()) == {}
-    monkeypatch.setenv("ANTIGRAVITY_TEACHER__LEXICAL_FUSION", "true")
+    default = effective_settings(Settings())
+    assert default["teacher.lexical_fusion"] is True and default["gate.alpha"] == 0.2 and default["mode"] == "baseline"
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__LEXICAL_FUSION", "false")
     s = Settings.load(None, gate__alpha=0.05, teacher__base_url="https://user:secret@host/v1", data_dir="/elsewhere")
-    changed = changed_settings(s)
-    assert changed["teacher.lexical_fusion"] is True and changed["gate.alpha"] == 0.05
-    assert "secret" not in str(changed) and "data_dir" not in changed  # credentials masked; where, not how, left out
+    got = effective_settings(s)
+    assert set(got) == set(default)  # the same keys, whatever was overridden
+    assert got["teacher.lexical_fusion"] is False and got["gate.alpha"] == 0.05  # environment and argument overrides
+    assert "secret" not in str(got) and "data_dir" not in got  # credentials masked; where, not how, left out
+    import json
+
+    assert json.loads(json.dumps(got)) == got  # written into result JSON as is

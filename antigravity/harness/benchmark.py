@@ -49,7 +49,7 @@ import numpy as np
 from antigravity.datasets import doc_text, load_beir, load_task, get_task
 from antigravity.core.errors import ConfigurationError
 from antigravity.evaluation import METRICS, evaluate_per_query, holm, paired_test
-from antigravity.settings import Settings, changed_settings
+from antigravity.settings import Settings, effective_settings
 
 logger = logging.getLogger(__name__)
 
@@ -738,7 +738,7 @@ def run_benchmark(
         "student_precision": getattr(encoder, "precision", "bf16" if getattr(encoder, "bf16", False) else "fp32"),
         "teacher": settings.teacher.name if any(m.split("@")[0] in ("offline", "hybrid") for m in modes) else None,
         "cycles": cycles, "seeds": seeds, "modes": modes, "pseudo_queries": pseudo_queries, "cross_fit": cross_fit, "headline_stratum": HEADLINE,
-        "settings_changed": changed_settings(settings), "runs": {},
+        "settings": effective_settings(settings), "runs": {},
     }
     for lb in labels:
         corpora = {}
