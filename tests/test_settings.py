@@ -26,7 +26,7 @@ def test_shipped_configs_valid():
 # nobody measured — config/*.toml had kept teacher.weight 0.5 / 0.3 after the measured default became 1.0.
 MEASURED_DEFAULTS = (
     "teacher.weight", "teacher.distill_patience", "teacher.distill_refit", "teacher.distill_lr_grid",
-    "gate.alpha", "gate.min_judged_texts", "gate.judge", "adaptation.signal",
+    "gate.alpha", "gate.min_judged_texts", "gate.judge", "adaptation.signal", "teacher.lexical_fusion",
 )
 
 

@@ -10,9 +10,11 @@ Three gates, one decision shape (:class:`GateDecision`):
   NDCG@10 against them, and the candidate is promoted only if it agrees better with the
   judge by a margin that a one-sided paired t-test finds significant (``alpha``) on at least
   ``min_queries`` held-out queries. Judges: the teacher (:class:`TeacherJudge`, when one is
-  configured — "an independent ranker judges", pseudo-relevance from a stronger model) or
-  BM25 (:class:`BM25Judge`, ``bm25s``; Robertson & Zaragoza 2009), a lexical ranker whose
-  errors differ from a dense student's. Rests on: pseudo-relevance judgments / reference
+  configured — "an independent ranker judges", pseudo-relevance from a stronger model; with
+  ``teacher.lexical_fusion``, the default, the teacher fused with BM25 by reciprocal-rank
+  fusion, :class:`FusionJudge` — the same ranker offline and hybrid targets follow,
+  :func:`fused_teacher_scores`) or BM25 (:class:`BM25Judge`, ``bm25s``; Robertson & Zaragoza
+  2009), a lexical ranker whose errors differ from a dense student's. Rests on: pseudo-relevance judgments / reference
   lists for query-performance prediction without labels (Soboroff, Nicholas & Cahan,
   SIGIR 2001; Shtok, Kurland & Carmel, SIGIR 2016); the caution that predictors generalise
   poorly across collections (arXiv 2504.01101) is why the rule is conservative: too few
