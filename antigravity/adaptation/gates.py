@@ -645,35 +645,35 @@ def bm25_judge(ctx, doc_ids: list[str]) -> BM25Judge:
     return judge
 
 
-def lexical_rows(ctx, doc_ids: list[str], texts: Sequence[str]) -> np.ndarray | None:
-    """BM25's top :data:`RRF_DEPTH` rows ``(m, RRF_DEPTH) int64`` for ``texts`` when
-    ``teacher.lexical_fusion`` is on, else ``None``. A store without document text leaves the
-    teacher alone: ``None``, counted in ``stats()["teacher_failures"]`` as ``lexical_<kind>``."""
-    if not getattr(ctx.settings.teacher, "lexical_fusion", False) or not len(texts):
+def lexical_judge(ctx, doc_ids: list[str]) -> BM25Judge | None:
+    """The BM25 ranker the teacher is fused with when ``teacher.lexical_fusion`` is on, else
+    ``None``. A store without document text leaves the teacher alone: ``None``, counted in
+    ``stats()["teacher_failures"]`` as ``lexical_<kind>``."""
+    if not ctx.settings.teacher.lexical_fusion:
         return None
     from antigravity.core.errors import DocumentError, failure_kind
 
     try:
-        return bm25_judge(ctx, doc_ids).rank(list(texts), RRF_DEPTH)
+        return bm25_judge(ctx, doc_ids)
     except DocumentError as exc:
         ctx.report_failure("lexical_" + failure_kind(exc), exc)
         return None
+
+
+def lexical_rows(ctx, doc_ids: list[str], texts: Sequence[str]) -> np.ndarray | None:
+    """BM25's top :data:`RRF_DEPTH` rows ``(m, RRF_DEPTH) int64`` for ``texts`` — what
+    :func:`fused_teacher_scores` fuses the teacher's targets with — or ``None`` without
+    lexical fusion (:func:`lexical_judge`)."""
+    lexical = lexical_judge(ctx, doc_ids) if len(texts) else None
+    return lexical.rank(list(texts), RRF_DEPTH) if lexical is not None else None
 
 
 def teacher_judge(ctx, doc_ids: list[str], teacher_docs: np.ndarray, encode_queries) -> Judge:
     """The teacher as judge (:class:`TeacherJudge`), fused with BM25 (:class:`FusionJudge`)
-    when ``teacher.lexical_fusion`` is on and the store keeps document text (else the teacher
-    alone, the fallback counted as ``lexical_<kind>``)."""
+    when lexical fusion is on (:func:`lexical_judge`)."""
     judge = TeacherJudge(teacher_docs, encode_queries)
-    if not getattr(ctx.settings.teacher, "lexical_fusion", False):
-        return judge
-    from antigravity.core.errors import DocumentError, failure_kind
-
-    try:
-        return FusionJudge([judge, bm25_judge(ctx, doc_ids)])
-    except DocumentError as exc:
-        ctx.report_failure("lexical_" + failure_kind(exc), exc)
-        return judge
+    lexical = lexical_judge(ctx, doc_ids)
+    return FusionJudge([judge, lexical]) if lexical is not None else judge
 
 
 def diagnostic_kwargs(ctx, doc_ids: list[str], n_traffic: int, known: Sequence[str], *, with_bm25: bool) -> dict[str, Any]:
