@@ -512,6 +512,13 @@ def effective_settings(settings: "Settings") -> dict[str, Any]:
     return out
 
 
+def differing_settings(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The settings two :func:`effective_settings` records disagree on, one line
+    (``"teacher.lexical_fusion: True vs False, …"``); ``""`` when they agree. A key only one
+    record has counts as differing (``None`` on the other side)."""
+    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
 def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> list[tuple[str, Any, str]]:
     """``[(key, value, source)]`` of the effective settings; source is ``argument``, ``env``,
     ``file`` or ``default``. Secrets are masked."""

@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from antigravity.settings import differing_settings  # noqa: E402
 
 
 def _rows(mode: dict) -> list[dict]:
@@ -24,9 +28,7 @@ def compare(a: dict, b: dict, atol: float = 1e-9) -> tuple[int, float, list[str]
     if bool(a.get("cross_fit")) != bool(b.get("cross_fit")):  # per-seed Δ over one half vs both: not the same quantity
         return n, worst, [f"cross_fit {bool(a.get('cross_fit'))} vs {bool(b.get('cross_fit'))}: results of different protocols"]
     if "settings" in a and "settings" in b and a["settings"] != b["settings"]:
-        sa, sb = a["settings"], b["settings"]
-        differ = ", ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k))
-        bad.append(f"settings {differ}: run under different settings")
+        bad.append(f"settings {differing_settings(a['settings'], b['settings'])}: run under different settings")
     for lb, run in a["runs"].items():
         other = b["runs"].get(lb)
         if other is None:

@@ -11,6 +11,7 @@ import json
 import sys
 
 from antigravity.harness.benchmark import apply_holm, summarise
+from antigravity.settings import differing_settings
 
 
 def merge(parts: list[dict]) -> dict:
@@ -25,7 +26,7 @@ def merge(parts: list[dict]) -> dict:
     for p in parts[1:]:
         diff = [k for k in keys if p.get(k) != first.get(k)] + (["cross_fit"] if bool(p.get("cross_fit")) != bool(first.get("cross_fit")) else [])
         if "settings" in p and "settings" in first and p["settings"] != first["settings"]:
-            diff.append("settings (" + ", ".join(f"{k}: {first['settings'].get(k)!r} vs {p['settings'].get(k)!r}" for k in sorted(set(p["settings"]) | set(first["settings"])) if p["settings"].get(k) != first["settings"].get(k)) + ")")
+            diff.append(f"settings ({differing_settings(first['settings'], p['settings'])})")
         if diff:
             raise ValueError(f"cannot merge results that differ in {diff}")
     out = {k: v for k, v in first.items() if k != "runs"}

@@ -132,3 +132,12 @@ def test_effective_settings_record_every_value_and_mask_secrets(monkeypatch):
     import json
 
     assert json.loads(json.dumps(got)) == got  # written into result JSON as is
+
+
+def test_differing_settings_names_each_disagreement_and_one_sided_keys():
+    from antigravity.settings import differing_settings
+
+    a = {"gate.alpha": 0.2, "teacher.lexical_fusion": True, "mode": "hybrid"}
+    assert differing_settings(a, dict(a)) == ""
+    b = {"gate.alpha": 0.05, "teacher.lexical_fusion": True, "teacher.new": 1}  # mode missing, a key a lacks
+    assert differing_settings(a, b) == "gate.alpha: 0.2 vs 0.05, mode: 'hybrid' vs None, teacher.new: None vs 1"
