@@ -100,6 +100,23 @@ def test_rollback_after_restart_loads_from_disk(tmp_path):
     assert AdapterRegistry(tmp_path, "antigravity").active()["version"] == 1
 
 
+def test_refused_rollback_changes_neither_the_served_version_nor_the_history(tmp_path):
+    e = _two_versions(tmp_path)
+    e.close()
+    e2 = _open(tmp_path)  # version 1 now only on disk
+    served = _results(e2)
+    w = AdapterRegistry(tmp_path, "antigravity").weights_path(1)
+    blob = w.read_bytes()
+    w.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))  # one byte flipped: sha256 mismatch
+    for _ in range(2):  # refused twice alike: the first refusal must not step the history past 1
+        with pytest.raises(CheckpointError):
+            e2.rollback()
+        assert e2.served_version.version == 2 and _results(e2) == served
+        assert e2.versions._history == [0, 1, 2]
+    e2.close()
+    assert AdapterRegistry(tmp_path, "antigravity").active()["history"] == [0, 1, 2]
+
+
 def test_new_versions_numbered_above_disk(tmp_path):
     e = _two_versions(tmp_path)
     e.close()

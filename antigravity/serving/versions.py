@@ -185,12 +185,13 @@ class VersionManager:
         Raises:
             AdaptationError: unknown version, or nothing to roll back to.
             CheckpointError: the checkpoint is corrupt or made for another student.
+        A refused rollback changes nothing: neither the served version nor the history.
         """
-        if version is None:
+        previous = version is None  # roll back past the current version: it leaves the history
+        if previous:
             if len(self._history) < 2:
                 raise AdaptationError("nothing to roll back to: only the frozen student has been served")
             version = self._history[-2]
-            self._history = self._history[:-1]  # activate() appends `version` back
         if isinstance(version, bool) or not isinstance(version, int):
             raise AdaptationError(f"adapter version must be an int, got {version!r}")
         old = self._versions.get(version)
@@ -199,7 +200,14 @@ class VersionManager:
             old = ServedVersion(version, RAW, ckpt.doc_adapter, ckpt.query_adapter, ckpt.meta)
         if old is None:
             raise AdaptationError(f"unknown adapter version {version}; known: {self.versions()}")
-        return self.activate(old.doc_adapter, old.query_adapter, version=version, meta=old.meta)
+        history = self._history
+        if previous:
+            self._history = history[:-1]  # activate() appends `version` back
+        try:
+            return self.activate(old.doc_adapter, old.query_adapter, version=version, meta=old.meta)
+        except BaseException:
+            self._history = history  # refused: the history is as it was
+            raise
 
     def versions(self) -> list[int]:
         """Versions that can be served: in memory or saved on disk (0 = frozen student)."""
