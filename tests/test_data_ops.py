@@ -74,6 +74,17 @@ def test_bad_delete_changes_nothing(eng, bad):
     assert eng.count() == 60 and eng.get("d1") is not None
 
 
+@pytest.mark.parametrize("bad", [b"\x05\x06", bytearray(b"\x05\x06"), memoryview(b"\x05\x06"), {5: "x", 6: "y"}])
+def test_bytes_or_a_mapping_is_never_read_as_a_list_of_ids(tmp_path, bad):
+    # b"\x05\x06" iterates as 5, 6: valid integer ids that must not be deleted or returned
+    with _engine(tmp_path, store__location=":memory:") as e:
+        e.ingest([{"_id": i, "text": f"doc {WORDS[i % len(WORDS)]}"} for i in range(10)])
+        for op in (e.delete, e.get):
+            with pytest.raises(DocumentError, match=type(bad).__name__):
+                op(bad)
+        assert e.count() == 10 and set(e.get([5, 6])) == {"5", "6"}
+
+
 def test_get_many_with_vectors(eng):
     a = _adapter(32, 3)
     eng.activate(a, None, version=1)

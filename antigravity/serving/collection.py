@@ -4,6 +4,7 @@ reads; the manifest checks that keep one collection to one student."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -24,6 +25,11 @@ def _public(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_list(doc_ids: Any) -> list[Any]:
+    """``doc_ids`` as a list of ids. Raises DocumentError for a non-iterable, and for text,
+    bytes or a mapping — iterable, but never a list of ids (``b"\\x05\\x06"`` would be ids 5
+    and 6)."""
+    if isinstance(doc_ids, (str, bytes, bytearray, memoryview, Mapping)):
+        raise DocumentError(f"expected a list of document ids, got {type(doc_ids).__name__} {doc_ids!r:.60}")
     try:
         return list(doc_ids)
     except TypeError:
