@@ -120,22 +120,40 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
 
 def load_queries(path: str | Path) -> dict[str, str]:
     """Read a BEIR ``queries.jsonl[.gz]`` keeping only ``_id`` and ``text`` (``metadata`` is
-    deliberately ignored). Raises :class:`DatasetError` naming file and line."""
+    deliberately ignored). Ids follow the corpus rule (:func:`validate_id`: non-empty ``str``
+    or ``int``). Raises :class:`DatasetError` naming file and line on a corrupt line, a bad
+    id, a missing or blank ``text`` or a duplicate id."""
     path = Path(path)
     queries: dict[str, str] = {}
+    first: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
         qid, text = obj.get("_id"), obj.get("text")
         if qid is None or not isinstance(text, str):
             raise DatasetError(f"{path}:{lineno}: query needs '_id' and a string 'text'")
-        queries[str(qid)] = text
+        try:
+            qid = validate_id(qid, where=f"{path}:{lineno}")
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from None
+        if qid in first:
+            raise DatasetError(f"{path}:{lineno}: duplicate query id {qid!r} (first on line {first[qid]})")
+        if not text.strip():
+            raise DatasetError(f"{path}:{lineno}: query {qid!r} has empty text {text!r}")
+        first[qid] = lineno
+        queries[qid] = text
     return queries
 
 
 def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """Read a BEIR qrels TSV (optional header ``query-id corpus-id score``) into
-    ``{query_id: {doc_id: relevance}}``. Raises :class:`DatasetError` naming file and line."""
-    path = Path(path)
+    ``{query_id: {doc_id: relevance}}``. Raises :class:`DatasetError` naming file and line on
+    a malformed row, an empty id or a (query, document) pair judged twice."""
+    return _read_qrels(Path(path))[0]
+
+
+def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], int]]:
+    """:func:`load_qrels` plus the line of each ``(query id, doc id)`` pair."""
     qrels: dict[str, dict[str, int]] = {}
+    lines: dict[tuple[str, str], int] = {}
     with _open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.rstrip("\n").split("\t")
@@ -149,8 +167,15 @@ def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
                 score = int(parts[2])
             except ValueError as exc:
                 raise DatasetError(f"{path}:{lineno}: relevance {parts[2]!r} is not an integer") from exc
-            qrels.setdefault(parts[0].strip(), {})[parts[1].strip()] = score
-    return qrels
+            qid, did = parts[0].strip(), parts[1].strip()
+            if not qid or not did:
+                row = line.rstrip("\n")
+                raise DatasetError(f"{path}:{lineno}: empty {'document' if qid else 'query'} id in row {row!r}")
+            if (qid, did) in lines:
+                raise DatasetError(f"{path}:{lineno}: query {qid!r} judges document {did!r} twice (first on line {lines[qid, did]})")
+            lines[qid, did] = lineno
+            qrels.setdefault(qid, {})[did] = score
+    return qrels, lines
 
 
 def load_beir(data_dir: str | Path, splits: tuple[str, ...] = ("test",), name: str | None = None) -> BeirDataset:
@@ -165,17 +190,19 @@ def load_beir(data_dir: str | Path, splits: tuple[str, ...] = ("test",), name: s
         raise DatasetError(f"data directory {str(d)!r} does not exist")
     corpus = load_corpus(_find(d, "corpus.jsonl"))
     queries = load_queries(_find(d, "queries.jsonl"))
-    qrels = {split: _split_qrels(d, split, queries)[0] for split in splits}
+    qrels = {split: _split_qrels(d, split, queries, corpus)[0] for split in splits}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, name=name or d.name)
 
 
-def _split_qrels(d: Path, split: str, queries: dict[str, str]) -> tuple[dict[str, dict[str, int]], Path]:
-    """The qrels of ``split`` in BEIR directory ``d`` and their file; every query id must be in ``queries``."""
+def _split_qrels(d: Path, split: str, queries: dict[str, str], corpus: dict | None = None) -> tuple[dict[str, dict[str, int]], Path]:
+    """The qrels of ``split`` in BEIR directory ``d`` and their file; every query id must be in
+    ``queries`` and, when ``corpus`` is given, every document id in ``corpus``."""
     qpath = _find(d, f"qrels/{split}.tsv")
-    q = load_qrels(qpath)
-    unknown_q = [qid for qid in q if qid not in queries]
-    if unknown_q:
-        raise DatasetError(f"{qpath}: {len(unknown_q)} query ids not in queries.jsonl, e.g. {unknown_q[0]!r}")
+    q, lines = _read_qrels(qpath)
+    for what, known, pos, src in (("query", queries, 0, "queries.jsonl"), ("document", corpus, 1, "corpus.jsonl")):
+        bad = [(ln, pair[pos]) for pair, ln in lines.items() if known is not None and pair[pos] not in known]
+        if bad:
+            raise DatasetError(f"{qpath}:{bad[0][0]}: {what} id {bad[0][1]!r} is not in {src} ({len(bad)} such qrels rows)")
     return q, qpath
 
 

@@ -124,3 +124,47 @@ def test_shipped_copy_tamper_detected(tmp_path, monkeypatch):
     monkeypatch.setattr(dsmod, "RESOURCES", fake)
     with pytest.raises(DatasetError, match="sha256"):
         verify_shipped(TASKS["SciFact"])
+
+
+@pytest.mark.parametrize(
+    "second_line,match",
+    [
+        ('{"_id": "q1", "text": "again"}', r"queries.jsonl:2: duplicate query id 'q1' \(first on line 1\)"),
+        ('{"_id": 1, "text": "int id"}\n{"_id": "1", "text": "str id"}', r"queries.jsonl:3: duplicate query id '1'"),
+        ('{"_id": 1.0, "text": "float id"}', r"queries.jsonl:2: invalid id 1.0 of type float"),
+        ('{"_id": true, "text": "bool id"}', r"queries.jsonl:2: invalid id True of type bool"),
+        ('{"_id": "  ", "text": "blank id"}', r"queries.jsonl:2: invalid id '  ' \(empty\)"),
+        ('{"_id": "q2", "text": "   "}', r"queries.jsonl:2: query 'q2' has empty text '   '"),
+    ],
+)
+def test_bad_queries_refused(tmp_path, second_line, match):
+    p = tmp_path / "queries.jsonl"
+    p.write_text('{"_id": "q1", "text": "first"}\n' + second_line + "\n")
+    with pytest.raises(DatasetError, match=match):
+        load_queries(p)
+
+
+@pytest.mark.parametrize(
+    "row,match",
+    [
+        ("q1\td1\t0", r"q.tsv:3: query 'q1' judges document 'd1' twice \(first on line 2\)"),
+        ("q1\td1\t1", r"q.tsv:3: query 'q1' judges document 'd1' twice"),
+        ("q1\t\t1", r"q.tsv:3: empty document id in row 'q1\\t\\t1'"),
+        ("q1\t  \t1", r"q.tsv:3: empty document id"),
+        ("\td2\t1", r"q.tsv:3: empty query id in row '\\td2\\t1'"),
+    ],
+)
+def test_bad_qrels_rows_refused(tmp_path, row, match):
+    p = tmp_path / "q.tsv"
+    p.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n" + row + "\n")
+    with pytest.raises(DatasetError, match=match):
+        load_qrels(p)
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_qrels_document_missing_from_corpus(toy_beir, split):
+    path = toy_beir / "qrels" / f"{split}.tsv"
+    path.write_text(path.read_text() + "q1\tMISSING_DOC\t2\nq2\tOTHER\t1\n")
+    n = len(path.read_text().splitlines()) - 1  # line of the first bad row
+    with pytest.raises(DatasetError, match=rf"{split}.tsv:{n}: document id 'MISSING_DOC' is not in corpus.jsonl \(2 such"):
+        load_beir(toy_beir, splits=(split,))

@@ -287,3 +287,76 @@ def test_damaged_database_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="feedback database .*antigravity.sqlite.*not a database"):
         e.feedback("aspirin", "d1")
     e.close()
+
+
+def _acknowledged(tmp_path, n: int = 5):
+    e = _engine(tmp_path)
+    e.ingest(TOY_DOCS)
+    for i in range(n):
+        e.feedback(f"query {i}", f"d{1 + i % 5}", 1, source="judgment")
+    return e
+
+
+def _older_copy(path):
+    """Replace the database by the copy saved after the first rows (``.old``)."""
+    path.with_name("old.sqlite").replace(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted", "older copy"])
+def test_a_database_that_lost_acknowledged_rows_is_refused_not_read_as_empty(tmp_path, damage):
+    import os
+
+    from antigravity.core.errors import StoreError
+
+    e = _acknowledged(tmp_path, 2)
+    path = tmp_path / "feedback" / "antigravity.sqlite"
+    e.close()
+    path.with_name("old.sqlite").write_bytes(path.read_bytes())  # a backup holding 2 rows
+    e = _engine(tmp_path)
+    for i in range(2, 5):
+        e.feedback(f"query {i}", f"d{1 + i % 5}", 1, source="judgment")
+    assert e.feedback_store.count() == 5
+    e.close()
+    for extra in ("-wal", "-shm"):
+        path.with_name(path.name + extra).unlink(missing_ok=True)
+    {"truncated": lambda: os.truncate(path, 0), "deleted": path.unlink, "older copy": lambda: _older_copy(path)}[damage]()
+    damaged = path.read_bytes() if path.exists() else None
+    e = _engine(tmp_path)
+    for read in (lambda: e.stats()["feedback"], e.feedback_store.queries, e.feedback_store.count):
+        with pytest.raises(StoreError, match=r"at least 5 were acknowledged"):
+            read()
+    with pytest.raises(StoreError, match=r"at least 5"):  # nor written over
+        e.feedback("new", "d1")
+    e.close()
+    assert (path.read_bytes() if path.exists() else None) == damaged  # a refused file is left as found
+    for f in (path, path.with_name(path.name + ".bound")):  # starting empty on purpose: delete both
+        f.unlink(missing_ok=True)
+    e = _engine(tmp_path)
+    assert e.feedback_store.count() == 0
+    e.feedback("new", "d1")
+    assert e.feedback_store.count() == 1
+    e.close()
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b'{"stored": -1}', b'{"stored": true}', b'{"rows": 3}'])
+def test_a_damaged_bound_file_is_refused(tmp_path, content):
+    from antigravity.core.errors import StoreError
+
+    _acknowledged(tmp_path).close()
+    (tmp_path / "feedback" / "antigravity.sqlite.bound").write_bytes(content)
+    e = _engine(tmp_path)
+    with pytest.raises(StoreError, match="feedback bound file .*antigravity.sqlite.bound.* damaged"):
+        e.feedback_store.count()
+    e.close()
+
+
+def test_the_bound_lags_at_most_by_half_and_is_exact_after_close(tmp_path):
+    e = _acknowledged(tmp_path, 0)
+    bound = tmp_path / "feedback" / "antigravity.sqlite.bound"
+    seen = []
+    for i in range(9):
+        e.feedback(f"query {i}", "d1", 1, source="judgment")
+        seen.append(json.loads(bound.read_text())["stored"])
+    assert seen == [1, 2, 2, 4, 4, 4, 4, 8, 8]  # written when the total doubles: O(log n) writes
+    e.close()
+    assert json.loads(bound.read_text())["stored"] == 9

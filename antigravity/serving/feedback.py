@@ -10,6 +10,14 @@ file is opened on the first write (reads of a missing file see no rows), in WAL 
 so killing the process (``kill -9``) loses nothing acknowledged, and an interrupted
 :meth:`~FeedbackStore.add_many` leaves none of its rows (one transaction).
 
+**Damage is not read as emptiness.** Beside the database, ``<collection>.sqlite.bound``
+(JSON ``{"stored": n}``, written atomically) keeps a lower bound on the lifetime ``stored``
+total: raised after the first write, whenever the total has doubled since, and on close
+(O(log n) extra writes). Opening a database whose total is below it — truncated, replaced by
+an older copy, or deleted while the bound remains — raises
+:class:`~antigravity.core.errors.StoreError` naming both files instead of serving fewer rows;
+a damaged bound file is refused the same way. Delete both files to start empty on purpose.
+
 Schema (``PRAGMA user_version = 1``)
 ====================================
 
@@ -49,6 +57,8 @@ documents looked up) before anything is written; the first bad row raises one
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
 import os
 import sqlite3
@@ -62,9 +72,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from antigravity.core.documents import validate_id, validate_query_text
 from antigravity.core.errors import DocumentError, FeedbackError, QueryError, StoreError
-from antigravity.core.files import make_private_dir
+from antigravity.core.files import atomic_write_bytes, make_private_dir
 from antigravity.datasets import iter_jsonl, load_judgments
 from antigravity.serving.counters import Counters
+
+logger = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("click", "judgment", "qrels")
 FIELDS: tuple[str, ...] = ("query", "doc_id", "relevance", "source", "rank", "at")
@@ -210,6 +222,8 @@ class FeedbackStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._bound_path = None if self.path is None else self.path.with_name(self.path.name + ".bound")
+        self._bound = 0  # lower bound on totals.stored last written to _bound_path
         #: incremented by every committed write of this process (readers that cache derived data compare it)
         self.generation = 0
 
@@ -225,10 +239,37 @@ class FeedbackStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"feedback database {str(self.path or ':memory:')!r}: {exc}") from None
 
+    def _read_bound(self) -> int:
+        """The acknowledged lower bound on ``totals.stored`` (0 without a bound file).
+        Raises StoreError for a damaged bound file."""
+        if self._bound_path is None or not self._bound_path.exists():
+            return 0
+        try:
+            value = json.loads(self._bound_path.read_bytes())["stored"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"feedback bound file {str(self._bound_path)!r} is damaged ({type(exc).__name__}: {exc}); restore it with the database from a backup") from None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise StoreError(f"feedback bound file {str(self._bound_path)!r} is damaged: stored = {value!r}, expected an integer >= 0")
+        return value
+
+    def _write_bound(self, stored: int) -> None:
+        if self._bound_path is not None and stored > self._bound:
+            atomic_write_bytes(self._bound_path, json.dumps({"stored": stored}).encode())
+            self._bound = stored
+
+    def _damaged(self, stored: int, bound: int) -> StoreError:
+        return StoreError(
+            f"feedback database {str(self.path)!r} records {stored} rows ever stored, but at least {bound} were acknowledged "
+            f"({str(self._bound_path)!r}): it was truncated, deleted or replaced by an older copy; restore it from a backup, or delete both files to start empty"
+        )
+
     def _connection(self, create: bool) -> sqlite3.Connection | None:
         if self._conn is not None:
             return self._conn
+        bound = self._read_bound()
         if self.path is not None and not self.path.exists():
+            if bound > 0:
+                raise self._damaged(0, bound)
             if not create:
                 return None
             make_private_dir(self.path.parent)
@@ -239,6 +280,10 @@ class FeedbackStore:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"feedback database {str(self.path)!r} has schema version {version}; this release reads {SCHEMA_VERSION}")
+            has_totals = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'totals'").fetchone() is not None
+            stored = self._total(conn, "stored") if has_totals else 0
+            if stored < bound:  # checked before anything is written: a refused file is left as found
+                raise self._damaged(stored, bound)
             if self.path is not None:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -246,14 +291,20 @@ class FeedbackStore:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._bound = conn, bound
         return conn
 
     def close(self) -> None:
         """Close the database (idempotent); later calls raise StoreError."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             if self._conn is not None:
+                try:
+                    self._write_bound(self._total(self._conn, "stored"))
+                except (sqlite3.Error, OSError) as exc:  # the bound only lags: it stays a lower bound
+                    logger.warning("feedback bound not updated on close: %s", exc)
                 self._conn.close()
                 self._conn = None
 
@@ -315,6 +366,12 @@ class FeedbackStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            stored = self._total(conn, "stored")
+            if stored >= max(1, 2 * self._bound):  # after the commit: the bound never exceeds what is on disk
+                try:
+                    self._write_bound(stored)
+                except OSError as exc:  # the rows are committed; the bound only lags behind them
+                    logger.warning("feedback bound %s not updated: %s", self._bound_path, exc)
         for name, n in (("stored", len(rows)), ("replaced", replaced), ("dropped", dropped)):
             self.counters.count(name, n)
         return AddResult(len(rows), replaced, dropped)
