@@ -54,7 +54,8 @@ def live(tmp_path):
 
 
 def _snapshot(e):
-    return e.count(), e.served_version.version, e.settings.mode, e.settings.teacher.weight, [h.doc_id for h in e.search("fever aspirin", k=5, record=False)]
+    return (e.count(), e.served_version.version, e.settings.mode, e.settings.teacher.weight, [h.doc_id for h in e.search("fever aspirin", k=5, record=False)],
+            e.stats()["traffic_buffered"])  # a refused search records no traffic
 
 
 # -- API: (case id, call on the live engine, error type, message pattern) -------------------
@@ -82,6 +83,10 @@ API_CASES = [
     ("query-vector-nan", lambda e: e.search_vectors(np.full((1, 32), np.nan, np.float32)), QueryError, "NaN"),
     ("query-vector-wrong-dim", lambda e: e.search_vectors(np.ones((1, 7), np.float32)), QueryError, r"shape \(m, 32\)"),
     ("query-vector-1d", lambda e: e.search_vectors(np.ones(32, np.float32)), QueryError, "shape"),
+    ("query-vector-zero", lambda e: e.search_vectors(np.vstack([np.ones((1, 32)), np.zeros((1, 32))]).astype(np.float32)), QueryError, r"#1 is all zeros"),
+    ("search-vectors-texts-too-few", lambda e: e.search_vectors(np.ones((2, 32), np.float32), texts=["fever"]), QueryError, "1 texts for 2 query vectors"),
+    ("search-vectors-texts-not-str", lambda e: e.search_vectors(np.ones((2, 32), np.float32), texts=["fever", 1]), QueryError, "query #1 must be a string"),
+    ("search-vectors-texts-a-string", lambda e: e.search_vectors(np.ones((1, 32), np.float32), texts="fever"), QueryError, "got a single str"),
     ("mode-unknown", lambda e: e.set_mode("turbo"), ConfigurationError, "mode = 'turbo'"),
     ("teacher-weight-above-1", lambda e: e.set_mode("hybrid", teacher_weight=1.5), ConfigurationError, "teacher.weight = 1.5"),
     ("teacher-weight-negative", lambda e: e.set_mode("hybrid", teacher_weight=-0.1), ConfigurationError, "teacher.weight = -0.1"),

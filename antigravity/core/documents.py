@@ -214,11 +214,30 @@ def validate_query_vectors(raw: Any, dim: int | None) -> np.ndarray:
     """Check raw query vectors: returns them as ``(m, dim) float32``.
 
     Raises:
-        QueryError: not 2-d, another dimension than ``dim`` (when known), NaN or inf.
+        QueryError: not 2-d, another dimension than ``dim`` (when known), NaN or inf, or an
+            all-zero row (cosine similarity is undefined: every document would score 0 and
+            the order would be arbitrary).
     """
     raw = np.asarray(raw, dtype=np.float32)
     if raw.ndim != 2 or (dim is not None and raw.shape[1] != dim):
         raise QueryError(f"query vectors must have shape (m, {dim}), got {raw.shape}")
     if not np.isfinite(raw).all():
         raise QueryError("query vectors contain NaN or inf")
+    zero = np.flatnonzero(~raw.any(axis=1))
+    if zero.size:
+        raise QueryError(f"query vector #{zero[0]} is all zeros ({zero.size} such rows): cosine similarity is undefined")
     return raw
+
+
+def validate_query_texts(texts: Any, n: int) -> list[str]:
+    """Check the texts that go with ``n`` query vectors: a list (not a single string) of
+    ``n`` valid query texts (:func:`validate_query_text`). Raises QueryError."""
+    if isinstance(texts, (str, bytes)):
+        raise QueryError("texts must be a list of query texts, got a single " + type(texts).__name__)
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise QueryError(f"texts must be a list of query texts, got {type(texts).__name__}") from None
+    if len(texts) != n:
+        raise QueryError(f"{len(texts)} texts for {n} query vectors: one text per vector, in the same order")
+    return [validate_query_text(t, index=i) for i, t in enumerate(texts)]

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from antigravity.core.documents import validate_k, validate_query_text, validate_query_vectors
+from antigravity.core.documents import validate_k, validate_query_text, validate_query_texts, validate_query_vectors
 from antigravity.core.errors import QueryError
 
 
@@ -112,6 +112,8 @@ class Searcher:
         ``feedback.prior_boost > 0`` the candidates are re-ranked by the feedback prior
         (scores are then cosine + boost; counted as ``prior_boosted_queries``)."""
         raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
+        if texts is not None:  # checked before anything is searched or recorded
+            texts = validate_query_texts(texts, len(raw))
         flt = filter if filter is not None and filter != {} else None
         s = self._settings()
         fusion = s.teacher.fusion_weight if texts is not None else 0.0
