@@ -12,6 +12,7 @@ naming the field path, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -131,6 +132,14 @@ class StudentSettings(_Section):
         return _reconcile_precision(data, info.field_name)
 
 
+def _not_blank_url(v: str | None, fallback: str) -> str | None:
+    """A URL setting that is given must name something: ``""`` (e.g. an environment variable
+    set but left empty) would otherwise mean "no URL" and silently use ``fallback``."""
+    if v is not None and not v.strip():
+        raise ValueError(f"URL is empty; leave the setting unset to use {fallback}")
+    return v
+
+
 class TeacherSettings(_Section):
     """The teacher used by offline distillation and hybrid cycles; loaded lazily."""
 
@@ -151,6 +160,11 @@ class TeacherSettings(_Section):
     fusion_candidates: int = Field(100, ge=1, le=10000, description="student hits re-scored by the teacher when fusion_weight > 0")
     lexical_fusion: bool = Field(True, description="the teacher's rankings are fused with BM25 over the stored texts (reciprocal-rank fusion, k 60, top 100 of each; Cormack, Clarke & Büttcher, SIGIR 2009) wherever the teacher ranks — offline distillation and hybrid targets (the teacher's scores re-assigned along the fused order) and the label-free judge; no stored text: the teacher alone, counted in stats()['teacher_failures'] as lexical_*. True (was off): on a rule fixed before the runs, L3 <- L6, labels none — five collections cross-fitted: offline +0.0372 vs +0.0240, hybrid +0.0149 vs +0.0123, no row-seed below -0.005 (was 1), decisions 0.700 vs 0.695; SciFact offline +0.0493 vs +0.0586 (docs/distillation.md)")
 
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_not_blank(cls, v: str | None) -> str | None:
+        return _not_blank_url(v, "the local teacher model")
 
     @field_validator("name")
     @classmethod
@@ -184,6 +198,11 @@ class StoreSettings(_Section):
     hnsw_ef: Annotated[int, Field(ge=1, le=10000)] | Literal["auto"] = Field("auto", description="HNSW search beam (Qdrant's hnsw_ef). 'auto': the first index build of a shard measures recall@10 against exact search on 100 stored points held out of the graph and keeps the smallest of 256, 512, 1024, 2048 reaching target_recall (256 until measured: auto only raises the beam). Measured: 256 gives recall@10 0.998 on 100k and 0.963 on 1M structured 384-d vectors, 512 gives 0.992 on 1M (benchmarks/scale.py --data lowrank)")
     target_recall: float = Field(0.99, gt=0.0, le=1.0, description="recall@10 against exact search that hnsw_ef = 'auto' aims for")
     on_disk: bool = Field(False, description="vectors in memory-mapped files read on demand instead of loaded into RAM (Qdrant's on_disk; embedded Edge store and new server collections): RAM holds what searches touch, not every vector of every segment (see docs/deployment.md)")
+
+    @field_validator("url")
+    @classmethod
+    def _url_not_blank(cls, v: str | None) -> str | None:
+        return _not_blank_url(v, "an embedded store")
 
 
 class AdaptationSettings(_Section):
@@ -354,11 +373,52 @@ class Settings(BaseSettings):
             obj = cls(**nest(overrides))
             obj._config_file = str(path) if path else None
             obj._overrides = dict(overrides)
-            return obj
         except ValidationError as exc:
             raise ConfigurationError(format_validation_error(exc, source=str(path) if path else None)) from None
         finally:
             _TomlSource.current = {}
+        unknown = unknown_environment(os.environ, obj)
+        if unknown:
+            many = len(unknown) > 1
+            raise ConfigurationError(f"environment variable{'s' if many else ''} {', '.join(unknown)} {'are' if many else 'is'} not a setting "
+                                     "(ANTIGRAVITY_<SECTION>__<KEY>, e.g. ANTIGRAVITY_STORE__URL; `antigravity config docs` lists them)")
+        return obj
+
+
+#: ``ANTIGRAVITY_*`` variables that are read directly, not settings: the config file, the
+#: benchmark's data roots (antigravity.harness.benchmark, antigravity.datasets)
+NON_SETTING_ENV: tuple[str, ...] = ("ANTIGRAVITY_CONFIG", "ANTIGRAVITY_SUITE_ROOT", "ANTIGRAVITY_SCIFACT_DIR")
+
+
+def unknown_environment(environ: Mapping[str, str], settings: "Settings") -> list[str]:
+    """``ANTIGRAVITY_*`` environment variables that name no setting (each with the nearest
+    setting variable when there is one), e.g. ``ANTIGRAVITY_STORE_URL`` (one underscore), which
+    pydantic-settings would ignore — silently serving another store or mode. Accepted:
+    ``ANTIGRAVITY_<FIELD>``, ``ANTIGRAVITY_<SECTION>__<KEY>`` (deeper for dict settings),
+    :data:`NON_SETTING_ENV` and the teacher's ``api_key_env``."""
+    prefix = "ANTIGRAVITY_"
+    valid = {prefix + name.upper() for name in type(settings).model_fields}
+    for name in type(settings).model_fields:
+        section = getattr(settings, name)
+        if isinstance(section, BaseModel):
+            valid |= {f"{prefix}{name.upper()}__{key.upper()}" for key in type(section).model_fields}
+    allowed = set(NON_SETTING_ENV) | {settings.teacher.api_key_env.upper()}
+    out = []
+    for var in environ:
+        up = var.upper()
+        if not up.startswith(prefix) or up in valid or up in allowed:
+            continue
+        parts = up.split("__")
+        if len(parts) > 2 and "__".join(parts[:2]) in valid and isinstance(_setting_value(settings, parts[:2]), dict):
+            continue  # a key of a dict setting, e.g. ANTIGRAVITY_STORE__PAYLOAD_INDEXES__YEAR
+        near = difflib.get_close_matches(up[len(prefix):], sorted(v[len(prefix):] for v in valid), n=1)  # the shared prefix would make every name look near
+        out.append(var + (f" (did you mean {prefix}{near[0]}?)" if near else ""))
+    return sorted(out)
+
+
+def _setting_value(settings: "Settings", parts: list[str]) -> Any:
+    section = getattr(settings, parts[0][len("ANTIGRAVITY_"):].lower(), None)
+    return getattr(section, parts[1].lower(), None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
