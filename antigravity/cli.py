@@ -489,7 +489,11 @@ def _registry(config: Optional[Path], data_dir: Optional[Path], collection: Opti
     root = Path(s.data_dir).expanduser()
     if not root.is_dir():
         raise StoreError(f"data folder {str(root)!r} does not exist (mistyped --data-dir?)")
-    return s, registry_for(s)
+    reg = registry_for(s)
+    if not reg.dir.is_dir():  # every collection the engine made has its folder (manifest, checkpoints)
+        there = sorted(p.name for p in reg.dir.parent.iterdir() if p.is_dir()) if reg.dir.parent.is_dir() else []
+        raise StoreError(f"no collection {s.store.collection!r} in {str(root)!r} ({str(reg.dir)!r} does not exist; collections there: {there}; mistyped --collection?)")
+    return s, reg
 
 
 @adapters_app.command("list")

@@ -274,6 +274,8 @@ CLI_CASES = [
     ("cli-index-missing-corpus", ["index", "/no/such/corpus.jsonl", "--data-dir", "{tmp}"], None, "No such file"),
     ("cli-index-corrupt-line", ["index", "{corrupt}", "--data-dir", "{tmp}"], None, r"corpus.jsonl:2"),
     ("cli-adapters-show-unknown", ["adapters", "show", "5", "--data-dir", "{tmp}"], None, "unknown adapter version 5"),
+    ("cli-adapters-list-unknown-collection", ["adapters", "list", "--data-dir", "{tmp}", "--collection", "antigravty"], None,
+     r"no collection 'antigravty' .*collections there: \['antigravity'\]"),
 ]
 
 
@@ -283,7 +285,9 @@ def test_cli_bad_input(tmp_path, case, args, env, match):
     (tmp_path / "corpus.jsonl").write_text('{"_id": "a", "text": "ok"}\n{"_id": "b", "text": \n')
     args = [a.replace("{bad}", str(tmp_path / "bad.toml")).replace("{tmp}", str(tmp_path / "engine")).replace("{corrupt}", str(tmp_path / "corpus.jsonl")) for a in args]
     if case == "cli-adapters-show-unknown":
-        (tmp_path / "engine").mkdir()  # an existing data folder (a missing one: tests/test_integrity.py)
+        (tmp_path / "engine" / "adapters" / "antigravity").mkdir(parents=True)  # an existing collection without that version (a missing folder: tests/test_integrity.py)
+    if case == "cli-adapters-list-unknown-collection":
+        (tmp_path / "engine" / "adapters" / "antigravity").mkdir(parents=True)
     r = _cli(*args, env=env)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert re.search(match, r.stderr), r.stderr
@@ -302,3 +306,50 @@ def test_catalogue_is_documented_and_large_enough():
     missing = sorted(i for i in ids if f"`{i}`" not in doc)
     assert not missing, f"docs/bad-input.md lacks {missing}"
     assert len(ids) >= 40, len(ids)
+
+
+MANIFEST_DOCUMENTS_DAMAGE = [  # (variant, edit of the manifest's lower bound, how the message shows it)
+    ("manifest-documents-removed", lambda m: m.pop("documents"), "'documents' is missing"),
+    ("manifest-documents-true", lambda m: m.__setitem__("documents", True), "'documents' is true"),
+    ("manifest-documents-negative", lambda m: m.__setitem__("documents", -5), "'documents' is -5"),
+    ("manifest-documents-string", lambda m: m.__setitem__("documents", "30"), "'documents' is \"30\""),
+]
+
+
+@pytest.mark.parametrize("variant,edit,named", MANIFEST_DOCUMENTS_DAMAGE, ids=[c[0] for c in MANIFEST_DOCUMENTS_DAMAGE])
+@pytest.mark.parametrize("backend", ["edge", "local"])
+def test_damaged_manifest_lower_bound_does_not_hide_lost_documents(tmp_path, backend, variant, edit, named):
+    """A store that lost 20 of its 30 documents, with a manifest whose ``documents`` field is
+    missing, ``true``, negative or a string, opened as healthy (10 documents); it is now
+    refused as damaged (ManifestError naming the field and the file), and the refused open
+    changes neither the store nor the manifest."""
+    import json
+
+    from antigravity.core.errors import ManifestError
+    from antigravity.stores import EdgeStore, QdrantStore
+
+    def store():
+        return EdgeStore(str(tmp_path / "qdrant" / "edge"), create=False) if backend == "edge" else QdrantStore(str(tmp_path / "qdrant"), create=False)
+
+    e = AntigravityEngine(data_dir=str(tmp_path), encoder=HashEncoder(32), adaptation__rank=8, store__backend=backend)
+    e.ingest([(f"{i}", f"fever aspirin word{i}") for i in range(30)])
+    e.close()
+    path = tmp_path / "adapters" / "antigravity" / "manifest.json"
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m))
+    s = store()
+    s.delete([str(i) for i in range(20)])  # damage behind the engine's back
+    q = np.asarray(HashEncoder(32).encode(["fever aspirin word25"]), dtype=np.float32)
+    before = (s.count(), [h[0] for h in s.search(q, "raw", 5)[0]], path.read_bytes())
+    s.close()
+    assert before[0] == 10
+    with pytest.raises(ManifestError) as info:
+        AntigravityEngine(data_dir=str(tmp_path), encoder=HashEncoder(32), adaptation__rank=8, store__backend=backend)
+    msg = str(info.value)
+    assert f"field {named}" in msg and str(path) in msg and "damaged" in msg and "--reindex" in msg and "\n" not in msg, msg
+    s = store()
+    try:
+        assert (s.count(), [h[0] for h in s.search(q, "raw", 5)[0]], path.read_bytes()) == before
+    finally:
+        s.close()
