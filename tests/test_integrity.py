@@ -208,6 +208,19 @@ def test_collection_without_manifest(built):  # case: store-no-manifest
     _intact(tmp_path, probe)
 
 
+def test_adopt_refuses_a_student_of_another_dimension(tmp_path):  # case: store-adopt-other-dim
+    e = _open(tmp_path)
+    e.ingest([(f"d{i}", f"fever aspirin {i}") for i in range(20)])
+    e.close()
+    (tmp_path / "adapters" / "antigravity" / "manifest.json").unlink()
+    with pytest.raises(ManifestError, match=r"cannot adopt .* holds 32-d vectors, the student makes 16-d.*nothing was written"):
+        _open(tmp_path, encoder=HashEncoder(16), adopt=True)
+    assert not (tmp_path / "adapters" / "antigravity" / "manifest.json").exists()  # no false record
+    e = _open(tmp_path, adopt=True)  # the student that built it can still adopt it
+    assert e.count() == 20 and e.search("fever aspirin 3", k=1, record=False)[0].doc_id == "d3"
+    e.close()
+
+
 def test_manifest_corrupt(built):  # case: store-manifest-corrupt
     tmp_path, probe = built
     path = tmp_path / "adapters" / "antigravity" / "manifest.json"

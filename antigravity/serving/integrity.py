@@ -128,6 +128,11 @@ def check_on_open(*, store: Any, manifest: Any, view: Any, versions: Any, encode
     n = store.count() if exists else 0
     desc, coll, fix = store.describe(), store.collection, recovery(data_dir)
     if record is None:
+        if exists and adopt and store.dim != identity.get("dim"):
+            raise ManifestError(
+                f"cannot adopt collection {coll!r} ({desc}, {n} documents) for {describe_student(identity)}: it holds {store.dim}-d vectors, "
+                f"the student makes {identity.get('dim')}-d, so another student built it; nothing was written. Rebuild with {fix}"
+            )
         if exists and adopt:
             manifest.create(coll, where, identity, n, backend=backend)
             logger.warning("adopted collection %r (%d documents) for student %s", coll, n, describe_student(identity))
