@@ -80,6 +80,7 @@ class AntigravityEngine:
         self.collection = DocumentCollection(self.store, self.encoder, self.manifest, lambda: self.student_identity, self._store_where,
                                              lambda: self.settings, self.versions.served_vectors, self.counters, write_lock, self.teacher.forget_documents)
         self.collection.backend = integrity.backend_of(s)
+        self.searcher.check_filter = self.collection.check_filter
         try:
             if reindex and view is not None:
                 integrity.drop_for_reindex(self.store, view)

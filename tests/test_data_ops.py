@@ -157,6 +157,31 @@ def test_bad_filter_is_a_query_error(eng, bad):
     assert eng.stats()["traffic_buffered"] == before["traffic_buffered"]
 
 
+@pytest.mark.parametrize("flt,match", [
+    ({"lnag": "en"}, r"filter key 'lnag' is in no stored document; did you mean 'lang'\?"),
+    ({"colour": "red"}, r"filter key 'colour' is in no stored document; stored keys: \[.*'lang'"),
+    ({"year": "2005"}, r"filter\['year'\]: '2005' is str, but 'year' holds \['int'\] values"),
+    ({"lang": 7}, r"filter\['lang'\]: 7 is int, but 'lang' holds \['str'\]"),
+    ({"lang": ["en", 1]}, r"1 is int"),
+    ({"lang": {"gte": 0}}, r"a range needs numbers, but 'lang' holds \['str'\]"),
+])
+def test_a_filter_that_can_only_match_nothing_is_refused_not_empty(eng, flt, match):
+    with pytest.raises(QueryError, match=match):
+        eng.search("fever", k=5, record=False, filter=flt)
+
+
+def test_filter_fields_follow_ingest_nested_keys_and_ids(eng):
+    assert eng.search("fever", k=60, record=False, filter={"year": 2004}) and eng.search("fever", k=3, record=False, filter={"doc_id": "d3"})[0].doc_id == "d3"
+    with pytest.raises(QueryError, match="'venue' is in no stored document"):
+        eng.search("fever", k=5, record=False, filter={"venue": "x"})
+    eng.ingest([{"_id": "new", "text": "fever aspirin", "venue": "sigir", "meta": {"tags": ["a", "b"], "n": 3}}])
+    assert [h.doc_id for h in eng.search("fever", k=5, record=False, filter={"venue": "sigir"})] == ["new"]  # a key ingest added
+    assert [h.doc_id for h in eng.search("fever", k=5, record=False, filter={"meta.tags": "b"})] == ["new"]  # nested, list elements
+    assert [h.doc_id for h in eng.search("fever", k=5, record=False, filter={"meta.n": {"gte": 3}})] == ["new"]
+    assert eng.delete(["new"]) == 1
+    assert eng.search("fever", k=5, record=False, filter={"venue": "sigir"}) == []  # deleted: the key stays known, nothing matches
+
+
 def test_filtered_searches_are_not_recorded_as_traffic(eng):
     eng.search("fever", k=5, filter={"lang": "en"})
     eng.search("fever", k=5)

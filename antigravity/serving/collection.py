@@ -3,6 +3,7 @@ reads; the manifest checks that keep one collection to one student."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
@@ -10,7 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from antigravity.core.documents import RESERVED_PREFIX, doc_text, validate_document, validate_id
-from antigravity.core.errors import DocumentError, EmptyCorpusError, ManifestError
+from antigravity.core.errors import DocumentError, EmptyCorpusError, ManifestError, QueryError
 from antigravity.serving.counters import Counters
 from antigravity.stores.manifest import CollectionManifest, describe_student, identity_differences
 from antigravity.stores.qdrant import RAW
@@ -22,6 +23,35 @@ Item = tuple[str, str, dict[str, Any], bool]  # validated (id, text, payload, is
 
 def _public(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+
+
+def _kind(value: Any) -> str:
+    """The kind of a JSON payload value, as :meth:`DocumentCollection.payload_fields` records it."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "object"
+
+
+def _add_fields(fields: dict[str, set[str]], payload: Mapping[str, Any], prefix: str = "") -> None:
+    """Record the keys of ``payload`` (reserved keys skipped; nested objects as dotted keys)."""
+    for k, v in payload.items():
+        if not prefix and k.startswith(RESERVED_PREFIX):
+            continue
+        key = prefix + k
+        values = v if isinstance(v, list) else [v]
+        kinds = fields.setdefault(key, set())
+        for x in values:
+            if isinstance(x, Mapping):
+                kinds.add("object")
+                _add_fields(fields, x, key + ".")
+            elif x is not None:
+                kinds.add(_kind(x))
 
 
 def _as_list(doc_ids: Any) -> list[Any]:
@@ -57,6 +87,7 @@ class DocumentCollection:
         self.backend = "local"  # the store backend recorded in a new manifest (set by the engine)
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
         self._payload_cache: dict[str, dict[str, str]] | None = None
+        self._fields: dict[str, set[str]] | None = None  # payload key (dotted) -> kinds of value stored; built on the first filter
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(self, documents: Iterable[Any], *, batch_size: int | None = None, show_progress: bool = False) -> int:
@@ -167,9 +198,52 @@ class DocumentCollection:
             self.store.upsert(ids, raw, payloads, served)
             self._raw_cache = None
             self._payload_cache = None
+            if self._fields is not None:
+                for p in payloads:
+                    _add_fields(self._fields, p)
             self._on_write(ids)
             self._counters.count("documents_ingested", len(ids))
         return len(ids)
+
+    # -- filters -------------------------------------------------------------------------
+    def payload_fields(self) -> dict[str, set[str]]:
+        """Every payload key any stored document has (dotted for nested objects, ``doc_id``
+        included) with the kinds of value stored under it (``str``, ``int``, ``float``,
+        ``bool``, ``object``; list elements count as their own kind). Built by one scan of the
+        payloads on first use, then kept up to date by ingest; a delete leaves keys listed
+        (a filter on them then matches nothing, as it should)."""
+        fields = self._fields
+        if fields is None:
+            fields = {"doc_id": {"str", "int"}}  # ids are matched as given: "7" or 7
+            for _, p in self.store.iter_payloads():
+                _add_fields(fields, p)
+            self._fields = fields
+        return fields
+
+    def check_filter(self, flt: Any) -> None:
+        """Refuse a dict-form filter (:mod:`antigravity.stores.filters`) that can only match
+        nothing because of the filter itself: a key no stored document has, or a value of a
+        kind never stored under that key (``{"year": "2005"}`` where years are ints). Raises
+        QueryError naming the key, the value and what is stored; other forms pass unchecked."""
+        if not isinstance(flt, Mapping) or not flt:
+            return
+        fields = self.payload_fields()
+        for key, cond in flt.items():
+            if not isinstance(key, str):
+                continue  # the store's parser names it
+            kinds = fields.get(key)
+            if kinds is None:
+                near = difflib.get_close_matches(key, sorted(fields), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; stored keys: {sorted(fields)[:20]}"
+                raise QueryError(f"filter key {key!r} is in no stored document{hint}")
+            if isinstance(cond, Mapping):  # a range: needs numbers
+                if not kinds & {"int", "float"}:
+                    raise QueryError(f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values")
+                continue
+            for v in (cond if isinstance(cond, list) else [cond]):
+                kind = _kind(v)
+                if kind in ("str", "int", "bool") and kind not in kinds:
+                    raise QueryError(f"filter[{key!r}]: {v!r} is {kind}, but {key!r} holds {sorted(kinds)} values, so it can match nothing")
 
     # -- reads ---------------------------------------------------------------------------
     def count(self) -> int:

@@ -89,6 +89,8 @@ class Searcher:
         self.traffic, self.counters, self._settings, self._on_recorded = traffic, counters, settings, on_recorded
         self._encode = Coalescer(lambda texts: self.encoder.encode_uncached(texts))
         self.prior = prior
+        #: ``(filter) -> None``, raises QueryError for a filter on a key or kind of value no stored document has (set by the engine)
+        self.check_filter: Callable[[Any], None] | None = None
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Raw student vectors ``(m, d) float32`` (not cached: traffic is unbounded). Raises QueryError."""
@@ -115,6 +117,8 @@ class Searcher:
         if texts is not None:  # checked before anything is searched or recorded
             texts = validate_query_texts(texts, len(raw))
         flt = filter if filter is not None and filter != {} else None
+        if flt is not None and self.check_filter is not None:
+            self.check_filter(flt)  # a filter that can only match nothing: refused, not an empty result
         s = self._settings()
         fusion = s.teacher.fusion_weight if texts is not None else 0.0
         prior = self.prior is not None and s.feedback.prior_boost > 0
