@@ -167,6 +167,18 @@ def test_corrupt_checkpoint_refused(tmp_path, damage):
         _open(tmp_path)
 
 
+@pytest.mark.parametrize("field,value", [("student", "hash-encoder"), ("student", {"name": "hash-encoder"}), ("doc_adapter", {"rank": 8}),
+                                         ("doc_adapter", {"dim": "wide", "rank": 8}), ("doc_adapter", 5)])
+def test_checkpoint_metadata_with_a_wrong_field_is_a_checkpoint_error_naming_the_file(tmp_path, field, value):
+    _two_versions(tmp_path).close()
+    reg = AdapterRegistry(tmp_path, "antigravity")
+    meta = json.loads(reg.meta_path(2).read_text())
+    meta[field] = value
+    reg.meta_path(2).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"v000002.json|adapter version 2"):
+        _open(tmp_path)
+
+
 def test_in_memory_store_does_not_persist(tmp_path):
     e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8, adaptation__epochs=5, gate__enabled=False)
     e.ingest(_corpus())

@@ -254,6 +254,14 @@ class AdapterRegistry:
         meta = self.read_meta(version)
         if version == 0:
             return Checkpoint(0, None, None, meta)
+        try:
+            return self._load(version, meta, student=student, dim=dim)
+        except CheckpointError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong type
+            raise CheckpointError(f"{self.meta_path(version)} is damaged: {type(exc).__name__}: {exc}; restore it from a backup, or roll back to another version") from None
+
+    def _load(self, version: int, meta: dict[str, Any], *, student: str, dim: int) -> Checkpoint:
         st = meta.get("student") or {}
         if st.get("name") != student or int(st.get("dim", -1)) != int(dim):
             raise CheckpointError(
