@@ -80,3 +80,86 @@ def test_cluster_create_options_reach_create_collection():
     store.ensure_collection(8)
     assert seen["shard_number"] == 3 and seen["replication_factor"] == 2 and "write_consistency_factor" not in seen
     store.close()
+
+
+# -- the collection manifest: a damaged field is refused, never read with a default ----------
+def _manifest(tmp_path, edit=None):
+    import json
+
+    from antigravity.stores.manifest import CollectionManifest
+
+    m = CollectionManifest(tmp_path)
+    student = {"name": "student-a", "revision": "ab" * 32, "dim": 32, "max_seq_length": "default", "dtype": "fp32", "normalized": True}
+    data = m.create("antigravity", str(tmp_path / "qdrant"), student, 30, backend="edge")
+    if edit is not None:
+        edit(data)
+        m.path.write_text(json.dumps(data))
+    return m
+
+
+def _pop(*path):
+    def edit(d):
+        for p in path[:-1]:
+            d = d[p]
+        d.pop(path[-1])
+
+    return edit
+
+
+def _set(*path_value):
+    *path, value = path_value
+
+    def edit(d):
+        for p in path[:-1]:
+            d = d[p]
+        d[path[-1]] = value
+
+    return edit
+
+
+DAMAGED_MANIFESTS = [  # (case, edit, the field and value as the message names them)
+    ("documents-missing", _pop("documents"), "'documents' is missing"),
+    ("documents-true", _set("documents", True), "'documents' is true"),
+    ("documents-false", _set("documents", False), "'documents' is false"),
+    ("documents-negative", _set("documents", -5), "'documents' is -5"),
+    ("documents-string", _set("documents", "30"), "'documents' is \"30\""),
+    ("documents-float", _set("documents", 30.5), "'documents' is 30.5"),
+    ("documents-null", _set("documents", None), "'documents' is null"),
+    ("collection-missing", _pop("collection"), "'collection' is missing"),
+    ("store-not-a-string", _set("store", 7), "'store' is 7"),
+    ("created-at-missing", _pop("created_at"), "'created_at' is missing"),
+    ("student-dim-missing", _pop("student", "dim"), "'student.dim' is missing"),
+    ("student-dim-string", _set("student", "dim", "32"), "'student.dim' is \"32\""),
+    ("student-name-missing", _pop("student", "name"), "'student.name' is missing"),
+    ("student-revision-number", _set("student", "revision", 12), "'student.revision' is 12"),
+    ("student-normalized-string", _set("student", "normalized", "yes"), "'student.normalized' is \"yes\""),
+    ("backend-unknown", _set("backend", "sqlite"), "'backend' is \"sqlite\""),
+]
+
+
+@pytest.mark.parametrize("case,edit,named", DAMAGED_MANIFESTS, ids=[c[0] for c in DAMAGED_MANIFESTS])
+def test_damaged_manifest_field_is_refused(tmp_path, case, edit, named):
+    """``documents`` missing / true / negative used to read as a lower bound of 0 (or 1), which
+    disabled the truncation check: a store that lost documents opened as healthy."""
+    from antigravity.core.errors import ManifestError
+
+    m = _manifest(tmp_path, edit)
+    before = m.path.read_bytes()
+    with pytest.raises(ManifestError) as info:
+        m.read()
+    msg = str(info.value)
+    assert f"field {named}" in msg and str(m.path) in msg and "damaged" in msg and "--reindex" in msg and "\n" not in msg, msg
+    assert m.path.read_bytes() == before  # nothing rewritten
+
+
+@pytest.mark.parametrize(
+    "case,edit",
+    [("intact", None), ("no-backend", _pop("backend")), ("backend-null", _set("backend", None)), ("documents-zero", _set("documents", 0)),
+     ("revision-null", _set("student", "revision", None)), ("max-seq-length-int", _set("student", "max_seq_length", 128))],
+    ids=lambda v: v if isinstance(v, str) else "",
+)  # fmt: skip
+def test_valid_manifests_still_read(tmp_path, case, edit):
+    """Manifests written before backends existed (no ``backend``, same format version 1) and
+    every value this project writes stay readable."""
+    data = _manifest(tmp_path, edit).read()
+    assert data["documents"] == (0 if case == "documents-zero" else 30) and data["student"]["dim"] == 32

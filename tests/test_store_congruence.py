@@ -28,8 +28,9 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from antigravity.core.errors import QueryError, StoreError
+from antigravity.core.errors import AntigravityError, DocumentError, QueryError, StoreError
 from antigravity.stores import RAW, SLOTS, EdgeStore, QdrantStore, VectorStore, parse_filter
+from antigravity.stores.shared import point_id
 
 try:
     import qdrant_edge  # noqa: F401
@@ -443,6 +444,174 @@ def test_refused_calls_raise_and_change_nothing(name, tmp_path, opened):
     with pytest.raises(StoreError, match="4-d"):
         store.ensure_collection(4)
     assert_same_snapshot(snapshot(store), before, name)
+
+
+# -- bad input at the store level: typed, named, nothing stored changes (every backend) ---------
+REFUSING = {**{n: f for n, (f, _) in BACKENDS.items()}, "qdrant-memory": lambda tmp, **kw: QdrantStore(":memory:", collection="c", **kw)}
+SMALL = 20
+
+
+def load_small(store: VectorStore) -> VectorStore:
+    """20 documents of the corpus with slot A, and slot B for half of them (cheap to build per test)."""
+    c = CORPUS
+    store.ensure_collection(D)
+    store.upsert(c["ids"][:SMALL], c["raw"][:SMALL], [{"i": i} for i in range(SMALL)], {SLOTS[0]: c["served_a"][:SMALL]})
+    store.set_served(c["ids"][:SMALL:2], SLOTS[1], c["served_b"][:SMALL:2])
+    return store
+
+
+def _state(store: VectorStore) -> tuple:
+    """Everything stored plus the answers of a search on every vector name."""
+    hits = [[(h[0], round(h[1], 5)) for h in hs] for u in (RAW, *SLOTS) for hs in store.search(CORPUS["queries"][:4], u, 5)]
+    return snapshot(store), hits
+
+
+def _assert_unchanged(store: VectorStore, before: tuple, where: str) -> None:
+    after = _state(store)
+    assert_same_snapshot(after[0], before[0], where)
+    assert after[1] == before[1], where
+
+
+def _refused(store: VectorStore, call: Callable, error: type, named: str) -> str:
+    """``call(store)`` raises exactly ``error`` (a typed AntigravityError), on one line, naming ``named``."""
+    with pytest.raises(AntigravityError) as info:
+        call(store)
+    msg = str(info.value)
+    assert type(info.value) is error, f"{type(info.value).__name__}: {msg}"
+    assert named in msg and "\n" not in msg, msg
+    return msg
+
+
+def _rows(fill: float, n: int = 1) -> np.ndarray:
+    return np.full((n, D), fill, dtype=np.float32)
+
+
+def _one_bad(fill: float = float("nan")) -> np.ndarray:
+    """Two rows, the second non-finite in one coordinate."""
+    m = CORPUS["raw"][[50, 51]].copy()
+    m[1, 3] = fill
+    return m
+
+
+NAN, INF = float("nan"), float("inf")
+NON_FINITE_WRITES = [  # (case, call, the id the message names)
+    ("upsert-raw-nan-new-id", lambda s: s.upsert(["bad"], _rows(NAN), [{}]), "'bad'"),
+    ("upsert-raw-inf", lambda s: s.upsert(["bad"], _rows(INF), [{}]), "'bad'"),
+    ("upsert-raw-minus-inf", lambda s: s.upsert(["bad"], _rows(-INF), [{}]), "'bad'"),
+    ("upsert-raw-float64-overflow", lambda s: s.upsert(["bad"], np.full((1, D), 1e39), [{}]), "'bad'"),  # inf once float32
+    ("upsert-raw-nan-replacing-stored-doc", lambda s: s.upsert(["doc-003"], _rows(NAN), [{"i": -1}]), "'doc-003'"),
+    ("upsert-one-nan-row-among-good", lambda s: s.upsert(["good", "bad"], _one_bad(), [{}, {}]), "['bad']"),
+    ("upsert-served-nan", lambda s: s.upsert(["bad"], CORPUS["raw"][[60]], [{}], {SLOTS[0]: _rows(NAN)}), "'bad'"),
+    ("set-served-nan", lambda s: s.set_served(["doc-002"], SLOTS[1], _rows(NAN)), "'doc-002'"),
+    ("set-served-one-inf-row", lambda s: s.set_served(["doc-001", "doc-005"], SLOTS[1], _one_bad(INF)), "['doc-005']"),
+]
+
+
+@pytest.mark.parametrize("case,call,named", NON_FINITE_WRITES, ids=[c[0] for c in NON_FINITE_WRITES])
+@pytest.mark.parametrize("name", sorted(REFUSING))
+def test_non_finite_vectors_are_refused_and_nothing_is_written(name, case, call, named, tmp_path, opened):
+    """A NaN/inf vector would be counted but never found (Edge stored it, qdrant-client raised a
+    raw ValueError): every backend refuses it with a DocumentError naming the document."""
+    store = load_small(REFUSING[name](tmp_path))
+    opened.append(store)
+    before = _state(store)
+    msg = _refused(store, call, DocumentError, named)
+    assert "NaN or inf" in msg and "nothing was written" in msg
+    _assert_unchanged(store, before, f"{name} {case}")
+    assert store.count() == SMALL and store.retrieve(["bad", "good"]) == {}
+
+
+BAD_SEARCHES = [  # (case, call, error, what the message names)
+    ("nan-query", lambda s: s.search(_rows(NAN), RAW, 3), QueryError, "row(s) [0]"),
+    ("inf-query", lambda s: s.search(_rows(INF), SLOTS[0], 3), QueryError, "row(s) [0]"),
+    ("nan-in-second-query-row", lambda s: s.search(_one_bad(), RAW, 3), QueryError, "row(s) [1]"),
+    ("float64-overflow-query", lambda s: s.search(np.full((1, D), -1e39), RAW, 3), QueryError, "row(s) [0]"),
+    ("k-negative", lambda s: s.search(CORPUS["queries"][:1], RAW, -3), QueryError, "got -3"),
+    ("k-fraction", lambda s: s.search(CORPUS["queries"][:1], RAW, 2.9), QueryError, "got 2.9"),
+    ("k-whole-float", lambda s: s.search(CORPUS["queries"][:1], RAW, 3.0), QueryError, "got 3.0"),
+    ("k-bool", lambda s: s.search(CORPUS["queries"][:1], RAW, True), QueryError, "got True"),
+    ("k-string", lambda s: s.search(CORPUS["queries"][:1], RAW, "3"), QueryError, "got '3'"),
+    ("k-none", lambda s: s.search(CORPUS["queries"][:1], RAW, None), QueryError, "got None"),
+]
+
+
+@pytest.mark.parametrize("case,call,error,named", BAD_SEARCHES, ids=[c[0] for c in BAD_SEARCHES])
+@pytest.mark.parametrize("name", sorted(REFUSING))
+def test_bad_search_arguments_are_refused(name, case, call, error, named, tmp_path, opened):
+    """A NaN query returned [] on Edge, k=-3 [[]], k=2.9 two hits: every backend refuses them
+    (QueryError naming the row or k), with or without a collection."""
+    empty = REFUSING[name](tmp_path / "empty")
+    opened.append(empty)
+    _refused(empty, call, error, named)  # checked before "no collection: no hits"
+    assert empty.dim is None and empty.count() == 0
+    store = load_small(REFUSING[name](tmp_path))
+    opened.append(store)
+    before = _state(store)
+    _refused(store, call, error, named)
+    _assert_unchanged(store, before, f"{name} {case}")
+
+
+@pytest.mark.parametrize("name", sorted(REFUSING))
+def test_integer_k_of_any_integer_type_is_accepted(name, tmp_path, opened):
+    store = load_small(_open_refusing(opened, name, tmp_path))
+    q = CORPUS["queries"][:2]
+    want = store.search(q, RAW, 2)
+    assert [len(h) for h in want] == [2, 2]
+    assert store.search(q, RAW, np.int64(2)) == want and store.search(q, RAW, 0) == [[], []]
+
+
+def _open_refusing(opened: list, name: str, tmp: Any) -> VectorStore:
+    store = REFUSING[name](tmp)
+    opened.append(store)
+    return store
+
+
+TYPED_REFUSALS = [  # (case, call, error, what the message names) — qdrant-client raised KeyError / ValueError / IndexError / pydantic errors
+    ("set-served-unknown-id", lambda s: s.set_served(["doc-002", "ghost"], SLOTS[1], CORPUS["served_b"][:2]), StoreError, "['ghost']"),
+    ("set-served-only-unknown-ids", lambda s: s.set_served(["ghost", "phantom"], SLOTS[0], CORPUS["served_b"][:2]), StoreError, "['ghost', 'phantom']"),
+    ("set-served-wrong-dim", lambda s: s.set_served(["doc-002"], SLOTS[1], np.ones((1, 4), np.float32)), StoreError, "(1, 4)"),
+    ("set-served-row-count", lambda s: s.set_served(["doc-002", "doc-003"], SLOTS[1], CORPUS["served_b"][:1]), StoreError, f"needs (2, {D})"),
+    ("upsert-wrong-dim", lambda s: s.upsert(["w"], np.ones((1, 4), np.float32), [{}]), StoreError, "(1, 4)"),
+    ("upsert-served-wrong-dim", lambda s: s.upsert(["w"], CORPUS["raw"][[60]], [{}], {SLOTS[0]: np.ones((1, 4), np.float32)}), StoreError, "(1, 4)"),
+    ("upsert-payload-not-json", lambda s: s.upsert(["a", "w"], CORPUS["raw"][[60, 61]], [{}, {"o": object()}]), StoreError, "document 'w'"),
+    ("upsert-payload-nan", lambda s: s.upsert(["w"], CORPUS["raw"][[60]], [{"x": float("nan")}]), StoreError, "document 'w'"),
+    ("upsert-payload-not-dict", lambda s: s.upsert(["w"], CORPUS["raw"][[60]], ["text"]), StoreError, "document 'w'"),
+    ("search-wrong-dim", lambda s: s.search(np.ones((1, 4), np.float32), RAW, 3), StoreError, "(1, 4)"),
+    ("search-one-dimensional", lambda s: s.search(CORPUS["queries"][0], RAW, 3), StoreError, f"({D},)"),
+    ("search-unknown-vector-name", lambda s: s.search(CORPUS["queries"][:1], "nope", 3), StoreError, "'nope'"),
+    ("ensure-collection-other-dim", lambda s: s.ensure_collection(4), StoreError, "4-d"),
+]
+
+
+@pytest.mark.parametrize("case,call,error,named", TYPED_REFUSALS, ids=[c[0] for c in TYPED_REFUSALS])
+@pytest.mark.parametrize("name", sorted(REFUSING))
+def test_refusals_are_typed_and_name_the_callers_value(name, case, call, error, named, tmp_path, opened):
+    store = load_small(_open_refusing(opened, name, tmp_path))
+    before = _state(store)
+    msg = _refused(store, call, error, named)
+    for did in ("ghost", "phantom", "w", "doc-002"):
+        assert point_id(did) not in msg  # the caller's id, never the internal uuid
+    _assert_unchanged(store, before, f"{name} {case}")
+    assert store.retrieve(["ghost", "phantom", "w", "a"]) == {}
+
+
+NO_COLLECTION = [  # (case, call, what the message names)
+    ("upsert", lambda s: s.upsert(["a"], CORPUS["raw"][:1], [{}]), "upsert: collection 'c' does not exist"),
+    ("set-served", lambda s: s.set_served(["a"], SLOTS[0], CORPUS["raw"][:1]), "set_served: collection 'c' does not exist"),
+    ("ensure-collection-float-dim", lambda s: s.ensure_collection(2.5), "got 2.5"),
+    ("ensure-collection-bool-dim", lambda s: s.ensure_collection(True), "got True"),
+    ("ensure-collection-zero-dim", lambda s: s.ensure_collection(0), "got 0"),
+    ("ensure-collection-string-dim", lambda s: s.ensure_collection("32"), "got '32'"),
+]
+
+
+@pytest.mark.parametrize("case,call,named", NO_COLLECTION, ids=[c[0] for c in NO_COLLECTION])
+@pytest.mark.parametrize("name", sorted(REFUSING))
+def test_refusals_without_a_collection_create_nothing(name, case, call, named, tmp_path, opened):
+    """qdrant-client raised ValueError('Collection not found'); a float dim made a 2-d collection."""
+    store = _open_refusing(opened, name, tmp_path)
+    _refused(store, call, StoreError, named)
+    assert store.dim is None and store.count() == 0 and store.search(CORPUS["queries"][:1], RAW, 3) == [[]]
 
 
 # -- persistence ----------------------------------------------------------------------------

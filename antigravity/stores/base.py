@@ -77,7 +77,8 @@ class VectorStore(Protocol):
         """Create the collection for ``dim``-dimensional vectors if it does not exist; sets :attr:`dim`.
 
         Raises:
-            StoreError: the collection exists with another dimension.
+            StoreError: ``dim`` is not an integer in 1..65536 (a bool or float is refused), or
+                the collection exists with another dimension.
         """
         ...
 
@@ -94,14 +95,25 @@ class VectorStore(Protocol):
     ) -> None:
         """Insert or replace ``n`` documents: ``raw`` ``(n, d) float32``, one payload each, and
         optionally ``served`` ``{slot: (n, d) float32}`` for slots of :data:`SLOTS`. Re-upserting
-        an id replaces that document. The collection must exist (:meth:`ensure_collection`)."""
+        an id replaces that document. The collection must exist (:meth:`ensure_collection`).
+
+        Raises:
+            StoreError: the collection does not exist, counts or shapes differ, or a payload is
+                not a JSON object (names the document; NaN and inf are not JSON).
+            DocumentError: a raw or served vector holds NaN or inf (names the documents).
+            TypeError: ``doc_ids`` is a single string.
+            Nothing is written when any of these is raised.
+        """
         ...
 
     def set_served(self, doc_ids: Sequence[str], slot: str, vectors: np.ndarray) -> None:
         """Overwrite the ``slot`` vectors (``(n, d) float32``) of stored documents.
 
         Raises:
-            StoreError: ``slot`` is not one of :data:`SLOTS`.
+            StoreError: ``slot`` is not one of :data:`SLOTS`, the collection does not exist,
+                ``vectors`` is not ``(n, d)``, or an id is not stored (names the id).
+            DocumentError: a vector holds NaN or inf (names the documents).
+            Nothing is written when any of these is raised.
         """
         ...
 
@@ -132,7 +144,11 @@ class VectorStore(Protocol):
             does not exist.
 
         Raises:
-            QueryError: the filter is malformed (or, on EdgeStore, outside the supported subset).
+            QueryError: ``k`` is not an integer >= 0 (a bool, float or string is refused, not
+                truncated), a query vector holds NaN or inf (names its row), or the filter is
+                malformed (or, on EdgeStore, outside the supported subset). Checked also when
+                the collection does not exist.
+            StoreError: ``using`` is not a vector name, or ``vectors`` is not ``(m, d)``.
         """
         ...
 

@@ -81,7 +81,8 @@ from antigravity.core.files import make_private_dir
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
 from antigravity.stores.shared import (
-    check_index, check_slot, check_upsert, id_list, open_folder, point_id, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
+    check_dim, check_index, check_missing, check_rows, check_search, check_slot, check_upsert, id_list, open_folder, payload_rows, point_id, ranked_search,
+    require_collection, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
 logger = logging.getLogger("antigravity.store")
@@ -234,15 +235,6 @@ class _Handle:
         if self.tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
-
-
-def _jsonable(value: Any) -> Any:
-    """``json.dumps`` default for payload values: NumPy scalars and arrays become Python values."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class EdgeStore:
@@ -505,8 +497,10 @@ class EdgeStore:
         index on the empty-document flag); slot shards are created when first written.
 
         Raises:
-            StoreError: the collection exists with another dimension, or the shard cannot be created.
+            StoreError: ``dim`` is not an integer in 1..65536, the collection exists with another
+                dimension, or the shard cannot be created.
         """
+        dim = check_dim(dim)
         with self._write_lock:
             if same_dim(self.collection, self.dim, dim):
                 return
@@ -561,16 +555,8 @@ class EdgeStore:
 
     # -- writes ------------------------------------------------------------------------------
     def _require_collection(self, what: str) -> Any:
-        if self.dim is None:
-            raise StoreError(f"{what}: collection {self.collection!r} does not exist yet ({self.describe()})")
+        require_collection(what, self.collection, self.dim, self.describe())
         return self._shard()
-
-    def _check_rows(self, what: str, mat: np.ndarray, n: int) -> np.ndarray:
-        """``mat`` as ``(n, dim) float32``. Raises StoreError (naming ``what``) for another shape."""
-        arr = np.asarray(mat, dtype=np.float32)
-        if arr.shape != (n, self.dim):
-            raise StoreError(f"{what} has shape {arr.shape}; collection {self.collection!r} needs ({n}, {self.dim}); nothing was written")
-        return arr
 
     def upsert(self, doc_ids: Sequence[str], raw: np.ndarray, payloads: Sequence[dict[str, Any]], served: dict[str, np.ndarray] | None = None) -> None:
         """Insert or replace documents: ``raw`` ``(n, d) float32``, one payload each, ``served``
@@ -579,7 +565,9 @@ class EdgeStore:
 
         Raises:
             StoreError: the collection does not exist, counts or shapes differ, a payload is not
-                JSON, or the shard refuses the write (nothing is written then).
+                a JSON object (names the document), or the shard refuses the write.
+            DocumentError: a raw or served vector holds NaN or inf (names the documents).
+            Nothing is written when any of these is raised.
         """
         served = dict(served or {})
         ids = id_list(doc_ids, "upsert")
@@ -588,15 +576,11 @@ class EdgeStore:
             self._require_collection("upsert")
             if not ids:
                 return
-            raw_arr = self._check_rows("upsert: raw", raw, len(ids))
-            served = {slot: self._check_rows(f"upsert: served[{slot!r}]", mat, len(ids)) for slot, mat in served.items()}
-            payload_list = [{**pl, "doc_id": did} for did, pl in zip(ids, payloads)]
+            raw_arr = check_rows("upsert: raw", raw, ids, self.dim, self.collection)
+            served = {slot: check_rows(f"upsert: served[{slot!r}]", mat, ids, self.dim, self.collection) for slot, mat in served.items()}
+            payload_list, text = payload_rows("upsert", ids, payloads)
             others = [s for s in SLOTS if s not in served and s in self._handle.shards]
             if served or others:
-                try:
-                    text = json.dumps(payload_list, default=_jsonable)
-                except (TypeError, ValueError) as exc:
-                    raise StoreError(f"upsert: a payload is not JSON ({exc}); nothing was written") from exc
                 arrays = {"ids": np.array(ids, dtype=str), "raw": raw_arr, "payloads": np.array(text), "clear": np.array(others, dtype=str)}
                 self._write_journal("upsert", arrays | {f"served.{s}": m for s, m in served.items()})
             self._apply_upsert(ids, raw_arr, payload_list, served, others)
@@ -664,7 +648,9 @@ class EdgeStore:
 
         Raises:
             StoreError: ``slot`` is not one of :data:`SLOTS`, ``vectors`` is not ``(n, d)``, or
-                an id is not stored (nothing is written then).
+                an id is not stored (names it).
+            DocumentError: a vector holds NaN or inf (names the documents).
+            Nothing is written when any of these is raised.
         """
         qe = _qe()
         check_slot(slot)
@@ -674,12 +660,10 @@ class EdgeStore:
             shard = self._require_collection("set_served")
             if not ids:
                 return
-            vectors = self._check_rows(f"set_served: vectors for {slot!r}", vectors, len(ids))
+            vectors = check_rows(f"set_served: vectors for {slot!r}", vectors, ids, self.dim, self.collection)
             with self._errors("set_served"):
                 found = {str(r.id): r.payload for r in shard.retrieve(pids, True, False)}
-            missing = [d for d, p in zip(ids, pids) if p not in found]
-            if missing:
-                raise StoreError(f"set_served: {len(missing)} document id(s) not stored, e.g. {missing[:5]}; nothing was written")
+            check_missing("set_served", ids, {d for d, p in zip(ids, pids) if p in found})
             points = [qe.Point(p, {slot: vectors[i].tolist()}, found[p]) for i, p in enumerate(pids)]
             with self._errors("set_served"):
                 self._slot_shard(slot).update(qe.UpdateOperation.upsert_points(points))
@@ -887,18 +871,16 @@ class EdgeStore:
         slot never written has no shard and returns no hits.
 
         Raises:
-            QueryError: a malformed filter, or one outside the supported subset.
-            StoreError: an unknown vector name, a wrong dimension, or the shard refuses the query.
+            QueryError: ``k`` is not an integer >= 0, a query vector holds NaN or inf, or a
+                malformed filter, or one outside the supported subset.
+            StoreError: an unknown vector name, a wrong shape, or the shard refuses the query.
         """
         qe = _qe()
-        vector_names([using])
+        vectors, k = check_search(vectors, using, k, self.dim, self.collection)
         flt = parse_filter(filter) if filter is not None else None  # parse_filter imports qdrant_client (seconds, cold)
         edge_flt = edge_filter(flt) if flt is not None else None
-        vectors = np.asarray(vectors, dtype=np.float32)
         if self.dim is None:
             return [[] for _ in range(len(vectors))]
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise StoreError(f"search: query vectors of shape {vectors.shape}; collection {self.collection!r} holds {self.dim}-d vectors")
         shard = self._shard(using)
         if shard is None:
             return [[] for _ in range(len(vectors))]
@@ -914,7 +896,7 @@ class EdgeStore:
                 results = shard.query_batch(qe.QueryBatchRequest(reqs)) if len(reqs) > 1 else [shard.query(reqs[0])]
             return [[(p.score, p.payload) for p in res] for res in results]
 
-        return ranked_search(fetch, len(vectors), int(k), self.n_empty)
+        return ranked_search(fetch, len(vectors), k, self.n_empty)
 
     def _slot_vectors(self, pids: list[str], names: Sequence[str]) -> dict[str, dict[str, list[float]]]:
         """``{point id: {slot: vector}}`` for the slots among ``names`` that have a shard."""

@@ -13,6 +13,11 @@ collection) when the collection is created, before its first point::
 and cached, see :func:`antigravity.encoders.model.weights_fingerprint`); ``documents`` is a lower
 bound on the stored documents (updated after each ingest call; documents are never deleted
 by the engine), so a store holding fewer points than its manifest is damaged, not empty.
+Every field above has been written since the first manifest (store format version 1): a
+manifest missing one, or holding one of the wrong type (e.g. ``documents`` ``true`` or ``-5``),
+is damaged and refused (:class:`ManifestError` naming the field and the file), never read
+with a default. Only ``backend`` (``edge`` / ``local`` / ``server``, added later within
+version 1) may be absent or ``null``: such a collection was written by qdrant-client.
 
 Every engine open compares the running student with the manifest field by field and
 refuses a difference (:class:`ManifestError`, one line naming both sides). A deliberate
@@ -81,6 +86,59 @@ def identity_differences(stored: dict[str, Any], running: dict[str, Any]) -> lis
     return [f for f in IDENTITY_FIELDS if stored.get(f) != running.get(f)]
 
 
+def _shown(value: Any) -> str:
+    """A manifest value as it reads in the JSON file (``true``, ``-5``, ``"30"``), shortened."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+#: the fields every manifest of store format version 1 holds (all written since manifests
+#: exist), with a check of their value and what it must be; ``backend`` (added later within
+#: version 1) is optional: absent or ``None`` means a qdrant-client collection
+#: (:func:`stored_backend`)
+_FIELDS: dict[str, tuple[Any, str]] = {
+    "collection": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "store": (lambda v: isinstance(v, str), "a string"),
+    "created_at": (lambda v: isinstance(v, str), "a string"),
+    "documents": (lambda v: _is_int(v, 0), "an integer >= 0"),
+}
+_STUDENT_FIELDS: dict[str, tuple[Any, str]] = {
+    "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "revision": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "dim": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "max_seq_length": (lambda v: _is_int(v, 1) or isinstance(v, str), "an integer >= 1 or a string"),
+    "dtype": (lambda v: isinstance(v, str), "a string"),
+    "normalized": (lambda v: isinstance(v, bool), "true or false"),
+}
+BACKENDS = ("edge", "local", "server")
+
+
+def manifest_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a version-1 manifest's fields (the first missing or wrong-typed one,
+    named), or ``None``. ``documents`` guards against a truncated store (the integrity check
+    compares it with the stored count), so a missing, boolean, negative or non-integer value
+    is damage, never read as 0."""
+    for field, (ok, want) in _FIELDS.items():
+        if field not in data:
+            return f"field {field!r} is missing"
+        if not ok(data[field]):
+            return f"field {field!r} is {_shown(data[field])}, not {want}"
+    student = data["student"]
+    for field, (ok, want) in _STUDENT_FIELDS.items():
+        if field not in student:
+            return f"field 'student.{field}' is missing"
+        if not ok(student[field]):
+            return f"field 'student.{field}' is {_shown(student[field])}, not {want}"
+    backend = data.get("backend")
+    if backend is not None and backend not in BACKENDS:
+        return f"field 'backend' is {_shown(backend)}, not one of {', '.join(BACKENDS)} or null"
+    return None
+
+
 class CollectionManifest:
     """The manifest file of one collection (``path``); all writes are atomic."""
 
@@ -94,8 +152,9 @@ class CollectionManifest:
         """The manifest, or ``None`` when there is no file.
 
         Raises:
-            ManifestError: the file is unreadable, not JSON, or not a manifest of a known
-                store format version (names the file).
+            ManifestError: the file is unreadable, not JSON, not a manifest of a known store
+                format version, or a field is missing or of the wrong type (names the file and
+                the field; see :func:`manifest_problem`).
         """
         if not self.path.exists():
             return None
@@ -114,10 +173,12 @@ class CollectionManifest:
                 f"{self.path}: store format version {version!r}, this Antigravity reads version {STORE_FORMAT_VERSION}; "
                 "use the Antigravity version that wrote it, or rebuild with `antigravity index CORPUS --reindex`"
             )
-        try:
-            data["documents"] = int(data.get("documents", 0))
-        except (TypeError, ValueError):
-            raise ManifestError(f"{self.path}: 'documents' is not an integer") from None
+        problem = manifest_problem(data)
+        if problem:
+            raise ManifestError(
+                f"{self.path} is damaged: {problem}; restore it from a backup, or rebuild with `antigravity index CORPUS --reindex` "
+                "(nothing was changed)"
+            )
         return data
 
     def create(self, collection: str, where: str, student: dict[str, Any], documents: int = 0, backend: str | None = None) -> dict[str, Any]:

@@ -46,7 +46,8 @@ from antigravity.settings import mask_url
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
 from antigravity.stores.shared import (
-    check_index, check_slot, id_list, open_folder, point_id, point_rows, ranked_search, retrieved, same_dim, split_payload, vector_batch, vector_names,
+    check_dim, check_index, check_missing, check_rows, check_search, check_slot, check_upsert, id_list, open_folder, payload_rows, point_id, ranked_search,
+    require_collection, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
 __all__ = ["RAW", "SLOTS", "QdrantStore", "point_id"]
@@ -163,10 +164,11 @@ class QdrantStore:
         """Create the collection for ``dim``-dimensional vectors if missing.
 
         Raises:
-            StoreError: the collection exists with another dimension.
+            StoreError: ``dim`` is not an integer in 1..65536, or the collection exists with another dimension.
         """
         from qdrant_client import models
 
+        dim = check_dim(dim)
         if same_dim(self.collection, self.dim, dim):
             return
         params = models.VectorParams(size=int(dim), distance=models.Distance.COSINE, on_disk=self.on_disk or None)
@@ -181,20 +183,52 @@ class QdrantStore:
         payloads: Sequence[dict[str, Any]],
         served: dict[str, np.ndarray] | None = None,
     ) -> None:
-        """Upsert documents: ``raw`` ``(n, d) float32``, ``served`` ``{slot: (n, d) float32}``."""
+        """Upsert documents: ``raw`` ``(n, d) float32``, ``served`` ``{slot: (n, d) float32}``.
+
+        Raises:
+            StoreError: the collection does not exist, counts or shapes differ, or a payload is
+                not a JSON object (names the document).
+            DocumentError: a raw or served vector holds NaN or inf (names the documents).
+            Nothing is written when any of these is raised.
+        """
         from qdrant_client import models
 
-        points = [models.PointStruct(id=pid, vector=vec, payload=pl) for pid, vec, pl in point_rows(doc_ids, raw, payloads, served)]
+        served = dict(served or {})
+        ids = id_list(doc_ids, "upsert")
+        check_upsert(ids, raw, payloads, served)
+        require_collection("upsert", self.collection, self.dim, self.describe())
+        if not ids:
+            return
+        raw_arr = check_rows("upsert: raw", raw, ids, self.dim, self.collection)
+        served = {slot: check_rows(f"upsert: served[{slot!r}]", mat, ids, self.dim, self.collection) for slot, mat in served.items()}
+        payload_list, _ = payload_rows("upsert", ids, payloads)
+        points = [
+            models.PointStruct(id=point_id(d), vector={RAW: raw_arr[i].tolist(), **{slot: m[i].tolist() for slot, m in served.items()}}, payload=payload_list[i])
+            for i, d in enumerate(ids)
+        ]
         with self._lock:
             self.client.upsert(self.collection, points=points, wait=True)
 
     def set_served(self, doc_ids: Sequence[str], slot: str, vectors: np.ndarray) -> None:
-        """Overwrite the ``slot`` vectors of existing points (``(n, d) float32``)."""
+        """Overwrite the ``slot`` vectors of existing points (``(n, d) float32``).
+
+        Raises:
+            StoreError: ``slot`` is not one of :data:`SLOTS`, the collection does not exist,
+                ``vectors`` is not ``(n, d)``, or an id is not stored (names it).
+            DocumentError: a vector holds NaN or inf (names the documents).
+            Nothing is written when any of these is raised.
+        """
         from qdrant_client import models
 
         check_slot(slot)
-        points = [models.PointVectors(id=point_id(d), vector={slot: vectors[i].tolist()}) for i, d in enumerate(doc_ids)]
+        ids = id_list(doc_ids, "set_served")
         with self._lock:
+            require_collection("set_served", self.collection, self.dim, self.describe())
+            if not ids:
+                return
+            vectors = check_rows(f"set_served: vectors for {slot!r}", vectors, ids, self.dim, self.collection)
+            check_missing("set_served", ids, self.existing_ids(ids))
+            points = [models.PointVectors(id=point_id(d), vector={slot: vectors[i].tolist()}) for i, d in enumerate(ids)]
             self.client.update_vectors(self.collection, points=points, wait=True)
 
     def clear_served(self, slot: str) -> None:
@@ -218,10 +252,13 @@ class QdrantStore:
         Returns per query ``[(doc_id, score, payload), ...]``, score descending then doc id.
 
         Raises:
-            QueryError: a malformed filter (nothing is sent to Qdrant).
+            QueryError: ``k`` is not an integer >= 0, a query vector holds NaN or inf, or a
+                malformed filter (nothing is sent to Qdrant).
+            StoreError: an unknown vector name, or ``vectors`` is not ``(m, d)``.
         """
         from qdrant_client import models
 
+        vectors, k = check_search(vectors, using, k, self.dim, self.collection)
         flt = parse_filter(filter)
         if self.dim is None:
             return [[] for _ in range(len(vectors))]
@@ -232,7 +269,7 @@ class QdrantStore:
                 responses = self.client.query_batch_points(self.collection, requests=reqs)
             return [[(p.score, p.payload) for p in resp.points] for resp in responses]
 
-        return ranked_search(fetch, len(vectors), int(k), self.n_empty)
+        return ranked_search(fetch, len(vectors), k, self.n_empty)
 
     def delete(self, doc_ids: Sequence[str]) -> None:
         """Delete the documents ``doc_ids`` (unknown ids ignored) and recount :attr:`n_empty`."""

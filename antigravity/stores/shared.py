@@ -8,18 +8,23 @@ layout and one ranking rule.
   document id ascending; empty documents (payload flag ``_ag_empty``) are dropped; a tie
   that crosses the ``k``-th place is resolved by fetching more, so every backend returns
   the same ids for the same stored vectors.
+* Validation before anything is written or searched (:func:`check_dim`, :func:`check_rows`,
+  :func:`payload_rows`, :func:`check_missing`, :func:`check_search`), so both backends refuse
+  the same bad input with the same typed error: a NaN/inf vector is never stored (it would be
+  counted but never found) nor searched for (it would return nothing).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from antigravity.core.documents import EMPTY_FLAG, RESERVED_PREFIX
-from antigravity.core.errors import QueryError, StoreError
+from antigravity.core.errors import DocumentError, QueryError, StoreError
 from antigravity.core.files import check_permissions, make_private_dir
 from antigravity.stores.base import RAW, SLOTS
 
@@ -28,6 +33,9 @@ Hit = tuple[str, float, dict]
 
 INDEX_SCHEMAS = ("keyword", "integer", "float", "bool")
 """Payload index types accepted by ``create_payload_index`` (Qdrant's ``PayloadSchemaType`` names)."""
+
+MAX_DIM = 65536
+"""Largest vector dimension a collection accepts (Qdrant's limit)."""
 
 _NAMESPACE = uuid.UUID("6f1d7c52-3c1a-4d7e-9a55-2b8a3c0e9f11")
 
@@ -128,21 +136,116 @@ def check_upsert(doc_ids: Sequence[str], raw: Any, payloads: Sequence[Any], serv
         raise StoreError(f"upsert: {n} ids, {len(raw)} raw rows, {len(payloads)} payloads, served rows {[len(m) for m in served.values()]}: counts differ")
 
 
-def point_rows(
-    doc_ids: Sequence[str], raw: np.ndarray, payloads: Sequence[dict[str, Any]], served: dict[str, np.ndarray] | None
-) -> Iterator[tuple[str, dict[str, list[float]], dict[str, Any]]]:
-    """``(point id, {vector name: list}, payload with doc_id)`` for each document to upsert.
+def check_dim(dim: Any) -> int:
+    """The vector dimension of a new collection as an int.
 
     Raises:
-        StoreError: the lengths of ids, rows and payloads differ, or ``served`` names an unknown slot.
+        StoreError: ``dim`` is not an integer in 1..65536 (a bool or a float is refused, not truncated).
     """
-    served = served or {}
-    check_upsert(doc_ids, raw, payloads, served)
-    for i, did in enumerate(doc_ids):
-        vec = {RAW: raw[i].tolist()}
-        for slot, mat in served.items():
-            vec[slot] = mat[i].tolist()
-        yield point_id(did), vec, {**payloads[i], "doc_id": did}
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= MAX_DIM:
+        raise StoreError(f"ensure_collection: dim must be an integer in 1..{MAX_DIM}, got {dim!r}; nothing was created")
+    return int(dim)
+
+
+def require_collection(what: str, collection: str, dim: int | None, where: str) -> None:
+    """Raises StoreError (naming ``what``) when the collection does not exist."""
+    if dim is None:
+        raise StoreError(f"{what}: collection {collection!r} does not exist yet ({where})")
+
+
+def check_rows(what: str, mat: Any, ids: Sequence[str], dim: int | None, collection: str) -> np.ndarray:
+    """``mat`` as ``(len(ids), dim) float32`` vectors to write for the documents ``ids``.
+
+    Raises:
+        StoreError: another shape (names ``what`` and both shapes).
+        DocumentError: a row holds NaN or inf (names the documents; such a vector is counted
+            but can never be found).
+    """
+    try:
+        with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, refused below
+            arr = np.asarray(mat, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} is not a numeric ({len(ids)}, {dim}) array ({type(exc).__name__}); nothing was written") from None
+    if arr.shape != (len(ids), dim):
+        raise StoreError(f"{what} has shape {arr.shape}; collection {collection!r} needs ({len(ids)}, {dim}); nothing was written")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if len(bad):
+        named = [ids[i] for i in bad[:5]]
+        raise DocumentError(f"{what}: non-finite (NaN or inf) vectors for {len(bad)} document(s), e.g. {named}; nothing was written")
+    return arr
+
+
+def check_missing(what: str, doc_ids: Sequence[str], stored: set[str]) -> None:
+    """Raises StoreError naming the ids of ``doc_ids`` not in ``stored`` (e.g. ``set_served``)."""
+    missing = [d for d in doc_ids if d not in stored]
+    if missing:
+        raise StoreError(f"{what}: {len(missing)} document id(s) not stored, e.g. {missing[:5]}; nothing was written")
+
+
+def _jsonable(value: Any) -> Any:
+    """``json.dumps`` default for payload values: NumPy scalars and arrays become Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def payload_rows(what: str, doc_ids: Sequence[str], payloads: Sequence[Any]) -> tuple[list[dict[str, Any]], str]:
+    """The payloads to store (each with ``doc_id``) as JSON values — NumPy scalars and arrays
+    become Python values, tuples lists, so every backend stores the same thing — and their
+    JSON text.
+
+    Raises:
+        StoreError: a payload is not a dict, or not JSON (an unknown type, NaN or inf); names
+            the document.
+    """
+    out = []
+    for did, pl in zip(doc_ids, payloads):
+        if not isinstance(pl, dict):
+            raise StoreError(f"{what}: the payload of document {did!r} must be a dict, not {type(pl).__name__}; nothing was written")
+        try:
+            out.append(json.dumps({**pl, "doc_id": did}, default=_jsonable, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{what}: the payload of document {did!r} is not JSON ({exc}); nothing was written") from None
+    text = "[" + ",".join(out) + "]"
+    return json.loads(text), text
+
+
+def check_k(k: Any) -> int:
+    """The result count of a search as an int.
+
+    Raises:
+        QueryError: ``k`` is not an integer >= 0 (a bool, a float or a string is refused, not
+            truncated or parsed).
+    """
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise QueryError(f"search: k must be an integer >= 0, got {k!r}")
+    return int(k)
+
+
+def check_search(vectors: Any, using: str, k: Any, dim: int | None, collection: str) -> tuple[np.ndarray, int]:
+    """Validate search arguments (also when the collection does not exist): returns
+    ``(vectors as (m, d) float32, k)``.
+
+    Raises:
+        StoreError: ``using`` is not a vector name, or ``vectors`` is not ``(m, dim)``.
+        QueryError: ``k`` is not an integer >= 0, or a query vector holds NaN or inf (names its row).
+    """
+    vector_names([using])
+    k = check_k(k)
+    try:
+        with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, refused below
+            arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise QueryError(f"search: query vectors are not a numeric (m, d) array ({type(exc).__name__})") from None
+    if arr.ndim != 2 or (dim is not None and arr.shape[1] != dim):
+        want = f"collection {collection!r} needs (m, {dim})" if dim is not None else "they must be an (m, d) array"
+        raise StoreError(f"search: query vectors of shape {arr.shape}; {want}")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if len(bad):
+        raise QueryError(f"search: query vector row(s) {bad[:5].tolist()} of {len(arr)} contain NaN or inf")
+    return arr, k
 
 
 def split_payload(payload: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
