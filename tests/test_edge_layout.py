@@ -246,6 +246,34 @@ def test_a_lost_slot_shard_is_rebuilt_from_raw_not_served_empty(tmp_path, damage
         e.close()
 
 
+def test_a_slot_shard_older_than_the_raw_one_is_rebuilt_not_served_without_the_newest(tmp_path):
+    """A slot shard restored from an older backup than the raw shard lacks the documents
+    ingested since: the open compares the slot's point count with the raw count (the sampled
+    check reads only the first 256 points) and re-materialises it, counted."""
+    loc = str(tmp_path / "qdrant")
+    e = _engine(tmp_path, store__location=loc)
+    e.ingest(_docs(400))
+    e.activate(_adapter(32, 5), None, version=1)
+    slot = e.served_version.slot
+    e.close()
+    shard = tmp_path / "qdrant" / "edge" / f"antigravity.{slot}"
+    shutil.copytree(shard, tmp_path / "backup")
+    cut = sorted(point_id(f"d{i}") for i in range(400))[300]  # beyond the first 256 points the sample reads
+    new = [f"n{i}" for i in range(300) if point_id(f"n{i}") > cut][:3]
+    e = _engine(tmp_path, store__location=loc)
+    e.ingest([{"_id": d, "text": f"zebra quokka {d}"} for d in new])
+    want = [h.doc_id for h in e.search(f"zebra quokka {new[1]}", k=3, record=False)]
+    e.close()
+    shutil.rmtree(shard)
+    shutil.copytree(tmp_path / "backup", shard)  # the stale slot: 400 of 403 documents
+    e = _engine(tmp_path, store__location=loc)
+    try:
+        assert e.stats()["slots_rematerialised"] == 1 and e.store.count_vectors(slot) == e.count() == 403
+        assert [h.doc_id for h in e.search(f"zebra quokka {new[1]}", k=3, record=False)] == want and new[1] in want
+    finally:
+        e.close()
+
+
 def _indexed_store(tmp_path, **kw) -> EdgeStore:
     """2,000 random 32-d vectors with a deliberately weak graph (m 4, ef_construct 8), indexed
     and always searched through it (full_scan_threshold 0)."""

@@ -292,6 +292,8 @@ def test_same_contents(loaded, reference):
     assert store.dim == D
     assert_same_snapshot(snapshot(store), snapshot(reference), name)
     assert store.count() == N and store.count_empty() == len(EMPTY_IDS) - 1 == store.n_empty
+    counts = [store.count_vectors(v) for v in (RAW, *SLOTS)]  # slot B was set for two thirds only
+    assert counts == [reference.count_vectors(v) for v in (RAW, *SLOTS)] and counts[0] == N and counts[2] < N, (name, counts)
 
 
 @pytest.mark.parametrize("using", [RAW, *SLOTS])

@@ -63,7 +63,7 @@ def test_vector_store_members_are_the_store_surface():
     assert protocol_members(VectorStore) == {
         "collection", "location", "remote", "dim", "n_empty", "permission_warnings", "meta_file", "collection_dir",
         "describe", "ensure_collection", "drop_collection", "upsert", "set_served", "clear_served", "search", "retrieve",
-        "iter_payloads", "iter_vectors", "count", "count_empty", "close",
+        "iter_payloads", "iter_vectors", "count", "count_empty", "count_vectors", "close",
         "delete", "create_payload_index", "optimize", "indexed_vectors_count",
     }  # fmt: skip
 

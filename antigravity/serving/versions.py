@@ -247,15 +247,18 @@ class VersionManager:
         logger.info("restored adapter version %d (%s) from %s", version, slot, self.adapters.dir)
 
     def _verify_slot(self, state: ServedVersion, sample: int = 256) -> None:
-        """Check the first ``sample`` stored documents of ``state.slot`` against
-        ``doc_adapter(raw)``; re-materialise the slot if they differ (e.g. a store restored
-        from an older backup). Nothing is done for an empty store."""
+        """Check ``state.slot`` against the raw vectors: it must hold a vector for every stored
+        document (count), and its first ``sample`` documents must equal ``doc_adapter(raw)``;
+        otherwise re-materialise it (e.g. a slot restored from an older backup than the raw
+        vectors would serve without the newest documents), counted as
+        ``slots_rematerialised``. Nothing is done for an empty store."""
         batch = next(iter(self.store.iter_vectors((RAW, state.slot), batch_size=sample)), None)
         if batch is None:
             return
         _, mats = batch
-        if np.abs(state.doc_adapter.transform(mats[RAW]) - mats[state.slot]).max() > 1e-4:
-            logger.warning("slot %s does not hold adapter version %d; re-materialising it", state.slot, state.version)
+        n_raw, n_slot = self.store.count(), self.store.count_vectors(state.slot)
+        if n_slot != n_raw or np.abs(state.doc_adapter.transform(mats[RAW]) - mats[state.slot]).max() > 1e-4:
+            logger.warning("slot %s does not hold adapter version %d (%d of %d documents); re-materialising it", state.slot, state.version, n_slot, n_raw)
             self._materialise(state.slot, state.doc_adapter)
             self._counters.count("slots_rematerialised")
 

@@ -217,6 +217,13 @@ class VectorStore(Protocol):
         """Number of stored empty documents; 0 when the collection does not exist."""
         ...
 
+    def count_vectors(self, name: str) -> int:
+        """Number of stored documents that hold vector ``name`` (a served slot, or ``raw``); 0
+        when the collection or the slot does not exist. A served slot holds every document's
+        vector once materialised; fewer means the slot is stale (e.g. restored from an older
+        backup than the raw vectors)."""
+        ...
+
     def close(self) -> None:
         """Release the store (an embedded store's folder lock). Closing twice is harmless."""
         ...

@@ -961,6 +961,15 @@ class EdgeStore:
         with self._errors("count"):
             return int(self._shard().count(_qe().CountRequest(exact=True)))
 
+    def count_vectors(self, name: str) -> int:
+        """Points in the shard of vector ``name`` (one shard per vector name, so a slot's shard
+        can be restored apart from the raw one); 0 without a collection or that shard."""
+        if self.dim is None:
+            return 0
+        with self._errors("count"):
+            shard = self._shard(name)
+            return 0 if shard is None else int(shard.count(_qe().CountRequest(exact=True)))
+
     def count_empty(self) -> int:
         """Number of stored empty documents (payload flag ``_ag_empty``); 0 without a collection."""
         if self.dim is None:

@@ -311,6 +311,16 @@ class QdrantStore:
         with self._lock:
             return int(self.client.count(self.collection, exact=True).count)
 
+    def count_vectors(self, name: str) -> int:
+        """Points holding vector ``name`` (Qdrant's ``HasVectorCondition``); 0 without a collection."""
+        if self.dim is None:
+            return 0
+        from qdrant_client import models
+
+        flt = models.Filter(must=[models.HasVectorCondition(has_vector=name)])
+        with self._lock:
+            return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
     def existing_ids(self, doc_ids: Sequence[str]) -> set[str]:
         """The subset of ``doc_ids`` already stored."""
         if self.dim is None or not doc_ids:
