@@ -101,6 +101,7 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
     a corrupt line, a missing ``_id``/``text``, non-string fields or a duplicate id."""
     path = Path(path)
     corpus: dict[str, dict[str, str]] = {}
+    first: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
         did, text, title = obj.get("_id"), obj.get("text"), obj.get("title", "")
         if did is None or text is None:
@@ -108,14 +109,22 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
         if not isinstance(text, str) or not isinstance(title or "", str):
             raise DatasetError(f"{path}:{lineno}: 'text' and 'title' must be strings")
 
-        try:
-            did = validate_id(did, where=f"{path}:{lineno}")
-        except ValueError as exc:
-            raise DatasetError(str(exc)) from None
-        if did in corpus:
-            raise DatasetError(f"{path}:{lineno}: duplicate document id {did!r}")
+        did = _unique_id(did, path, lineno, first, "document")
         corpus[did] = {"title": title or "", "text": text}
     return corpus
+
+
+def _unique_id(raw: Any, path: Path, lineno: int, first: dict[str, int], what: str) -> str:
+    """``raw`` checked by the document id rule (:func:`validate_id`) and not seen before in
+    this file (``first``: id → line, updated). Raises DatasetError naming file and line."""
+    try:
+        did = validate_id(raw, where=f"{path}:{lineno}")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    if did in first:
+        raise DatasetError(f"{path}:{lineno}: duplicate {what} id {did!r} (first on line {first[did]})")
+    first[did] = lineno
+    return did
 
 
 def load_queries(path: str | Path) -> dict[str, str]:
@@ -130,15 +139,9 @@ def load_queries(path: str | Path) -> dict[str, str]:
         qid, text = obj.get("_id"), obj.get("text")
         if qid is None or not isinstance(text, str):
             raise DatasetError(f"{path}:{lineno}: query needs '_id' and a string 'text'")
-        try:
-            qid = validate_id(qid, where=f"{path}:{lineno}")
-        except ValueError as exc:
-            raise DatasetError(str(exc)) from None
-        if qid in first:
-            raise DatasetError(f"{path}:{lineno}: duplicate query id {qid!r} (first on line {first[qid]})")
+        qid = _unique_id(qid, path, lineno, first, "query")
         if not text.strip():
             raise DatasetError(f"{path}:{lineno}: query {qid!r} has empty text {text!r}")
-        first[qid] = lineno
         queries[qid] = text
     return queries
 
