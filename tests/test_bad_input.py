@@ -39,6 +39,13 @@ class NaNEncoder(HashEncoder):
         return out
 
 
+class ZeroEncoder(HashEncoder):
+    def encode_uncached(self, texts, show_progress=False):
+        out = super().encode_uncached(texts)
+        out[-1] = 0.0
+        return out
+
+
 @pytest.fixture
 def live(tmp_path):
     """A persistent engine holding 120 documents and a promoted adapter version 1."""
@@ -114,6 +121,14 @@ def test_api_bad_input(live, case, call, exc, match):
     with pytest.raises(exc, match=match):
         call(live)
     assert _snapshot(live) == before  # nothing stored, served or configured changed
+
+
+def test_student_zero_vectors_rejected_nothing_written(tmp_path):  # case: student-zero-output
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=ZeroEncoder(32))
+    with pytest.raises(DocumentError, match=r"all-zero vectors for documents \['b'\]"):
+        e.ingest([("a", "fever"), ("b", "cats")])
+    assert e.count() == 0
+    e.close()
 
 
 def test_student_nan_vectors_rejected_nothing_written(tmp_path):  # case: student-nan-output

@@ -134,6 +134,9 @@ class DocumentCollection:
             if not np.isfinite(raw).all():
                 bad = [ids[i] for i in np.where(~np.isfinite(raw).all(axis=1))[0]]
                 raise DocumentError(f"the student produced non-finite vectors for documents {bad[:5]}; nothing of this call was written")
+            if not raw.any(axis=1).all():  # cosine similarity is undefined: such a document would score 0 for every query
+                bad = [ids[i] for i in np.where(~raw.any(axis=1))[0]]
+                raise DocumentError(f"the student produced all-zero vectors for documents {bad[:5]}; nothing of this call was written")
             written = 0
             n_empty = sum(1 for it in items if it[3])
             for start in range(0, len(items), bs):
