@@ -341,10 +341,13 @@ def migrate(
 
 def _parse_filters(items: list[str]) -> dict[str, Any]:
     """``--filter`` values: ``key=value``, ``key=a,b`` (any of), ``key>=x``, ``key<=x``,
-    ``key>x``, ``key<x``; numbers and true/false are typed, everything else is a string."""
+    ``key>x``, ``key<x``; numbers and true/false are typed, a value in quotes (``code="003"``)
+    is the string inside them, everything else is a string."""
     from antigravity.core.errors import QueryError
 
     def typed(v: str) -> Any:
+        if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+            return v[1:-1]
         for cast in (int, float):
             try:
                 return cast(v)

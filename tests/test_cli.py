@@ -74,3 +74,16 @@ def test_index_and_search_commands(toy_beir, tmp_path):
     assert res.returncode == 0, res.stderr
     hits = [json.loads(line) for line in res.stdout.strip().splitlines()]
     assert hits[0]["doc_id"] in ("d1", "d4") and len(hits) == 2
+
+
+@pytest.mark.parametrize("items,want", [
+    (["code=003"], {"code": 3}),
+    (['code="003"'], {"code": "003"}),
+    (["code='true'"], {"code": "true"}),
+    (['tag="003",7'], {"tag": ["003", 7]}),  # each value of a list typed alone
+    (["year>=2010", "year<2020", "lang=en"], {"year": {"gte": 2010, "lt": 2020}, "lang": "en"}),
+])
+def test_filter_values_are_typed_and_quotes_keep_a_string(items, want):
+    from antigravity.cli import _parse_filters
+
+    assert _parse_filters(items) == want
