@@ -76,11 +76,10 @@ class AntigravityEngine:
         self.traffic = TrafficBuffer(s.adaptation.max_signals)
         self.versions = VersionManager(self.store, self.adapters, self.runner.checkpoint_meta, self.counters, write_lock, self.indexer.after_write)
         self.feedback_store = FeedbackStore(None if self.in_memory else feedback_path(s.data_dir, s.store.collection), lambda: self.settings, lambda ids: set(self.store.retrieve(ids)), collection=s.store.collection)
-        self.searcher = Searcher(self.encoder, self.store, self.versions, self.teacher, self.traffic, self.counters, lambda: self.settings, self.runner.maybe_auto_cycle, prior=FeedbackPrior(self.feedback_store, self.encoder, lambda: self.settings))
         self.collection = DocumentCollection(self.store, self.encoder, self.manifest, lambda: self.student_identity, self._store_where,
                                              lambda: self.settings, self.versions.served_vectors, self.counters, write_lock, self.teacher.forget_documents)
         self.collection.backend = integrity.backend_of(s)
-        self.searcher.check_filter = self.collection.check_filter
+        self.searcher = Searcher(self.encoder, self.store, self.versions, self.teacher, self.traffic, self.counters, lambda: self.settings, self.runner.maybe_auto_cycle, prior=FeedbackPrior(self.feedback_store, self.encoder, lambda: self.settings), check_filter=self.collection.check_filter)
         try:
             if reindex and view is not None:
                 integrity.drop_for_reindex(self.store, view)

@@ -84,13 +84,13 @@ class Searcher:
     """
 
     def __init__(self, encoder: Any, store: Any, versions: Any, teacher: Any, traffic: Any, counters: Any,
-                 settings: Callable[[], Any], on_recorded: Callable[[], None], prior: Any = None) -> None:
+                 settings: Callable[[], Any], on_recorded: Callable[[], None], prior: Any = None, check_filter: Callable[[Any], None] | None = None) -> None:
         self.encoder, self.store, self.versions, self.teacher = encoder, store, versions, teacher
         self.traffic, self.counters, self._settings, self._on_recorded = traffic, counters, settings, on_recorded
         self._encode = Coalescer(lambda texts: self.encoder.encode_uncached(texts))
         self.prior = prior
-        #: ``(filter) -> None``, raises QueryError for a filter on a key or kind of value no stored document has (set by the engine)
-        self.check_filter: Callable[[Any], None] | None = None
+        #: ``(filter) -> None``, raises QueryError for a filter on a key or kind of value no stored document has
+        self.check_filter = check_filter
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Raw student vectors ``(m, d) float32`` (not cached: traffic is unbounded). Raises QueryError."""
