@@ -213,8 +213,9 @@ class DocumentCollection:
         """Every payload key any stored document has (dotted for nested objects, ``doc_id``
         included) with the kinds of value stored under it (``str``, ``int``, ``float``,
         ``bool``, ``object``; list elements count as their own kind). Built by one scan of the
-        payloads on first use, then kept up to date by ingest; a delete leaves keys listed
-        (a filter on them then matches nothing, as it should)."""
+        payloads on first use — the first filtered search of an engine pays it, O(documents)
+        — then kept up to date by ingest; a delete leaves keys listed (a filter on them then
+        matches nothing, as it should)."""
         fields = self._fields
         if fields is None:
             fields = {"doc_id": {"str", "int"}}  # ids are matched as given: "7" or 7
@@ -230,7 +231,7 @@ class DocumentCollection:
         QueryError naming the key, the value and what is stored; other forms pass unchecked."""
         if not isinstance(flt, Mapping) or not flt:
             return
-        fields = self.payload_fields()
+        fields = dict(self.payload_fields())  # a snapshot: ingest may add keys meanwhile
         for key, cond in flt.items():
             if not isinstance(key, str):
                 continue  # the store's parser names it
