@@ -145,7 +145,7 @@ class TeacherSettings(_Section):
 
     name: str | None = Field("all-mpnet-base-v2", description="registered model name or local folder; '' or 'none': no teacher")
     weight: float = Field(1.0, ge=0.0, le=1.0, description="hybrid blend weight w in [0, 1]: a cycle's loss = (1 − w)·homeostatic + w·teacher KL on its traffic; 1.0 (default since 2026-11-22, chosen over 0.5 on the six development collections with no labels on the adaptation side: cycle candidates gained +0.0070 NDCG@10 on average vs +0.0004, and the label-free gate's decisions were right 24/36 vs 17/36 — docs/distillation.md)")
-    temperature: float = Field(0.05, gt=0.0, description="softmax temperature T of the listwise KL loss")
+    temperature: float = Field(0.05, gt=0.0, allow_inf_nan=False, description="softmax temperature T of the listwise KL loss")
     batch_size: int = Field(16, ge=1, le=4096)
     precision: Precision = Field("auto", description="local teacher model: auto (bf16 when the CPU has native bf16 — avx512_bf16 or AMX — else fp32), fp32 or bf16 (part of its embedding-cache key)")
     bf16: bool | None = Field(None, description="old spelling of precision: true = 'bf16', false = 'fp32' (None: not given); kept equal to precision after validation; giving both and disagreeing is an error")

@@ -256,6 +256,7 @@ def test_config_file_is_a_directory(tmp_path):  # case: config-is-directory
         ("env-weight-not-number", {"ANTIGRAVITY_TEACHER__WEIGHT": "abc"}, "teacher.weight = 'abc'"),
         ("env-weight-out-of-range", {"ANTIGRAVITY_TEACHER__WEIGHT": "2"}, "teacher.weight = '2'"),
         ("env-bool-garbage", {"ANTIGRAVITY_GATE__ENABLED": "maybe"}, "gate.enabled = 'maybe'"),
+        ("env-temperature-inf", {"ANTIGRAVITY_TEACHER__TEMPERATURE": "inf"}, "teacher.temperature = 'inf': .*finite"),
         ("env-store-url-empty", {"ANTIGRAVITY_STORE__URL": ""}, "store.url = '': .*URL is empty"),
         ("env-teacher-base-url-blank", {"ANTIGRAVITY_TEACHER__BASE_URL": "  "}, "teacher.base_url = '  ': .*URL is empty"),
         ("env-one-underscore", {"ANTIGRAVITY_STORE_URL": "http://qdrant:6333"}, r"ANTIGRAVITY_STORE_URL \(did you mean ANTIGRAVITY_STORE__URL\?\) is not a setting"),
