@@ -103,18 +103,20 @@ class Searcher:
         if isinstance(queries, str):
             raise QueryError("search_batch takes a list of queries, got a single string")
         validate_k(k)
-        return self.search_vectors(self.encode_queries(list(queries)), k, record, list(queries), filter)
+        queries = list(queries)
+        return self.search_vectors(self.encode_queries(queries), k, record, queries, filter, texts_checked=True)  # by encode_queries
 
-    def search_vectors(self, raw: Any, k: int, record: bool, texts: Sequence[str] | None, filter: Any = None) -> list[list[SearchHit]]:
+    def search_vectors(self, raw: Any, k: int, record: bool, texts: Sequence[str] | None, filter: Any = None, *, texts_checked: bool = False) -> list[list[SearchHit]]:
         """Search raw query vectors ``(m, d) float32`` under the served version (one version
         per call, however long it runs). A payload ``filter`` restricts the candidates; the store
         validates and converts it (:func:`antigravity.stores.filters.parse_filter`, once per
         call); ``None`` or ``{}`` is no filter. Filtered searches are not recorded as traffic
         (their top-k is not the query's neighbourhood), counted as ``filtered_searches``. With
         ``feedback.prior_boost > 0`` the candidates are re-ranked by the feedback prior
-        (scores are then cosine + boost; counted as ``prior_boosted_queries``)."""
+        (scores are then cosine + boost; counted as ``prior_boosted_queries``). ``texts`` are
+        checked (one valid text per row) unless ``texts_checked`` says the caller did."""
         raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
-        if texts is not None:  # checked before anything is searched or recorded
+        if texts is not None and not texts_checked:  # checked before anything is searched or recorded
             texts = validate_query_texts(texts, len(raw))
         flt = filter if filter is not None and filter != {} else None
         if flt is not None and self.check_filter is not None:
