@@ -170,6 +170,44 @@ def test_a_filter_that_can_only_match_nothing_is_refused_not_empty(eng, flt, mat
         eng.search("fever", k=5, record=False, filter=flt)
 
 
+def _qf(**clauses):
+    from qdrant_client import models
+
+    def cond(spec):
+        if isinstance(spec, models.Filter):
+            return spec
+        key, val = spec
+        if isinstance(val, dict):
+            return models.FieldCondition(key=key, range=models.Range(**val))
+        if isinstance(val, list):
+            return models.FieldCondition(key=key, match=models.MatchAny(any=val))
+        return models.FieldCondition(key=key, match=models.MatchValue(value=val))
+
+    return models.Filter(**{name: [cond(c) for c in conds] for name, conds in clauses.items()})
+
+
+@pytest.mark.parametrize("clause", ["must", "should", "must_not"])
+@pytest.mark.parametrize("spec,match", [
+    (("lnag", "en"), r"filter key 'lnag' is in no stored document; did you mean 'lang'\?"),
+    (("year", "2005"), r"filter\['year'\]: '2005' is str, but 'year' holds \['int'\]"),
+    (("lang", [1, 2]), r"1 is int"),
+    (("lang", {"gte": 0}), r"a range needs numbers, but 'lang' holds \['str'\]"),
+])
+def test_a_qdrant_filter_naming_what_nothing_stores_is_refused_in_every_clause(eng, clause, spec, match):
+    """must: it would match nothing; must_not: it would exclude nothing — a typo either way."""
+    with pytest.raises(QueryError, match=match):
+        eng.search("fever", k=5, record=False, filter=_qf(**{clause: [spec]}))
+    nested = _qf(must=[_qf(**{clause: [spec]})])  # a Filter inside a Filter
+    with pytest.raises(QueryError, match=match):
+        eng.search("fever", k=5, record=False, filter=nested)
+
+
+def test_a_valid_qdrant_filter_still_searches_as_the_dict_form(eng):
+    got = eng.search("fever", k=10, record=False, filter=_qf(must=[("year", {"gte": 2005})], must_not=[("lang", "fr")]))
+    ref = eng.search("fever", k=10, record=False, filter={"year": {"gte": 2005}, "lang": ["en", "de"]})
+    assert got and {h.doc_id: round(h.score, 5) for h in got} == {h.doc_id: round(h.score, 5) for h in ref}  # ties may order differently
+
+
 def test_filter_fields_follow_ingest_nested_keys_and_ids(eng):
     assert eng.search("fever", k=60, record=False, filter={"year": 2004}) and eng.search("fever", k=3, record=False, filter={"doc_id": "d3"})[0].doc_id == "d3"
     with pytest.raises(QueryError, match="'venue' is in no stored document"):

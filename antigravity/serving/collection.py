@@ -13,6 +13,7 @@ import numpy as np
 from antigravity.core.documents import RESERVED_PREFIX, doc_text, validate_document, validate_id
 from antigravity.core.errors import DocumentError, EmptyCorpusError, ManifestError, QueryError
 from antigravity.serving.counters import Counters
+from antigravity.stores.filters import field_conditions
 from antigravity.stores.manifest import CollectionManifest, describe_student, identity_differences
 from antigravity.stores.qdrant import RAW
 
@@ -225,26 +226,28 @@ class DocumentCollection:
         return fields
 
     def check_filter(self, flt: Any) -> None:
-        """Refuse a dict-form filter (:mod:`antigravity.stores.filters`) that can only match
-        nothing because of the filter itself: a key no stored document has, or a value of a
-        kind never stored under that key (``{"year": "2005"}`` where years are ints). Raises
-        QueryError naming the key, the value and what is stored; other forms pass unchecked."""
-        if not isinstance(flt, Mapping) or not flt:
+        """Refuse a filter — the dict form or a ``qdrant_client.models.Filter``, every clause
+        (:func:`~antigravity.stores.filters.field_conditions`) — that names what no stored
+        document has: a key in no payload, or a value of a kind never stored under that key
+        (``{"year": "2005"}`` where years are ints). In ``must`` such a condition matches
+        nothing; in ``must_not`` it excludes nothing: either way a typo, not a result. Raises
+        QueryError naming the key, the value and what is stored; ``is_empty``, ``is_null``,
+        ``has_id`` and ``nested`` conditions pass unchecked."""
+        conds = field_conditions(flt)
+        if not conds:
             return
         fields = dict(self.payload_fields())  # a snapshot: ingest may add keys meanwhile
-        for key, cond in flt.items():
-            if not isinstance(key, str):
-                continue  # the store's parser names it
+        for key, how, values in conds:
             kinds = fields.get(key)
             if kinds is None:
                 near = difflib.get_close_matches(key, sorted(fields), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else f"; stored keys: {sorted(fields)[:20]}"
                 raise QueryError(f"filter key {key!r} is in no stored document{hint}")
-            if isinstance(cond, Mapping):  # a range: needs numbers
+            if how == "range":
                 if not kinds & {"int", "float"}:
                     raise QueryError(f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values")
                 continue
-            for v in (cond if isinstance(cond, list) else [cond]):
+            for v in values:
                 kind = _kind(v)
                 if kind in ("str", "int", "bool") and kind not in kinds:
                     raise QueryError(f"filter[{key!r}]: {v!r} is {kind}, but {key!r} holds {sorted(kinds)} values, so it can match nothing")

@@ -32,7 +32,7 @@ from typing import Any
 from antigravity.core.documents import RESERVED_PREFIX
 from antigravity.core.errors import QueryError
 
-__all__ = ["RANGE_OPS", "parse_filter"]
+__all__ = ["RANGE_OPS", "field_conditions", "parse_filter"]
 
 RANGE_OPS = ("gte", "gt", "lte", "lt")
 """Operators of the dict form's range condition (Qdrant's ``Range`` fields)."""
@@ -111,6 +111,41 @@ def _check_keys(flt: Any, models: Any) -> None:
         nested = getattr(cond, "nested", None)
         if nested is not None:
             _check_keys(nested.filter, models)
+
+
+def field_conditions(obj: Any) -> list[tuple[str, str, list]]:
+    """The field conditions of a filter in either form, as ``(key, kind, values)``: kind
+    ``"match"`` (``values`` the matched scalars, one for a value, several for any-of) or
+    ``"range"`` (``values`` empty). Qdrant ``Filter``\\ s are walked through every clause and
+    nested ``Filter``; conditions of other kinds (``is_empty``, ``is_null``, ``has_id``,
+    ``nested`` — whose keys are relative to an array) and malformed dict entries (which
+    :func:`parse_filter` names) are left out. Used to check a filter against the stored
+    payload keys before a search (:meth:`DocumentCollection.check_filter`)."""
+    from qdrant_client import models
+
+    out: list[tuple[str, str, list]] = []
+    if isinstance(obj, dict):
+        for key, cond in obj.items():
+            if not isinstance(key, str):
+                continue
+            if isinstance(cond, dict):
+                out.append((key, "range", []))
+            else:
+                out.append((key, "match", list(cond) if isinstance(cond, (list, tuple)) else [cond]))
+        return out
+    if not isinstance(obj, models.Filter):
+        return out
+    for cond in _clauses(obj):
+        if isinstance(cond, models.Filter):
+            out.extend(field_conditions(cond))
+        elif isinstance(cond, models.FieldCondition) and isinstance(cond.key, str):
+            if cond.range is not None:
+                out.append((cond.key, "range", []))
+            elif isinstance(cond.match, models.MatchValue):
+                out.append((cond.key, "match", [cond.match.value]))
+            elif isinstance(cond.match, models.MatchAny):
+                out.append((cond.key, "match", list(cond.match.any)))
+    return out
 
 
 def parse_filter(obj: Any) -> Any:
