@@ -13,7 +13,7 @@ import pytest
 
 from antigravity import AntigravityEngine
 from antigravity.adaptation.adapter import ResidualAdapter
-from antigravity.core.errors import DocumentError, QueryError
+from antigravity.core.errors import DocumentError, ManifestError, QueryError
 from tests.conftest import HashEncoder
 
 WORDS = "fever aspirin pain cat dog gene tumor virus vaccine heart lung brain".split()
@@ -296,3 +296,76 @@ def test_local_mode_store_is_refused_then_migrated(tmp_path):
     new.close()
     with pytest.raises(Exception, match="already on the edge backend"):
         migrate_local_to_edge(Settings.load(data_dir=str(tmp_path), store__location=loc))
+
+
+# -- the payload-key map kept in the manifest (no scan on open) ---------------------------------
+def _manifest(e):
+    return json.loads(e.collection.manifest.path.read_text())
+
+
+def _no_scan(e, monkeypatch):
+    def boom():
+        raise AssertionError("the payloads were scanned")
+
+    monkeypatch.setattr(e.store, "iter_payloads", boom)
+
+
+def test_ingest_keeps_the_payload_keys_in_the_manifest_so_a_reopened_engine_never_scans(tmp_path, monkeypatch):
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    e.ingest([{"_id": "n1", "text": "fever", "meta": {"venue": "sigir"}}])
+    assert _manifest(e)["payload_fields"] == {"lang": ["str"], "meta": ["object"], "meta.venue": ["str"], "score": ["float"], "text": ["str"], "title": ["str"], "year": ["int"]}
+    e.close()
+    e = _engine(tmp_path)
+    _no_scan(e, monkeypatch)
+    assert e.search("fever", k=3, record=False, filter={"meta.venue": "sigir"})[0].doc_id == "n1"
+    with pytest.raises(QueryError, match="'lnag' is in no stored document"):  # refusing scans once to be sure ...
+        monkeypatch.undo()
+        e.search("fever", k=3, record=False, filter={"lnag": "en"})
+    _no_scan(e, monkeypatch)
+    with pytest.raises(QueryError, match="'lnag' is in no stored document"):  # ... and only once per process
+        e.search("fever", k=3, record=False, filter={"lnag": "en"})
+    e.close()
+
+
+def test_a_manifest_without_the_key_map_is_scanned_once_and_written(tmp_path, monkeypatch):
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    m = _manifest(e)
+    del m["payload_fields"]  # a manifest written before the map existed
+    e.collection.manifest.path.write_text(json.dumps(m))
+    e.close()
+    e = _engine(tmp_path)
+    assert e.search("fever", k=3, record=False, filter={"lang": "de"})  # scans, writes the map
+    assert _manifest(e)["payload_fields"]["year"] == ["int"]
+    e.close()
+    e = _engine(tmp_path)
+    _no_scan(e, monkeypatch)
+    assert e.search("fever", k=3, record=False, filter={"year": 2003})
+    e.close()
+
+
+def test_a_manifest_map_older_than_the_store_never_refuses_a_stored_key(tmp_path):
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    m = _manifest(e)
+    del m["payload_fields"]["lang"]  # e.g. the store restored from a newer backup than the manifest
+    e.collection.manifest.path.write_text(json.dumps(m))
+    e.close()
+    e = _engine(tmp_path)
+    got = e.search("fever", k=5, record=False, filter={"lang": "fr"})
+    assert got and all(h.payload["lang"] == "fr" for h in got)
+    assert _manifest(e)["payload_fields"]["lang"] == ["str"]  # the scan repaired the map
+    e.close()
+
+
+@pytest.mark.parametrize("bad", [[], {"lang": "str"}, {"lang": ["text"]}, {"lang": [1]}])
+def test_a_damaged_key_map_in_the_manifest_is_named_at_open(tmp_path, bad):
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    m = _manifest(e)
+    m["payload_fields"] = bad
+    e.collection.manifest.path.write_text(json.dumps(m))
+    e.close()
+    with pytest.raises(ManifestError, match="field 'payload_fields' is"):
+        _engine(tmp_path)

@@ -14,7 +14,7 @@ from antigravity.core.documents import RESERVED_PREFIX, doc_text, validate_docum
 from antigravity.core.errors import DocumentError, EmptyCorpusError, ManifestError, QueryError
 from antigravity.serving.counters import Counters
 from antigravity.stores.filters import field_conditions
-from antigravity.stores.manifest import CollectionManifest, describe_student, identity_differences
+from antigravity.stores.manifest import PAYLOAD_FIELDS, CollectionManifest, describe_student, identity_differences
 from antigravity.stores.qdrant import RAW
 
 logger = logging.getLogger("antigravity.engine")
@@ -55,6 +55,27 @@ def _add_fields(fields: dict[str, set[str]], payload: Mapping[str, Any], prefix:
                 kinds.add(_kind(x))
 
 
+def _filter_problem(conds: list[tuple[str, str, list]], fields: dict[str, set[str]]) -> str | None:
+    """Why filter conditions (``field_conditions``) can only match nothing under ``fields``
+    (:meth:`DocumentCollection.payload_fields`), or ``None``."""
+    fields = dict(fields)  # a snapshot: ingest may add keys meanwhile
+    for key, how, values in conds:
+        kinds = fields.get(key)
+        if kinds is None:
+            near = difflib.get_close_matches(key, sorted(fields), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; stored keys: {sorted(fields)[:20]}"
+            return f"filter key {key!r} is in no stored document{hint}"
+        if how == "range":
+            if not kinds & {"int", "float"}:
+                return f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values"
+            continue
+        for v in values:
+            kind = _kind(v)
+            if kind in ("str", "int", "bool") and kind not in kinds:
+                return f"filter[{key!r}]: {v!r} is {kind}, but {key!r} holds {sorted(kinds)} values, so it can match nothing"
+    return None
+
+
 def _as_list(doc_ids: Any) -> list[Any]:
     """``doc_ids`` as a list of ids. Raises DocumentError for a non-iterable, and for text,
     bytes or a mapping — iterable, but never a list of ids (``b"\\x05\\x06"`` would be ids 5
@@ -88,7 +109,8 @@ class DocumentCollection:
         self.backend = "local"  # the store backend recorded in a new manifest (set by the engine)
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
         self._payload_cache: dict[str, dict[str, str]] | None = None
-        self._fields: dict[str, set[str]] | None = None  # payload key (dotted) -> kinds of value stored; built on the first filter
+        self._fields: dict[str, set[str]] | None = None  # payload key (dotted) -> kinds of value stored; loaded on the first filter
+        self._fields_scanned = False  # whether _fields came from a scan of the store in this process (authoritative)
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(self, documents: Iterable[Any], *, batch_size: int | None = None, show_progress: bool = False) -> int:
@@ -195,16 +217,14 @@ class DocumentCollection:
             if self.store.dim is None and self.manifest is not None and not self.manifest.exists():
                 # the manifest is written before the collection: a crash between the two
                 # leaves a manifest with 0 documents and no collection, which opens fine
-                self.manifest.create(self.store.collection, self._where(), self._identity(), 0, backend=self.backend)
+                self.manifest.create(self.store.collection, self._where(), self._identity(), 0, backend=self.backend, payload_fields={})
             self.store.ensure_collection(self.encoder.dim)
+            self._note_fields(payloads)  # before the write: the recorded keys are never fewer than the stored ones
             served = self._served_vectors(raw)
             self.store.n_empty += sum(1 for b in batch if b[3])  # over-fetch until recounted
             self.store.upsert(ids, raw, payloads, served)
             self._raw_cache = None
             self._payload_cache = None
-            if self._fields is not None:
-                for p in payloads:
-                    _add_fields(self._fields, p)
             self._on_write(ids)
             self._counters.count("documents_ingested", len(ids))
         return len(ids)
@@ -213,44 +233,90 @@ class DocumentCollection:
     def payload_fields(self) -> dict[str, set[str]]:
         """Every payload key any stored document has (dotted for nested objects, ``doc_id``
         included) with the kinds of value stored under it (``str``, ``int``, ``float``,
-        ``bool``, ``object``; list elements count as their own kind). Built by one scan of the
-        payloads on first use — the first filtered search of an engine pays it, O(documents)
-        — then kept up to date by ingest; a delete leaves keys listed (a filter on them then
-        matches nothing, as it should)."""
+        ``bool``, ``object``; list elements count as their own kind). Kept in the manifest
+        (:data:`~antigravity.stores.manifest.PAYLOAD_FIELDS`, written by ingest *before* each
+        batch is stored, so it never lists fewer keys than the store holds), so opening an
+        engine costs no scan; a manifest without it (written before it, or by ``adopt``) and a
+        store without a manifest (``:memory:``) are scanned once, O(documents), and the result
+        written. A delete leaves keys listed (a filter on them then matches nothing, as it
+        should). ``benchmarks/filter_cost.py`` measures both paths."""
         fields = self._fields
         if fields is None:
-            fields = {"doc_id": {"str", "int"}}  # ids are matched as given: "7" or 7
-            for _, p in self.store.iter_payloads():
-                _add_fields(fields, p)
-            self._fields = fields
+            with self.write_lock:
+                fields = self._fields
+                if fields is None:
+                    m = self.manifest.read() if self.manifest is not None else None
+                    stored = m.get(PAYLOAD_FIELDS) if m is not None else None
+                    fields = {k: set(v) for k, v in stored.items()} if stored is not None else self._scan_fields()
+                    fields.setdefault("doc_id", set()).update({"str", "int"})  # ids are matched as given: "7" or 7
+                    self._fields = fields
         return fields
+
+    def _scan_fields(self) -> dict[str, set[str]]:
+        """The payload keys and kinds by one scan of the store (under ``write_lock``), written
+        to the manifest when there is one and the store has a collection."""
+        fields: dict[str, set[str]] = {}
+        for _, p in self.store.iter_payloads():
+            _add_fields(fields, p)
+        self._fields_scanned = True
+        if self.manifest is not None and self.store.dim is not None:
+            try:
+                m = self.manifest.read()
+                if m is not None:
+                    m[PAYLOAD_FIELDS] = {k: sorted(v) for k, v in sorted(fields.items())}
+                    self.manifest.write(m)
+            except Exception as exc:  # noqa: BLE001 - the map is right in memory; the next open scans again
+                logger.warning("could not record the payload keys in the collection manifest: %s", exc)
+        return fields
+
+    def _note_fields(self, payloads: list[dict[str, Any]]) -> None:
+        """Add the keys of ``payloads`` (about to be stored; caller holds ``write_lock``) to the
+        map in memory and, when it lists any new key or kind, to the manifest's — unless the
+        manifest does not keep the map yet (the first filter scans)."""
+        new: dict[str, set[str]] = {}
+        for p in payloads:
+            _add_fields(new, p)
+        if self._fields is not None:
+            for k, v in new.items():
+                self._fields.setdefault(k, set()).update(v)
+        if self.manifest is None:
+            return
+        m = self.manifest.read()
+        stored = m.get(PAYLOAD_FIELDS) if m is not None else None
+        if stored is None:
+            return
+        merged = {k: set(v) for k, v in stored.items()}
+        for k, v in new.items():
+            merged.setdefault(k, set()).update(v)
+        if any(set(stored.get(k, ())) != v for k, v in merged.items()):
+            m[PAYLOAD_FIELDS] = {k: sorted(v) for k, v in sorted(merged.items())}
+            self.manifest.write(m)
 
     def check_filter(self, flt: Any) -> None:
         """Refuse a filter — the dict form or a ``qdrant_client.models.Filter``, every clause
         (:func:`~antigravity.stores.filters.field_conditions`) — that names what no stored
         document has: a key in no payload, or a value of a kind never stored under that key
         (``{"year": "2005"}`` where years are ints). In ``must`` such a condition matches
-        nothing; in ``must_not`` it excludes nothing: either way a typo, not a result. Raises
-        QueryError naming the key, the value and what is stored; ``is_empty``, ``is_null``,
-        ``has_id`` and ``nested`` conditions pass unchecked."""
+        nothing; in ``must_not`` it excludes nothing: either way a typo, not a result. Keys and
+        kinds come from :meth:`payload_fields`; before refusing, a map read from the manifest
+        is re-read and, unless this process scanned the store already, replaced by a scan (a
+        manifest older than the store, another writer). Raises QueryError naming the key, the
+        value and what is stored; ``is_empty``, ``is_null``, ``has_id`` and ``nested``
+        conditions pass unchecked."""
         conds = field_conditions(flt)
         if not conds:
             return
-        fields = dict(self.payload_fields())  # a snapshot: ingest may add keys meanwhile
-        for key, how, values in conds:
-            kinds = fields.get(key)
-            if kinds is None:
-                near = difflib.get_close_matches(key, sorted(fields), n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else f"; stored keys: {sorted(fields)[:20]}"
-                raise QueryError(f"filter key {key!r} is in no stored document{hint}")
-            if how == "range":
-                if not kinds & {"int", "float"}:
-                    raise QueryError(f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values")
-                continue
-            for v in values:
-                kind = _kind(v)
-                if kind in ("str", "int", "bool") and kind not in kinds:
-                    raise QueryError(f"filter[{key!r}]: {v!r} is {kind}, but {key!r} holds {sorted(kinds)} values, so it can match nothing")
+        problem = _filter_problem(conds, self.payload_fields())
+        if problem is not None:
+            with self.write_lock:
+                self._fields = None
+                if not self._fields_scanned:
+                    fields = self._scan_fields()
+                    fields.setdefault("doc_id", set()).update({"str", "int"})
+                    self._fields = fields
+            problem = _filter_problem(conds, self.payload_fields())
+        if problem is not None:
+            raise QueryError(problem)
 
     # -- reads ---------------------------------------------------------------------------
     def count(self) -> int:

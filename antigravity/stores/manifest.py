@@ -96,6 +96,12 @@ def _is_int(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
+PAYLOAD_FIELDS = "payload_fields"
+"""Optional manifest field: every payload key stored (dotted for nested objects) with the kinds
+of value under it, so a filter check needs no scan of the payloads (``DocumentCollection``);
+absent in manifests written before it or by ``adopt``, then built by one scan and written."""
+PAYLOAD_KINDS = frozenset({"str", "int", "float", "bool", "object"})
+
 #: the fields every manifest of store format version 1 holds (all written since manifests
 #: exist), with a check of their value and what it must be; ``backend`` (added later within
 #: version 1) is optional: absent or ``None`` means a qdrant-client collection
@@ -136,6 +142,9 @@ def manifest_problem(data: dict[str, Any]) -> str | None:
     backend = data.get("backend")
     if backend is not None and backend not in BACKENDS:
         return f"field 'backend' is {_shown(backend)}, not one of {', '.join(BACKENDS)} or null"
+    fields = data.get(PAYLOAD_FIELDS)
+    if fields is not None and not (isinstance(fields, dict) and all(isinstance(k, str) and isinstance(v, list) and set(v) <= PAYLOAD_KINDS for k, v in fields.items())):
+        return f"field {PAYLOAD_FIELDS!r} is {_shown(fields)}, not a map of payload keys to lists of {sorted(PAYLOAD_KINDS)}"
     return None
 
 
@@ -181,9 +190,11 @@ class CollectionManifest:
             )
         return data
 
-    def create(self, collection: str, where: str, student: dict[str, Any], documents: int = 0, backend: str | None = None) -> dict[str, Any]:
+    def create(self, collection: str, where: str, student: dict[str, Any], documents: int = 0, backend: str | None = None,
+               payload_fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """Write a new manifest for ``student`` (identity dict) and the store ``backend``
-        (``edge``, ``local``, ``server``); returns it."""
+        (``edge``, ``local``, ``server``); returns it. ``payload_fields`` (:data:`PAYLOAD_FIELDS`)
+        only for a collection known to be empty — omitted, it is built by a scan when needed."""
         data = {
             "backend": backend,
             "format": _FORMAT,
@@ -194,6 +205,8 @@ class CollectionManifest:
             "student": dict(student),
             "documents": int(documents),
         }
+        if payload_fields is not None:
+            data[PAYLOAD_FIELDS] = payload_fields
         self.write(data)
         return data
 
