@@ -359,7 +359,7 @@ def test_a_manifest_map_older_than_the_store_never_refuses_a_stored_key(tmp_path
     e.close()
 
 
-@pytest.mark.parametrize("bad", [[], {"lang": "str"}, {"lang": ["text"]}, {"lang": [1]}])
+@pytest.mark.parametrize("bad", [[], {"lang": "str"}, {"lang": ["text"]}, {"lang": [1]}, {"lang": [["str"]]}])
 def test_a_damaged_key_map_in_the_manifest_is_named_at_open(tmp_path, bad):
     e = _engine(tmp_path)
     e.ingest(_docs())

@@ -143,7 +143,7 @@ def manifest_problem(data: dict[str, Any]) -> str | None:
     if backend is not None and backend not in BACKENDS:
         return f"field 'backend' is {_shown(backend)}, not one of {', '.join(BACKENDS)} or null"
     fields = data.get(PAYLOAD_FIELDS)
-    if fields is not None and not (isinstance(fields, dict) and all(isinstance(k, str) and isinstance(v, list) and set(v) <= PAYLOAD_KINDS for k, v in fields.items())):
+    if fields is not None and not (isinstance(fields, dict) and all(isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) and x in PAYLOAD_KINDS for x in v) for k, v in fields.items())):
         return f"field {PAYLOAD_FIELDS!r} is {_shown(fields)}, not a map of payload keys to lists of {sorted(PAYLOAD_KINDS)}"
     return None
 
