@@ -186,20 +186,47 @@ def _qf(**clauses):
     return models.Filter(**{name: [cond(c) for c in conds] for name, conds in clauses.items()})
 
 
-@pytest.mark.parametrize("clause", ["must", "should", "must_not"])
+@pytest.mark.parametrize("clause", ["must", "should"])
 @pytest.mark.parametrize("spec,match", [
     (("lnag", "en"), r"filter key 'lnag' is in no stored document; did you mean 'lang'\?"),
     (("year", "2005"), r"filter\['year'\]: '2005' is str, but 'year' holds \['int'\]"),
     (("lang", [1, 2]), r"1 is int"),
     (("lang", {"gte": 0}), r"a range needs numbers, but 'lang' holds \['str'\]"),
 ])
-def test_a_qdrant_filter_naming_what_nothing_stores_is_refused_in_every_clause(eng, clause, spec, match):
-    """must: it would match nothing; must_not: it would exclude nothing — a typo either way."""
+def test_a_qdrant_filter_that_can_match_nothing_is_refused_at_any_depth(eng, clause, spec, match):
+    """In must, or as the only should condition, the condition makes the filter match nothing."""
     with pytest.raises(QueryError, match=match):
         eng.search("fever", k=5, record=False, filter=_qf(**{clause: [spec]}))
     nested = _qf(must=[_qf(**{clause: [spec]})])  # a Filter inside a Filter
     with pytest.raises(QueryError, match=match):
         eng.search("fever", k=5, record=False, filter=nested)
+
+
+def test_should_is_refused_only_when_every_condition_can_match_nothing_and_must_not_never(eng):
+    got = eng.search("fever", k=60, record=False, filter=_qf(should=[("lang", "en"), ("venue", "x")]))  # an optional key no document has yet
+    assert got and all(h.payload["lang"] == "en" for h in got)
+    with pytest.raises(QueryError, match=r"'venue' is in no stored document.*each of the other 1 should conditions"):
+        eng.search("fever", k=5, record=False, filter=_qf(should=[("venue", "x"), ("lnag", "en")]))
+    unfiltered = eng.search("fever", k=60, record=False)
+    assert len(eng.search("fever", k=60, record=False, filter=_qf(must_not=[("deleted", True)]))) == len(unfiltered)  # a flag no document has yet excludes nothing, as meant
+
+
+def test_array_paths_and_datetime_ranges_are_checked_as_qdrant_reads_them(tmp_path):
+    from qdrant_client import models
+
+    e = _engine(tmp_path, store__location=":memory:", store__backend="local")
+    e.ingest([{"_id": f"a{i}", "text": "fever aspirin", "authors": [{"name": f"n{i % 3}"}], "tags": ["x", f"t{i}"], "at": f"2020-01-0{1 + i % 9}T00:00:00Z", "n": i} for i in range(12)])
+    fc = models.FieldCondition
+    got = e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="authors[].name", match=models.MatchValue(value="n1"))]))
+    assert sorted(h.doc_id for h in got) == ["a1", "a10", "a4", "a7"]
+    assert len(e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="tags[]", match=models.MatchValue(value="x"))]))) == 12
+    with pytest.raises(QueryError, match=r"'authors.name' is in no stored document; did you mean 'authors\[\].name'\?"):
+        e.search("fever", k=20, record=False, filter={"authors.name": "n1"})  # objects in an array need the [] path
+    at = fc(key="at", range=models.DatetimeRange(gte="2020-01-05T00:00:00Z"))
+    assert len(e.search("fever", k=20, record=False, filter=models.Filter(must=[at]))) == 5
+    with pytest.raises(QueryError, match=r"a datetime range needs RFC 3339 strings, but 'n' holds \['int'\]"):
+        e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="n", range=models.DatetimeRange(gte="2020-01-05T00:00:00Z"))]))
+    e.close()
 
 
 def test_a_valid_qdrant_filter_still_searches_as_the_dict_form(eng):
@@ -369,3 +396,98 @@ def test_a_damaged_key_map_in_the_manifest_is_named_at_open(tmp_path, bad):
     e.close()
     with pytest.raises(ManifestError, match="field 'payload_fields' is"):
         _engine(tmp_path)
+
+
+def _count_scans(e, monkeypatch):
+    calls = []
+    orig = e.store.iter_payloads
+
+    def counted():
+        calls.append(1)
+        return orig()
+
+    monkeypatch.setattr(e.store, "iter_payloads", counted)
+    return calls
+
+
+def test_refusals_scan_at_most_once_per_process_and_never_forget_a_stored_key(tmp_path, monkeypatch):
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    m = _manifest(e)
+    del m["payload_fields"]["lang"]  # a manifest older than the store ...
+    e.collection.manifest.path.write_text(json.dumps(m))
+    e.close()
+    e = _engine(tmp_path)
+
+    def cannot_write(data):
+        raise OSError("read-only folder")
+
+    monkeypatch.setattr(e.collection.manifest, "write", cannot_write)  # ... that cannot be repaired on disk
+    scans = _count_scans(e, monkeypatch)
+    assert e.search("fever", k=3, record=False, filter={"lang": "en"})
+    for _ in range(3):
+        with pytest.raises(QueryError, match="'lnag' is in no stored document"):
+            e.search("fever", k=3, record=False, filter={"lnag": "en"})
+    assert e.search("fever", k=3, record=False, filter={"lang": "en"})  # the scanned map is kept, not replaced by the stale one
+    assert len(scans) == 1
+    e.close()
+
+
+def test_an_in_memory_store_scans_once_however_many_filters_are_refused(eng, monkeypatch):
+    scans = _count_scans(eng, monkeypatch)
+    for _ in range(3):
+        with pytest.raises(QueryError):
+            eng.search("fever", k=3, record=False, filter={"lnag": "en"})
+    assert eng.search("fever", k=3, record=False, filter={"lang": "en"}) and len(scans) == 1
+
+
+def test_a_filtered_search_never_waits_for_a_write_in_progress(tmp_path):
+    import threading
+
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    e.close()
+    e = _engine(tmp_path)
+    held, release, got = threading.Event(), threading.Event(), []
+
+    def writer():  # what a promotion or an ingest batch does: hold the write lock
+        with e.collection.write_lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    held.wait(10)
+    try:
+        s = threading.Thread(target=lambda: got.append(e.search("fever", k=3, record=False, filter={"lang": "en"})))
+        s.start()
+        s.join(20)
+        assert got and got[0], "the first filtered search waited for the write lock"
+    finally:
+        release.set()
+        t.join()
+    e.close()
+
+
+def test_a_concurrent_ingest_never_erases_keys_from_the_manifest_map(tmp_path, monkeypatch):
+    import threading
+
+    e = _engine(tmp_path)
+    e.ingest(_docs())
+    orig, state = e.store.count, {}
+
+    def count():  # another thread ingests a new key while this ingest updates the manifest
+        if "t" not in state:
+            state["t"] = threading.Thread(target=lambda: e.ingest([{"_id": "v1", "text": "fever", "venue": "sigir"}]))
+            state["t"].start()
+            state["t"].join(1.0)
+        return orig()
+
+    monkeypatch.setattr(e.store, "count", count)
+    e.ingest([{"_id": "x1", "text": "aspirin"}])
+    state["t"].join(30)
+    assert "venue" in _manifest(e)["payload_fields"]
+    e.close()
+    e = _engine(tmp_path)
+    assert [h.doc_id for h in e.search("fever", k=3, record=False, filter={"venue": "sigir"})] == ["v1"]
+    e.close()

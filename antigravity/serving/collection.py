@@ -13,7 +13,7 @@ import numpy as np
 from antigravity.core.documents import RESERVED_PREFIX, doc_text, validate_document, validate_id
 from antigravity.core.errors import DocumentError, EmptyCorpusError, ManifestError, QueryError
 from antigravity.serving.counters import Counters
-from antigravity.stores.filters import field_conditions
+from antigravity.stores.filters import unmatchable
 from antigravity.stores.manifest import PAYLOAD_FIELDS, CollectionManifest, describe_student, identity_differences
 from antigravity.stores.qdrant import RAW
 
@@ -40,7 +40,8 @@ def _kind(value: Any) -> str:
 
 
 def _add_fields(fields: dict[str, set[str]], payload: Mapping[str, Any], prefix: str = "") -> None:
-    """Record the keys of ``payload`` (reserved keys skipped; nested objects as dotted keys)."""
+    """Record the keys of ``payload`` (reserved keys skipped; nested objects as dotted keys,
+    objects inside an array as ``key[].sub`` — Qdrant's path syntax for them)."""
     for k, v in payload.items():
         if not prefix and k.startswith(RESERVED_PREFIX):
             continue
@@ -50,29 +51,27 @@ def _add_fields(fields: dict[str, set[str]], payload: Mapping[str, Any], prefix:
         for x in values:
             if isinstance(x, Mapping):
                 kinds.add("object")
-                _add_fields(fields, x, key + ".")
+                _add_fields(fields, x, key + ("[]." if isinstance(v, list) else "."))
             elif x is not None:
                 kinds.add(_kind(x))
 
 
-def _filter_problem(conds: list[tuple[str, str, list]], fields: dict[str, set[str]]) -> str | None:
-    """Why filter conditions (``field_conditions``) can only match nothing under ``fields``
-    (:meth:`DocumentCollection.payload_fields`), or ``None``."""
-    fields = dict(fields)  # a snapshot: ingest may add keys meanwhile
-    for key, how, values in conds:
-        kinds = fields.get(key)
-        if kinds is None:
-            near = difflib.get_close_matches(key, sorted(fields), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; stored keys: {sorted(fields)[:20]}"
-            return f"filter key {key!r} is in no stored document{hint}"
-        if how == "range":
-            if not kinds & {"int", "float"}:
-                return f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values"
-            continue
-        for v in values:
-            kind = _kind(v)
-            if kind in ("str", "int", "bool") and kind not in kinds:
-                return f"filter[{key!r}]: {v!r} is {kind}, but {key!r} holds {sorted(kinds)} values, so it can match nothing"
+def _condition_problem(fields: dict[str, set[str]], key: str, how: str, values: list) -> str | None:
+    """Why one field condition (:func:`~antigravity.stores.filters.unmatchable`) can match no
+    document under ``fields`` (:meth:`DocumentCollection.payload_fields`), or ``None``."""
+    kinds = fields.get(key)
+    if kinds is None:
+        near = difflib.get_close_matches(key, sorted(fields), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; stored keys: {sorted(fields)[:20]}"
+        return f"filter key {key!r} is in no stored document{hint}"
+    if how == "range" and not kinds & {"int", "float"}:
+        return f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values"
+    if how == "datetime" and "str" not in kinds:
+        return f"filter[{key!r}]: a datetime range needs RFC 3339 strings, but {key!r} holds {sorted(kinds)} values"
+    for v in values if how == "match" else ():
+        kind = _kind(v)
+        if kind in ("str", "int", "bool") and kind not in kinds:
+            return f"filter[{key!r}]: {v!r} is {kind}, but {key!r} holds {sorted(kinds)} values, so it can match nothing"
     return None
 
 
@@ -185,8 +184,10 @@ class DocumentCollection:
                 raise ManifestError(f"the manifest {self.manifest.path} of collection {self.store.collection!r} vanished while the engine ran; nothing was written")
             return
         if self.store.dim is None and m.get("backend") != self.backend:  # nothing stored yet: the manifest follows the backend
-            m["backend"] = self.backend
-            self.manifest.write(m)
+            with self.write_lock:
+                m = self.manifest.read() or m
+                m["backend"] = self.backend
+                self.manifest.write(m)
         diffs = identity_differences(m["student"], self._identity())
         if diffs:
             raise ManifestError(
@@ -201,11 +202,12 @@ class DocumentCollection:
         try:
             self.store.n_empty = self.store.count_empty()
             if self.manifest is not None:
-                m = self.manifest.read()
-                n = self.store.count()
-                if m is not None and n > m["documents"]:
-                    m["documents"] = n
-                    self.manifest.write(m)
+                with self.write_lock:  # a read-modify-write of the manifest: never interleaved with _note_fields'
+                    m = self.manifest.read()
+                    n = self.store.count()
+                    if m is not None and n > m["documents"]:
+                        m["documents"] = n
+                        self.manifest.write(m)
         except Exception as exc:  # noqa: BLE001 - the documents are stored; the bound only lags
             logger.warning("could not update the collection manifest after ingest: %s", exc)
 
@@ -231,30 +233,42 @@ class DocumentCollection:
 
     # -- filters -------------------------------------------------------------------------
     def payload_fields(self) -> dict[str, set[str]]:
-        """Every payload key any stored document has (dotted for nested objects, ``doc_id``
-        included) with the kinds of value stored under it (``str``, ``int``, ``float``,
-        ``bool``, ``object``; list elements count as their own kind). Kept in the manifest
-        (:data:`~antigravity.stores.manifest.PAYLOAD_FIELDS`, written by ingest *before* each
-        batch is stored, so it never lists fewer keys than the store holds), so opening an
-        engine costs no scan; a manifest without it (written before it, or by ``adopt``) and a
-        store without a manifest (``:memory:``) are scanned once, O(documents), and the result
-        written. A delete leaves keys listed (a filter on them then matches nothing, as it
-        should). ``benchmarks/filter_cost.py`` measures both paths."""
+        """Every payload key any stored document has (dotted for nested objects, ``key[].sub``
+        for objects in an array, ``doc_id`` included) with the kinds of value stored under it
+        (``str``, ``int``, ``float``, ``bool``, ``object``; array elements count as their own
+        kind). Kept in the manifest (:data:`~antigravity.stores.manifest.PAYLOAD_FIELDS`,
+        written by ingest *before* each batch is stored, so it never lists fewer keys than the
+        store holds), so opening an engine costs no scan, and reading it takes no lock (a
+        search never waits for a promotion). A manifest without it (written before it, or by
+        ``adopt``) and a store without a manifest (``:memory:``) are scanned once, O(documents),
+        under the write lock, and the result written. A delete leaves keys listed (a filter on
+        them then matches nothing, as it should). Costs: ``benchmarks/filter_cost.py``; payloads
+        whose *keys* are data (a new key per document) rewrite the map with every batch."""
         fields = self._fields
         if fields is None:
-            with self.write_lock:
-                fields = self._fields
-                if fields is None:
-                    m = self.manifest.read() if self.manifest is not None else None
-                    stored = m.get(PAYLOAD_FIELDS) if m is not None else None
-                    fields = {k: set(v) for k, v in stored.items()} if stored is not None else self._scan_fields()
-                    fields.setdefault("doc_id", set()).update({"str", "int"})  # ids are matched as given: "7" or 7
-                    self._fields = fields
+            m = self.manifest.read() if self.manifest is not None else None
+            stored = m.get(PAYLOAD_FIELDS) if m is not None else None
+            if stored is not None:
+                fields = {k: set(v) for k, v in stored.items()}
+                fields.setdefault("doc_id", set()).update({"str", "int"})  # ids are matched as given: "7" or 7
+                self._fields = fields
+            else:
+                fields = self._scanned()
         return fields
 
+    def _scanned(self) -> dict[str, set[str]]:
+        """The map from one scan of the store (under ``write_lock``; once per process: later
+        calls return the map kept since)."""
+        with self.write_lock:
+            if not self._fields_scanned:
+                fields = self._scan_fields()
+                fields.setdefault("doc_id", set()).update({"str", "int"})
+                self._fields = fields
+            return self._fields
+
     def _scan_fields(self) -> dict[str, set[str]]:
-        """The payload keys and kinds by one scan of the store (under ``write_lock``), written
-        to the manifest when there is one and the store has a collection."""
+        """The payload keys and kinds by one scan of the store (caller holds ``write_lock``),
+        written to the manifest when there is one and the store has a collection."""
         fields: dict[str, set[str]] = {}
         for _, p in self.store.iter_payloads():
             _add_fields(fields, p)
@@ -293,30 +307,33 @@ class DocumentCollection:
             self.manifest.write(m)
 
     def check_filter(self, flt: Any) -> None:
-        """Refuse a filter — the dict form or a ``qdrant_client.models.Filter``, every clause
-        (:func:`~antigravity.stores.filters.field_conditions`) — that names what no stored
-        document has: a key in no payload, or a value of a kind never stored under that key
-        (``{"year": "2005"}`` where years are ints). In ``must`` such a condition matches
-        nothing; in ``must_not`` it excludes nothing: either way a typo, not a result. Keys and
-        kinds come from :meth:`payload_fields`; before refusing, a map read from the manifest
-        is re-read and, unless this process scanned the store already, replaced by a scan (a
-        manifest older than the store, another writer). Raises QueryError naming the key, the
-        value and what is stored; ``is_empty``, ``is_null``, ``has_id`` and ``nested``
-        conditions pass unchecked."""
-        conds = field_conditions(flt)
-        if not conds:
+        """Refuse a filter — the dict form or a ``qdrant_client.models.Filter`` — that can match
+        nothing because of what it names (:func:`~antigravity.stores.filters.unmatchable`: in
+        the dict form or a ``must``, or in every ``should``): a key in no stored payload, or a
+        value of a kind never stored under its key (``{"year": "2005"}`` where years are ints; a
+        numeric range on text; a datetime range on numbers). Keys and kinds come from
+        :meth:`payload_fields`; before refusing, a map read from the manifest is confirmed by one
+        scan of the store per process (a manifest older than the store never refuses a stored
+        key), and a map from that scan takes in what the manifest has gained since (another
+        engine on the same folder). Raises QueryError naming the key, the value and what is
+        stored."""
+        def problem(fields):
+            return unmatchable(flt, lambda key, how, values: _condition_problem(fields, key, how, values))
+
+        why = problem(self.payload_fields())
+        if why is None:
             return
-        problem = _filter_problem(conds, self.payload_fields())
-        if problem is not None:
-            with self.write_lock:
-                self._fields = None
-                if not self._fields_scanned:
-                    fields = self._scan_fields()
-                    fields.setdefault("doc_id", set()).update({"str", "int"})
-                    self._fields = fields
-            problem = _filter_problem(conds, self.payload_fields())
-        if problem is not None:
-            raise QueryError(problem)
+        if not self._fields_scanned:
+            fields = self._scanned()
+        else:
+            m = self.manifest.read() if self.manifest is not None else None
+            fields = {k: set(v) for k, v in (self._fields or {}).items()}  # a new map: ingest may be adding to the old
+            for k, v in ((m or {}).get(PAYLOAD_FIELDS) or {}).items():
+                fields.setdefault(k, set()).update(v)
+            self._fields = fields
+        why = problem(fields)
+        if why is not None:
+            raise QueryError(why)
 
     # -- reads ---------------------------------------------------------------------------
     def count(self) -> int:

@@ -27,12 +27,12 @@ naming the bad key or value, before the store is touched.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from antigravity.core.documents import RESERVED_PREFIX
 from antigravity.core.errors import QueryError
 
-__all__ = ["RANGE_OPS", "field_conditions", "parse_filter"]
+__all__ = ["RANGE_OPS", "parse_filter", "payload_path", "unmatchable"]
 
 RANGE_OPS = ("gte", "gt", "lte", "lt")
 """Operators of the dict form's range condition (Qdrant's ``Range`` fields)."""
@@ -113,39 +113,73 @@ def _check_keys(flt: Any, models: Any) -> None:
             _check_keys(nested.filter, models)
 
 
-def field_conditions(obj: Any) -> list[tuple[str, str, list]]:
-    """The field conditions of a filter in either form, as ``(key, kind, values)``: kind
-    ``"match"`` (``values`` the matched scalars, one for a value, several for any-of) or
-    ``"range"`` (``values`` empty). Qdrant ``Filter``\\ s are walked through every clause and
-    nested ``Filter``; conditions of other kinds (``is_empty``, ``is_null``, ``has_id``,
-    ``nested`` — whose keys are relative to an array) and malformed dict entries (which
-    :func:`parse_filter` names) are left out. Used to check a filter against the stored
-    payload keys before a search (:meth:`DocumentCollection.check_filter`)."""
-    from qdrant_client import models
+def payload_path(key: str) -> str:
+    """A filter key as the payload-key map records it (:meth:`DocumentCollection.payload_fields`):
+    a trailing ``[]`` (Qdrant's "any element of this array") dropped — elements are recorded
+    under the array's own key — while ``[]`` inside a path (``authors[].name``, objects in an
+    array) stays."""
+    while key.endswith("[]"):
+        key = key[:-2]
+    return key
 
-    out: list[tuple[str, str, list]] = []
+
+def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> str | None:
+    """Why the filter ``obj`` (the dict form or a ``qdrant_client.models.Filter``) can match no
+    document *because of a condition it names*, or ``None``. ``problem(key, how, values)``
+    judges one field condition — ``how`` is ``"match"`` (``values`` the matched scalars),
+    ``"range"`` (numbers) or ``"datetime"`` (an RFC 3339 range) — and returns a reason when it
+    can match nothing. A ``Filter`` matches nothing when one of its ``must`` conditions does, or
+    when every one of its ``should`` conditions does; ``must_not`` is never a reason (a
+    condition there that matches nothing excludes nothing, which can be meant: a flag no
+    document has yet). Conditions of other kinds (``is_empty``, ``is_null``, ``has_id``,
+    ``nested``, ``values_count``, ``MatchText``, ``MatchExcept``) are not judged; malformed dict
+    entries are left to :func:`parse_filter`. Used by :meth:`DocumentCollection.check_filter`
+    before a search."""
     if isinstance(obj, dict):
         for key, cond in obj.items():
             if not isinstance(key, str):
                 continue
             if isinstance(cond, dict):
-                out.append((key, "range", []))
+                why = problem(payload_path(key), "range", [])
             else:
-                out.append((key, "match", list(cond) if isinstance(cond, (list, tuple)) else [cond]))
-        return out
+                why = problem(payload_path(key), "match", list(cond) if isinstance(cond, (list, tuple)) else [cond])
+            if why:
+                return why
+        return None
+    from qdrant_client import models
+
     if not isinstance(obj, models.Filter):
-        return out
-    for cond in _clauses(obj):
+        return None
+
+    def one(cond: Any) -> str | None:
         if isinstance(cond, models.Filter):
-            out.extend(field_conditions(cond))
-        elif isinstance(cond, models.FieldCondition) and isinstance(cond.key, str):
-            if cond.range is not None:
-                out.append((cond.key, "range", []))
-            elif isinstance(cond.match, models.MatchValue):
-                out.append((cond.key, "match", [cond.match.value]))
-            elif isinstance(cond.match, models.MatchAny):
-                out.append((cond.key, "match", list(cond.match.any)))
-    return out
+            return unmatchable(cond, problem)
+        if not isinstance(cond, models.FieldCondition) or not isinstance(cond.key, str):
+            return None
+        key = payload_path(cond.key)
+        if isinstance(cond.range, models.DatetimeRange):
+            return problem(key, "datetime", [])
+        if cond.range is not None:
+            return problem(key, "range", [])
+        if isinstance(cond.match, models.MatchValue):
+            return problem(key, "match", [cond.match.value])
+        if isinstance(cond.match, models.MatchAny):
+            return problem(key, "match", list(cond.match.any))
+        return None
+
+    def clause(part: Any) -> list:
+        return part if isinstance(part, list) else [] if part is None else [part]
+
+    for cond in clause(obj.must):
+        why = one(cond)
+        if why:
+            return why
+    should = clause(obj.should)
+    if should:
+        whys = [one(c) for c in should]
+        if all(whys):
+            return whys[0] + ("" if len(whys) == 1 else f" (and each of the other {len(whys) - 1} should conditions can match nothing too)")
+    return None
 
 
 def parse_filter(obj: Any) -> Any:
