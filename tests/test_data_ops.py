@@ -224,6 +224,11 @@ def test_array_paths_and_datetime_ranges_are_checked_as_qdrant_reads_them(tmp_pa
         e.search("fever", k=20, record=False, filter={"authors.name": "n1"})  # objects in an array need the [] path
     at = fc(key="at", range=models.DatetimeRange(gte="2020-01-05T00:00:00Z"))
     assert len(e.search("fever", k=20, record=False, filter=models.Filter(must=[at]))) == 5
+    assert len(e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="text", match=models.MatchText(text="aspirin"))]))) == 12
+    with pytest.raises(QueryError, match=r"'txt' is in no stored document; did you mean 'text'"):
+        e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="txt", match=models.MatchText(text="fever"))]))
+    with pytest.raises(QueryError, match=r"a text match needs text, but 'n' holds \['int'\]"):
+        e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="n", match=models.MatchText(text="1"))]))
     with pytest.raises(QueryError, match=r"a datetime range needs RFC 3339 strings, but 'n' holds \['int'\]"):
         e.search("fever", k=20, record=False, filter=models.Filter(must=[fc(key="n", range=models.DatetimeRange(gte="2020-01-05T00:00:00Z"))]))
     e.close()

@@ -66,6 +66,8 @@ def _condition_problem(fields: dict[str, set[str]], key: str, how: str, values: 
         return f"filter key {key!r} is in no stored document{hint}"
     if how == "range" and not kinds & {"int", "float"}:
         return f"filter[{key!r}]: a range needs numbers, but {key!r} holds {sorted(kinds)} values"
+    if how == "text" and "str" not in kinds:
+        return f"filter[{key!r}]: a text match needs text, but {key!r} holds {sorted(kinds)} values"
     if how == "datetime" and "str" not in kinds:
         return f"filter[{key!r}]: a datetime range needs RFC 3339 strings, but {key!r} holds {sorted(kinds)} values"
     for v in values if how == "match" else ():

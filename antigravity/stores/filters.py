@@ -127,12 +127,13 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
     """Why the filter ``obj`` (the dict form or a ``qdrant_client.models.Filter``) can match no
     document *because of a condition it names*, or ``None``. ``problem(key, how, values)``
     judges one field condition — ``how`` is ``"match"`` (``values`` the matched scalars),
-    ``"range"`` (numbers) or ``"datetime"`` (an RFC 3339 range) — and returns a reason when it
+    ``"range"`` (numbers), ``"datetime"`` (an RFC 3339 range) or ``"text"`` (``MatchText``,
+    ``MatchTextAny``, ``MatchPhrase``, ``MatchPrefix``, ``MatchSubstring``: text) — and returns a reason when it
     can match nothing. A ``Filter`` matches nothing when one of its ``must`` conditions does, or
     when every one of its ``should`` conditions does; ``must_not`` is never a reason (a
     condition there that matches nothing excludes nothing, which can be meant: a flag no
     document has yet). Conditions of other kinds (``is_empty``, ``is_null``, ``has_id``,
-    ``nested``, ``values_count``, ``MatchText``, ``MatchExcept``) are not judged; malformed dict
+    ``nested``, ``values_count``, ``MatchExcept``) are not judged; malformed dict
     entries are left to :func:`parse_filter`. Used by :meth:`DocumentCollection.check_filter`
     before a search."""
     if isinstance(obj, dict):
@@ -150,6 +151,7 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
 
     if not isinstance(obj, models.Filter):
         return None
+    _TEXT_MATCHES = tuple(getattr(models, n) for n in ("MatchText", "MatchTextAny", "MatchPhrase", "MatchPrefix", "MatchSubstring") if hasattr(models, n))
 
     def one(cond: Any) -> str | None:
         if isinstance(cond, models.Filter):
@@ -165,6 +167,8 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
             return problem(key, "match", [cond.match.value])
         if isinstance(cond.match, models.MatchAny):
             return problem(key, "match", list(cond.match.any))
+        if isinstance(cond.match, _TEXT_MATCHES):
+            return problem(key, "text", [])
         return None
 
     def clause(part: Any) -> list:
