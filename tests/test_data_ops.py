@@ -496,3 +496,47 @@ def test_a_concurrent_ingest_never_erases_keys_from_the_manifest_map(tmp_path, m
     e = _engine(tmp_path)
     assert [h.doc_id for h in e.search("fever", k=3, record=False, filter={"venue": "sigir"})] == ["v1"]
     e.close()
+
+
+def test_refusals_while_ingest_adds_keys_never_crash_nor_lose_a_key(eng):
+    import threading
+
+    errors, stop = [], threading.Event()
+
+    def typos():
+        while not stop.is_set():
+            try:
+                eng.search("fever", k=3, record=False, filter={"zzz": 1})
+            except QueryError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - what the test looks for
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=typos)
+    t.start()
+    try:
+        for i in range(40):
+            eng.ingest([{"_id": f"k{i}", "text": "fever", f"key{i}": i, **{f"k{i}_{j}": j for j in range(200)}}])  # many new keys: a long map to copy
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    assert all(eng.search("fever", k=3, record=False, filter={f"key{i}": i}) for i in range(40))
+
+
+def test_payload_shapes_qdrant_matches_are_never_refused(tmp_path):
+    from qdrant_client import models
+
+    e = _engine(tmp_path, store__location=":memory:", store__backend="local")
+    e.ingest([{"_id": "a", "text": "fever", "tags": ("x", "y"), "authors": ({"name": "ann"},), "ll": [[1, 2], [3]], "ints": [5, 6], "dotted.key": "v"}])
+    fc = models.FieldCondition
+    for flt in ({"tags": "x"}, {"authors[].name": "ann"}, {"ll[]": 3},
+                models.Filter(must=[fc(key="ints[0]", match=models.MatchValue(value=5))]),
+                models.Filter(must=[fc(key='"dotted.key"', match=models.MatchValue(value="v"))])):
+        assert [h.doc_id for h in e.search("fever", k=3, record=False, filter=flt)] == ["a"], flt
+    with pytest.raises(QueryError, match=r"7 is int, but 'doc_id' holds \['str'\]"):  # ids are stored as strings
+        e.search("fever", k=3, record=False, filter={"doc_id": 7})
+    with pytest.raises(QueryError, match="an empty any-of list matches nothing"):
+        e.search("fever", k=3, record=False, filter=models.Filter(must=[fc(key="ints", match=models.MatchAny(any=[]))]))
+    e.close()

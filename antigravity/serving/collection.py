@@ -41,19 +41,25 @@ def _kind(value: Any) -> str:
 
 def _add_fields(fields: dict[str, set[str]], payload: Mapping[str, Any], prefix: str = "") -> None:
     """Record the keys of ``payload`` (reserved keys skipped; nested objects as dotted keys,
-    objects inside an array as ``key[].sub`` — Qdrant's path syntax for them)."""
+    objects inside an array as ``key[].sub`` — Qdrant's path syntax for them; arrays (lists or
+    tuples) inside arrays flattened into the key's elements)."""
     for k, v in payload.items():
         if not prefix and k.startswith(RESERVED_PREFIX):
             continue
         key = prefix + k
-        values = v if isinstance(v, list) else [v]
-        kinds = fields.setdefault(key, set())
-        for x in values:
-            if isinstance(x, Mapping):
-                kinds.add("object")
-                _add_fields(fields, x, key + ("[]." if isinstance(v, list) else "."))
-            elif x is not None:
-                kinds.add(_kind(x))
+        _add_values(fields, key, v, in_array=False)
+
+
+def _add_values(fields: dict[str, set[str]], key: str, v: Any, *, in_array: bool) -> None:
+    kinds = fields.setdefault(key, set())
+    if isinstance(v, (list, tuple)):
+        for x in v:
+            _add_values(fields, key, x, in_array=True)
+    elif isinstance(v, Mapping):
+        kinds.add("object")
+        _add_fields(fields, v, key + ("[]." if in_array else "."))
+    elif v is not None:
+        kinds.add(_kind(v))
 
 
 def _condition_problem(fields: dict[str, set[str]], key: str, how: str, values: list) -> str | None:
@@ -252,7 +258,7 @@ class DocumentCollection:
             stored = m.get(PAYLOAD_FIELDS) if m is not None else None
             if stored is not None:
                 fields = {k: set(v) for k, v in stored.items()}
-                fields.setdefault("doc_id", set()).update({"str", "int"})  # ids are matched as given: "7" or 7
+                fields.setdefault("doc_id", set()).add("str")  # ids are stored as strings: 7 is "7"
                 self._fields = fields
             else:
                 fields = self._scanned()
@@ -264,7 +270,7 @@ class DocumentCollection:
         with self.write_lock:
             if not self._fields_scanned:
                 fields = self._scan_fields()
-                fields.setdefault("doc_id", set()).update({"str", "int"})
+                fields.setdefault("doc_id", set()).add("str")
                 self._fields = fields
             return self._fields
 
@@ -292,9 +298,11 @@ class DocumentCollection:
         new: dict[str, set[str]] = {}
         for p in payloads:
             _add_fields(new, p)
-        if self._fields is not None:
+        if self._fields is not None:  # a new map, never one a reader may be iterating
+            grown = {k: set(v) for k, v in self._fields.items()}
             for k, v in new.items():
-                self._fields.setdefault(k, set()).update(v)
+                grown.setdefault(k, set()).update(v)
+            self._fields = grown
         if self.manifest is None:
             return
         m = self.manifest.read()
@@ -328,11 +336,12 @@ class DocumentCollection:
         if not self._fields_scanned:
             fields = self._scanned()
         else:
-            m = self.manifest.read() if self.manifest is not None else None
-            fields = {k: set(v) for k, v in (self._fields or {}).items()}  # a new map: ingest may be adding to the old
-            for k, v in ((m or {}).get(PAYLOAD_FIELDS) or {}).items():
-                fields.setdefault(k, set()).update(v)
-            self._fields = fields
+            with self.write_lock:  # a refusal only: never interleaved with ingest's _note_fields
+                m = self.manifest.read() if self.manifest is not None else None
+                fields = {k: set(v) for k, v in (self._fields or {}).items()}  # a new map: readers may iterate the old
+                for k, v in ((m or {}).get(PAYLOAD_FIELDS) or {}).items():
+                    fields.setdefault(k, set()).update(v)
+                self._fields = fields
         why = problem(fields)
         if why is not None:
             raise QueryError(why)

@@ -123,6 +123,13 @@ def payload_path(key: str) -> str:
     return key
 
 
+def _judgeable(key: str) -> bool:
+    """Whether the map can judge ``key`` (:func:`payload_path` applied): names joined by ``.``
+    or ``[].``; quoted keys (``"a.b"``), indexes (``a[0]``) and arrays of arrays (``a[][]``) are
+    Qdrant syntax the map does not record, so conditions on them are not judged."""
+    return not any(c in key.replace("[].", ".") for c in '"[]')
+
+
 def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> str | None:
     """Why the filter ``obj`` (the dict form or a ``qdrant_client.models.Filter``) can match no
     document *because of a condition it names*, or ``None``. ``problem(key, how, values)``
@@ -138,7 +145,7 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
     before a search."""
     if isinstance(obj, dict):
         for key, cond in obj.items():
-            if not isinstance(key, str):
+            if not isinstance(key, str) or not _judgeable(payload_path(key)):
                 continue
             if isinstance(cond, dict):
                 why = problem(payload_path(key), "range", [])
@@ -159,6 +166,10 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
         if not isinstance(cond, models.FieldCondition) or not isinstance(cond.key, str):
             return None
         key = payload_path(cond.key)
+        if not _judgeable(key):
+            return None
+        if isinstance(cond.match, models.MatchAny) and not cond.match.any:
+            return f"filter[{cond.key!r}]: an empty any-of list matches nothing"
         if isinstance(cond.range, models.DatetimeRange):
             return problem(key, "datetime", [])
         if cond.range is not None:
