@@ -535,6 +535,8 @@ def test_payload_shapes_qdrant_matches_are_never_refused(tmp_path):
                 models.Filter(must=[fc(key="ints[0]", match=models.MatchValue(value=5))]),
                 models.Filter(must=[fc(key='"dotted.key"', match=models.MatchValue(value="v"))])):
         assert [h.doc_id for h in e.search("fever", k=3, record=False, filter=flt)] == ["a"], flt
+    with pytest.raises(QueryError, match=r"""'dotted.key' is in no stored document; did you mean '"dotted.key"'"""):
+        e.search("fever", k=3, record=False, filter={"dotted.key": "v"})  # Qdrant reads it as the path dotted -> key: it would match nothing
     with pytest.raises(QueryError, match=r"7 is int, but 'doc_id' holds \['str'\]"):  # ids are stored as strings
         e.search("fever", k=3, record=False, filter={"doc_id": 7})
     with pytest.raises(QueryError, match="an empty any-of list matches nothing"):

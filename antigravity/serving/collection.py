@@ -41,12 +41,13 @@ def _kind(value: Any) -> str:
 
 def _add_fields(fields: dict[str, set[str]], payload: Mapping[str, Any], prefix: str = "") -> None:
     """Record the keys of ``payload`` (reserved keys skipped; nested objects as dotted keys,
-    objects inside an array as ``key[].sub`` — Qdrant's path syntax for them; arrays (lists or
+    objects inside an array as ``key[].sub`` — Qdrant's path syntax for them; a key holding
+    ``.``, ``[``, ``]`` or ``"`` itself quoted, ``"a.b"``, as Qdrant needs it; arrays (lists or
     tuples) inside arrays flattened into the key's elements)."""
     for k, v in payload.items():
         if not prefix and k.startswith(RESERVED_PREFIX):
             continue
-        key = prefix + k
+        key = prefix + (f'"{k}"' if any(c in k for c in '.[]"') else k)  # Qdrant reads a bare "a.b" as a path: a literal one is quoted
         _add_values(fields, key, v, in_array=False)
 
 
