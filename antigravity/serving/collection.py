@@ -63,6 +63,24 @@ def _add_values(fields: dict[str, set[str]], key: str, v: Any, *, in_array: bool
         kinds.add(_kind(v))
 
 
+def _merged(*maps: Mapping[str, Any]) -> dict[str, set[str]]:
+    """A new key -> kinds map holding every key and kind of ``maps`` (kinds as sets or JSON
+    lists); never one a reader may be iterating."""
+    out: dict[str, set[str]] = {}
+    for m in maps:
+        for k, v in m.items():
+            out.setdefault(k, set()).update(v)
+    return out
+
+
+def _as_stored(fields: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """``fields`` as the manifest keeps it (sorted keys, sorted kind lists)."""
+    return {k: sorted(v) for k, v in sorted(fields.items())}
+
+
+_ID_FIELD = {"doc_id": {"str"}}  # ids are stored as strings: 7 is "7"
+
+
 def _condition_problem(fields: dict[str, set[str]], key: str, how: str, values: list) -> str | None:
     """Why one field condition (:func:`~antigravity.stores.filters.unmatchable`) can match no
     document under ``fields`` (:meth:`DocumentCollection.payload_fields`), or ``None``."""
@@ -258,9 +276,7 @@ class DocumentCollection:
             m = self.manifest.read() if self.manifest is not None else None
             stored = m.get(PAYLOAD_FIELDS) if m is not None else None
             if stored is not None:
-                fields = {k: set(v) for k, v in stored.items()}
-                fields.setdefault("doc_id", set()).add("str")  # ids are stored as strings: 7 is "7"
-                self._fields = fields
+                fields = self._fields = _merged(stored, _ID_FIELD)
             else:
                 fields = self._scanned()
         return fields
@@ -270,9 +286,7 @@ class DocumentCollection:
         calls return the map kept since)."""
         with self.write_lock:
             if not self._fields_scanned:
-                fields = self._scan_fields()
-                fields.setdefault("doc_id", set()).add("str")
-                self._fields = fields
+                self._fields = _merged(self._scan_fields(), _ID_FIELD)
             return self._fields
 
     def _scan_fields(self) -> dict[str, set[str]]:
@@ -286,7 +300,7 @@ class DocumentCollection:
             try:
                 m = self.manifest.read()
                 if m is not None:
-                    m[PAYLOAD_FIELDS] = {k: sorted(v) for k, v in sorted(fields.items())}
+                    m[PAYLOAD_FIELDS] = _as_stored(fields)
                     self.manifest.write(m)
             except Exception as exc:  # noqa: BLE001 - the map is right in memory; the next open scans again
                 logger.warning("could not record the payload keys in the collection manifest: %s", exc)
@@ -299,22 +313,17 @@ class DocumentCollection:
         new: dict[str, set[str]] = {}
         for p in payloads:
             _add_fields(new, p)
-        if self._fields is not None:  # a new map, never one a reader may be iterating
-            grown = {k: set(v) for k, v in self._fields.items()}
-            for k, v in new.items():
-                grown.setdefault(k, set()).update(v)
-            self._fields = grown
+        if self._fields is not None:
+            self._fields = _merged(self._fields, new)
         if self.manifest is None:
             return
         m = self.manifest.read()
         stored = m.get(PAYLOAD_FIELDS) if m is not None else None
         if stored is None:
             return
-        merged = {k: set(v) for k, v in stored.items()}
-        for k, v in new.items():
-            merged.setdefault(k, set()).update(v)
-        if any(set(stored.get(k, ())) != v for k, v in merged.items()):
-            m[PAYLOAD_FIELDS] = {k: sorted(v) for k, v in sorted(merged.items())}
+        merged = _merged(stored, new)
+        if merged != _merged(stored):
+            m[PAYLOAD_FIELDS] = _as_stored(merged)
             self.manifest.write(m)
 
     def check_filter(self, flt: Any) -> None:
@@ -339,10 +348,7 @@ class DocumentCollection:
         else:
             with self.write_lock:  # a refusal only: never interleaved with ingest's _note_fields
                 m = self.manifest.read() if self.manifest is not None else None
-                fields = {k: set(v) for k, v in (self._fields or {}).items()}  # a new map: readers may iterate the old
-                for k, v in ((m or {}).get(PAYLOAD_FIELDS) or {}).items():
-                    fields.setdefault(k, set()).update(v)
-                self._fields = fields
+                fields = self._fields = _merged(self._fields or {}, (m or {}).get(PAYLOAD_FIELDS) or {})
         why = problem(fields)
         if why is not None:
             raise QueryError(why)
