@@ -87,12 +87,18 @@ def _condition(key: Any, value: Any, models: Any) -> Any:
     return models.FieldCondition(key=key, match=models.MatchValue(value=_scalar(key, value)))
 
 
+def _clause(flt: Any, name: str) -> list:
+    """The conditions of one clause (``must``, ``should``, ``must_not``) of a Qdrant ``Filter``:
+    a list, one condition or ``None``, as a list."""
+    part = getattr(flt, name, None)
+    return part if isinstance(part, list) else [] if part is None else [part]
+
+
 def _clauses(flt: Any) -> list:
     """The conditions directly under a Qdrant ``Filter`` (must, should, must_not, min_should)."""
     out = []
     for name in ("must", "should", "must_not"):
-        part = getattr(flt, name, None)
-        out.extend(part if isinstance(part, list) else [] if part is None else [part])
+        out.extend(_clause(flt, name))
     if getattr(flt, "min_should", None) is not None:
         out.extend(flt.min_should.conditions)
     return out
@@ -182,14 +188,11 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
             return problem(key, "text", [])
         return None
 
-    def clause(part: Any) -> list:
-        return part if isinstance(part, list) else [] if part is None else [part]
-
-    for cond in clause(obj.must):
+    for cond in _clause(obj, "must"):
         why = one(cond)
         if why:
             return why
-    should = clause(obj.should)
+    should = _clause(obj, "should")
     if should:
         whys = [one(c) for c in should]
         if all(whys):
