@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from antigravity.adaptation.gates import BM25Judge, TeacherJudge, fused_name  # noqa: E402
 
 
 def decisions(paths: list[str], labels: str = "none") -> list[dict]:
@@ -84,7 +88,7 @@ def rules() -> dict:
     }
 
 
-FUSED = "rrf(teacher+bm25)"  # gates.FusionJudge's name for the teacher fused with BM25
+FUSED = fused_name([TeacherJudge.name, BM25Judge.name])  # the teacher fused with BM25, as gates.FusionJudge records it
 
 
 def _teacher_judged(d: dict) -> bool:

@@ -388,6 +388,11 @@ def rrf_order(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[int]:
     return sorted(score, key=score.__getitem__, reverse=True)  # stable
 
 
+def fused_name(names: Sequence[str]) -> str:
+    """The name a :class:`FusionJudge` of judges named ``names`` records (``"rrf(teacher+bm25)"``)."""
+    return "rrf(" + "+".join(names) + ")"
+
+
 class FusionJudge:
     """Reciprocal-rank fusion of several judges (:func:`rrf_order` over each judge's top
     ``RRF_DEPTH``). A dense teacher and BM25 make different errors, and their fusion is the
@@ -396,7 +401,7 @@ class FusionJudge:
 
     def __init__(self, judges: Sequence[Judge]) -> None:
         self.judges = list(judges)
-        self.name = "rrf(" + "+".join(j.name for j in self.judges) + ")"
+        self.name = fused_name([j.name for j in self.judges])
 
     def rank(self, texts: Sequence[str], k: int) -> np.ndarray:
         runs = [j.rank(list(texts), RRF_DEPTH) for j in self.judges]
