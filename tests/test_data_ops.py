@@ -542,3 +542,33 @@ def test_payload_shapes_qdrant_matches_are_never_refused(tmp_path):
     with pytest.raises(QueryError, match="an empty any-of list matches nothing"):
         e.search("fever", k=3, record=False, filter=models.Filter(must=[fc(key="ints", match=models.MatchAny(any=[]))]))
     e.close()
+
+
+def test_nested_and_min_should_conditions_are_judged_like_the_others(tmp_path):
+    """A nested condition's inner keys are read under its array (``authors`` + ``name`` =
+    ``authors[].name``); a ``min_should`` whose matchable conditions are fewer than its
+    ``min_count`` matches nothing. Both search as Qdrant reads them when valid."""
+    from qdrant_client import models
+
+    e = _engine(tmp_path, store__location=":memory:", store__backend="local")
+    e.ingest([{"_id": f"a{i}", "text": "fever aspirin", "authors": [{"name": f"n{i % 3}", "h": i}], "lang": ["en", "de"][i % 2]} for i in range(12)])
+    fc, mv = models.FieldCondition, models.MatchValue
+
+    def nested(inner):
+        return models.Filter(must=[models.NestedCondition(nested=models.Nested(key="authors", filter=models.Filter(must=[inner])))])
+
+    assert sorted(h.doc_id for h in e.search("fever", k=20, record=False, filter=nested(fc(key="name", match=mv(value="n1"))))) == ["a1", "a10", "a4", "a7"]
+    with pytest.raises(QueryError, match=r"'authors\[\].nmae' is in no stored document; did you mean 'authors\[\].name'\?"):
+        e.search("fever", k=20, record=False, filter=nested(fc(key="nmae", match=mv(value="n1"))))
+    with pytest.raises(QueryError, match=r"a range needs numbers, but 'authors\[\].name' holds \['str'\]"):
+        e.search("fever", k=20, record=False, filter=nested(fc(key="name", range=models.Range(gte=1))))
+
+    def least(n, *conds):
+        return models.Filter(min_should=models.MinShould(conditions=list(conds), min_count=n))
+
+    en, n1, typo = fc(key="lang", match=mv(value="en")), fc(key="authors[].name", match=mv(value="n1")), fc(key="lnag", match=mv(value="en"))
+    assert sorted(h.doc_id for h in e.search("fever", k=20, record=False, filter=least(2, en, n1, typo))) == ["a10", "a4"]  # one unknown key of three: two can still match
+    assert len(e.search("fever", k=20, record=False, filter=least(1, en, typo))) == 6
+    with pytest.raises(QueryError, match=r"min_should needs 2 of its 2 conditions, but only 1 can match: filter key 'lnag' is in no stored document"):
+        e.search("fever", k=20, record=False, filter=least(2, en, typo))
+    e.close()

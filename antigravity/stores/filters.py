@@ -143,10 +143,13 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
     ``"range"`` (numbers), ``"datetime"`` (an RFC 3339 range) or ``"text"`` (``MatchText``,
     ``MatchTextAny``, ``MatchPhrase``, ``MatchPrefix``, ``MatchSubstring``: text) — and returns a reason when it
     can match nothing. A ``Filter`` matches nothing when one of its ``must`` conditions does, or
-    when every one of its ``should`` conditions does; ``must_not`` is never a reason (a
+    when every one of its ``should`` conditions does, or when fewer of its ``min_should``
+    conditions than ``min_count`` can match; a ``nested`` condition is judged through its inner
+    filter, each inner key read under the array (``nested.key`` ``authors`` + ``name`` =
+    ``authors[].name``); ``must_not`` is never a reason (a
     condition there that matches nothing excludes nothing, which can be meant: a flag no
     document has yet). Conditions of other kinds (``is_empty``, ``is_null``, ``has_id``,
-    ``nested``, ``values_count``, ``MatchExcept``) are not judged; malformed dict
+    ``values_count``, ``MatchExcept``) are not judged; malformed dict
     entries are left to :func:`parse_filter`. Used by :meth:`DocumentCollection.check_filter`
     before a search."""
     if isinstance(obj, dict):
@@ -169,6 +172,11 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
     def one(cond: Any) -> str | None:
         if isinstance(cond, models.Filter):
             return unmatchable(cond, problem)
+        if isinstance(cond, models.NestedCondition) and isinstance(cond.nested.key, str):
+            array = payload_path(cond.nested.key)  # inner keys are relative to each element: authors + name = authors[].name
+            if not _judgeable(array):
+                return None
+            return unmatchable(cond.nested.filter, lambda key, how, values: problem(f"{array}[].{key}", how, values))
         if not isinstance(cond, models.FieldCondition) or not isinstance(cond.key, str):
             return None
         key = payload_path(cond.key)
@@ -197,6 +205,13 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
         whys = [one(c) for c in should]
         if all(whys):
             return whys[0] + ("" if len(whys) == 1 else f" (and each of the other {len(whys) - 1} should conditions can match nothing too)")
+    least = getattr(obj, "min_should", None)
+    if least is not None and least.conditions:
+        whys = [one(c) for c in least.conditions]
+        able = sum(w is None for w in whys)
+        if able < least.min_count:
+            first = next(w for w in whys if w)
+            return f"min_should needs {least.min_count} of its {len(whys)} conditions, but only {able} can match: {first}"
     return None
 
 
