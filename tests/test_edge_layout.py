@@ -336,3 +336,35 @@ def test_fixed_hnsw_ef_is_not_calibrated_and_unindexed_shards_are_skipped(tmp_pa
         assert s.calibration == {} and s.ef_for(RAW) == 256
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("stale", ["slot_has_a_deleted_document", "raw_restored_older_than_slot"])
+def test_a_rebuilt_slot_never_serves_a_document_the_raw_shard_no_longer_holds(tmp_path, stale):
+    """The slot and raw shards restored from backups of different ages: the slot is cleared
+    before it is re-materialised, so a document deleted since the slot's backup (or ingested
+    after the raw shard's) is never searchable while ``get`` and ``delete`` cannot see it."""
+    loc = str(tmp_path / "qdrant")
+    edge = tmp_path / "qdrant" / "edge"
+    e = _engine(tmp_path, store__location=loc)
+    e.ingest(_docs(20) + ([{"_id": "gone", "text": "zebra giraffe savanna"}] if stale == "slot_has_a_deleted_document" else []))
+    e.activate(_adapter(32, 5), None, version=1)
+    slot = e.served_version.slot
+    e.close()
+    backup = "antigravity" if stale == "raw_restored_older_than_slot" else f"antigravity.{slot}"  # the raw shard's folder, or the slot's
+    shutil.copytree(edge / backup, tmp_path / "backup")
+    e = _engine(tmp_path, store__location=loc)
+    if stale == "slot_has_a_deleted_document":
+        assert e.delete(["gone"]) == 1
+    else:  # one in, one out: the count the manifest records does not change
+        e.ingest([{"_id": "gone", "text": "zebra giraffe savanna"}])
+        assert e.delete(["d5"]) == 1
+    e.close()
+    shutil.rmtree(edge / backup)
+    shutil.copytree(tmp_path / "backup", edge / backup)
+    e = _engine(tmp_path, store__location=loc)
+    try:
+        assert e.stats()["slots_rematerialised"] == 1 and e.get("gone") is None
+        assert e.store.count_vectors(slot) == e.count() == 20 and e.get("d5" if stale == "raw_restored_older_than_slot" else "d4") is not None
+        assert "gone" not in [h.doc_id for h in e.search("zebra giraffe savanna", k=5, record=False)]
+    finally:
+        e.close()

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from antigravity.adaptation.adapter import ResidualAdapter
-from antigravity.core.errors import AdaptationError, CheckpointError
+from antigravity.core.errors import AdaptationError, CheckpointError, StoreError
 from antigravity.serving.checkpoints import AdapterRegistry
 from antigravity.serving.counters import Counters
 from antigravity.stores.qdrant import RAW, SLOTS
@@ -249,9 +249,14 @@ class VersionManager:
     def _verify_slot(self, state: ServedVersion, sample: int = 256) -> None:
         """Check ``state.slot`` against the raw vectors: it must hold a vector for every stored
         document (count), and its first ``sample`` documents must equal ``doc_adapter(raw)``;
-        otherwise re-materialise it (e.g. a slot restored from an older backup than the raw
-        vectors would serve without the newest documents), counted as
-        ``slots_rematerialised``. Nothing is done for an empty store."""
+        otherwise clear and re-materialise it (a slot restored from an older backup than the raw
+        vectors would serve without the newest documents, and one newer than them would serve
+        documents deleted since), counted as ``slots_rematerialised``. Nothing is done for an
+        empty store.
+
+        Raises:
+            StoreError: the slot still holds a different number of vectors than the store
+                documents after re-materialising."""
         batch = next(iter(self.store.iter_vectors((RAW, state.slot), batch_size=sample)), None)
         if batch is None:
             return
@@ -259,8 +264,11 @@ class VersionManager:
         n_raw, n_slot = self.store.count(), self.store.count_vectors(state.slot)
         if n_slot != n_raw or np.abs(state.doc_adapter.transform(mats[RAW]) - mats[state.slot]).max() > 1e-4:
             logger.warning("slot %s does not hold adapter version %d (%d of %d documents); re-materialising it", state.slot, state.version, n_slot, n_raw)
+            self.store.clear_served(state.slot)  # points the raw vectors no longer hold (a delete after the slot's backup) must not stay searchable
             self._materialise(state.slot, state.doc_adapter)
             self._counters.count("slots_rematerialised")
+            if self.store.count_vectors(state.slot) != self.store.count():
+                raise StoreError(f"slot {state.slot} holds {self.store.count_vectors(state.slot)} vectors after re-materialising, but the store holds {self.store.count()} documents")
 
     def _materialise(self, slot: str, doc_adapter: ResidualAdapter, raw: tuple[list[str], np.ndarray] | None = None, batch: int = 4096) -> None:
         """Write ``doc_adapter(raw)`` into ``slot`` for every document: from ``raw`` when
