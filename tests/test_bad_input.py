@@ -86,6 +86,12 @@ API_CASES = [
     ("k-negative", lambda e: e.search("fever", k=-3), QueryError, "k must be an integer >= 1"),
     ("k-float", lambda e: e.search("fever", k=2.5), QueryError, "k must be an integer >= 1"),
     ("k-bool", lambda e: e.search("fever", k=True), QueryError, "k must be an integer >= 1"),
+    ("k-huge", lambda e: e.search("fever", k=2**64), QueryError, "k must be an integer >= 1 and <= 2147483647, got 18446744073709551616"),
+    ("k-huge-vectors", lambda e: e.search_vectors(np.ones((1, 32), np.float32), k=2**63), QueryError, "<= 2147483647"),
+    ("doc-id-int-too-long", lambda e: e.ingest([(10**5000, "t")]), DocumentError, "too long to store as an id"),
+    ("get-id-int-too-long", lambda e: e.get(10**5000), DocumentError, "too long to store as an id"),
+    ("doc-payload-int-beyond-64-bits", lambda e: e.ingest([{"_id": "x", "text": "t", "n": 2**70}]), DocumentError, "'n' holds an int that does not fit in 64 bits"),
+    ("doc-payload-int-below-64-bits", lambda e: e.ingest([{"_id": "x", "text": "t", "m": {"n": [-(2**63) - 1]}}]), DocumentError, "'m.n' holds an int that does not fit in 64 bits"),
     ("batch-given-a-string", lambda e: e.search_batch("fever"), QueryError, "single string"),
     ("query-vector-nan", lambda e: e.search_vectors(np.full((1, 32), np.nan, np.float32)), QueryError, "NaN"),
     ("query-vector-wrong-dim", lambda e: e.search_vectors(np.ones((1, 7), np.float32)), QueryError, r"shape \(m, 32\)"),
@@ -369,3 +375,16 @@ def test_damaged_manifest_lower_bound_does_not_hide_lost_documents(tmp_path, bac
         assert (s.count(), [h[0] for h in s.search(q, "raw", 5)[0]], path.read_bytes()) == before
     finally:
         s.close()
+
+
+def test_query_vectors_of_another_dimension_are_refused_before_the_first_ingest(tmp_path):  # case: query-vector-wrong-dim-empty-store
+    """An empty store knows no dimension yet; the student's is the check, so a wrong-shaped
+    query is refused (not recorded as traffic that would break every later cycle)."""
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8)
+    try:
+        with pytest.raises(QueryError, match=r"shape \(m, 32\), got \(1, 7\)"):
+            e.search_vectors(np.ones((1, 7), np.float32))
+        assert e.stats()["traffic_buffered"] == 0
+        assert e.search_vectors(np.ones((1, 32), np.float32), k=3) == [[]]  # the right shape: an empty result of an empty store
+    finally:
+        e.close()

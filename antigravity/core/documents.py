@@ -51,6 +51,8 @@ import numpy as np
 
 from antigravity.core.errors import DocumentError, QueryError
 
+_INT64 = 2**63
+
 EMPTY_FLAG = "_ag_empty"
 RESERVED_PREFIX = "_ag_"
 RESERVED_KEYS = frozenset({"doc_id"})
@@ -78,7 +80,10 @@ def validate_id(did: Any, *, where: str | None = None) -> str:
     """
     if isinstance(did, bool) or not isinstance(did, (str, int)):
         raise DocumentError(f"{_where(where)}invalid id {did!r} of type {type(did).__name__} (non-empty str or int expected)")
-    sid = str(did)
+    try:
+        sid = str(did)
+    except ValueError:  # an int past Python's int-to-str digit limit (4,300 digits)
+        raise DocumentError(f"{_where(where)}invalid id: an int of about {did.bit_length() * 0.30103:.0f} digits is too long to store as an id") from None
     if not sid.strip():
         raise DocumentError(f"{_where(where)}invalid id {did!r} (empty)")
     bad = _unicode_problem(sid)
@@ -90,7 +95,11 @@ def validate_id(did: Any, *, where: str | None = None) -> str:
 def _check_value(value: Any, did: str, key: str, where: str | None, depth: int = 0) -> None:
     if depth > 32:
         raise DocumentError(f"{_where(where)}document {did!r}: payload key {key!r} is nested deeper than 32 levels")
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:  # Qdrant stores 64-bit integers; Edge would keep a float approximation instead
+            raise DocumentError(f"{_where(where)}document {did!r}: payload key {key!r} holds an int that does not fit in 64 bits (store it as a string)")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -203,10 +212,16 @@ def validate_query_text(query: Any, *, index: int = 0) -> str:
     return query
 
 
+MAX_K = 2**31 - 1
+"""The largest result count a search takes (Qdrant's ``limit`` is an unsigned machine integer;
+a bound far above any collection this engine serves keeps a huge ``k`` a ``QueryError``)."""
+
+
 def validate_k(k: Any) -> int:
-    """Check a result count. Raises QueryError unless ``k`` is an ``int >= 1`` (not a bool)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise QueryError(f"k must be an integer >= 1, got {k!r}")
+    """Check a result count. Raises QueryError unless ``k`` is an ``int`` (not a bool) in
+    ``[1, MAX_K]``."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise QueryError(f"k must be an integer >= 1 and <= {MAX_K}, got {k!r}")
     return k
 
 

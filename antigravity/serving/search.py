@@ -115,7 +115,7 @@ class Searcher:
         ``feedback.prior_boost > 0`` the candidates are re-ranked by the feedback prior
         (scores are then cosine + boost; counted as ``prior_boosted_queries``). ``texts`` are
         checked (one valid text per row) unless ``texts_checked`` says the caller did."""
-        raw, k = validate_query_vectors(raw, self.store.dim), validate_k(k)
+        raw, k = validate_query_vectors(raw, self.store.dim or self.encoder.dim), validate_k(k)  # an empty store knows no dim yet: the student's
         if texts is not None and not texts_checked:  # checked before anything is searched or recorded
             texts = validate_query_texts(texts, len(raw))
         flt = filter if filter is not None and filter != {} else None
