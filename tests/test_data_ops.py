@@ -572,3 +572,39 @@ def test_nested_and_min_should_conditions_are_judged_like_the_others(tmp_path):
     with pytest.raises(QueryError, match=r"min_should needs 2 of its 2 conditions, but only 1 can match: filter key 'lnag' is in no stored document"):
         e.search("fever", k=20, record=False, filter=least(2, en, typo))
     e.close()
+
+
+@pytest.mark.parametrize("scan", ["raw_matrix", "document_fields"])
+def test_a_scan_a_delete_overlapped_is_never_cached(eng, monkeypatch, scan):
+    """A cycle's scan of the store (raw vectors, or document texts) that started before a
+    delete and ended after it is returned once but not cached: the next read sees the
+    delete, never a deleted document for as long as no other write comes."""
+    import threading
+    import time
+
+    store = eng.collection.store
+    name = "iter_vectors" if scan == "raw_matrix" else "iter_payloads"
+    orig = getattr(store, name)
+    started = threading.Event()
+
+    def slow(*a, **k):
+        for i, b in enumerate(orig(*a, **k)):
+            if i == 0:
+                started.set()
+                time.sleep(0.3)  # a long scan (a large corpus): the delete lands meanwhile
+            yield b
+
+    monkeypatch.setattr(store, name, slow)
+    read = (lambda: eng.raw_matrix()) if scan == "raw_matrix" else (lambda: eng.collection.document_fields("d3"))
+    t = threading.Thread(target=read)
+    t.start()
+    assert started.wait(5)
+    assert eng.delete(["d3"]) == 1
+    t.join()
+    monkeypatch.setattr(store, name, orig)
+    if scan == "raw_matrix":
+        ids, mat = eng.raw_matrix()
+        assert "d3" not in ids and len(ids) == len(mat) == 59
+    else:
+        with pytest.raises(DocumentError, match="unknown document id 'd3'"):
+            eng.collection.document_fields("d3")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
@@ -134,6 +135,8 @@ class DocumentCollection:
         self._served_vectors, self._counters, self.write_lock, self._on_write = served_vectors, counters, write_lock, on_write
         self.backend = "local"  # the store backend recorded in a new manifest (set by the engine)
         self._raw_cache: tuple[list[str], np.ndarray] | None = None
+        self._generation = 0  # writes so far (see _invalidate)
+        self._cache_lock = threading.Lock()
         self._payload_cache: dict[str, dict[str, str]] | None = None
         self._fields: dict[str, set[str]] | None = None  # payload key (dotted) -> kinds of value stored; loaded on the first filter
         self._fields_scanned = False  # whether _fields came from a scan of the store in this process (authoritative)
@@ -252,8 +255,7 @@ class DocumentCollection:
             served = self._served_vectors(raw)
             self.store.n_empty += sum(1 for b in batch if b[3])  # over-fetch until recounted
             self.store.upsert(ids, raw, payloads, served)
-            self._raw_cache = None
-            self._payload_cache = None
+            self._invalidate()
             self._on_write(ids)
             self._counters.count("documents_ingested", len(ids))
         return len(ids)
@@ -397,15 +399,24 @@ class DocumentCollection:
                     self.manifest.write(m)
             self.store.delete(present)
             self.store.n_empty = self.store.count_empty()
-            self._raw_cache = None
-            self._payload_cache = None
+            self._invalidate()
             self._on_write(present)
             self._counters.count("documents_deleted", len(present))
         return len(present)
 
+    def _invalidate(self) -> None:
+        """After a write (caller holds ``write_lock``): drop the caches of :meth:`raw_matrix`
+        and :meth:`document_fields`, and count a generation, so a scan that ran across the write
+        is returned to its caller but never cached."""
+        with self._cache_lock:
+            self._generation += 1
+            self._raw_cache = None
+            self._payload_cache = None
+
     def raw_matrix(self) -> tuple[list[str], np.ndarray]:
-        """All stored raw document vectors: ``(ids, (n, d) float32)`` (cached until the next write)."""
-        cached = self._raw_cache
+        """All stored raw document vectors: ``(ids, (n, d) float32)`` (cached until the next
+        write; a scan a write overlapped is not cached)."""
+        cached, generation = self._raw_cache, self._generation
         if cached is not None:
             return cached
         ids: list[str] = []
@@ -415,15 +426,21 @@ class DocumentCollection:
             mats.append(b[RAW])
         dim = self.store.dim or self.encoder.dim
         result = (ids, np.concatenate(mats) if mats else np.zeros((0, dim), np.float32))
-        self._raw_cache = result
+        with self._cache_lock:  # not write_lock: a reader never waits for a promotion
+            if self._generation == generation:  # no write since the scan began: it is the store's state
+                self._raw_cache = result
         return result
 
     def document_fields(self, doc_id: str) -> dict[str, str]:
         """``{"title", "text"}`` of a stored document. Raises DocumentError for an unknown id."""
-        if self._payload_cache is None:
-            self._payload_cache = {d: {"title": str(p.get("title", "")), "text": str(p.get("text", ""))} for d, p in self.store.iter_payloads()}
+        cache, generation = self._payload_cache, self._generation
+        if cache is None:
+            cache = {d: {"title": str(p.get("title", "")), "text": str(p.get("text", ""))} for d, p in self.store.iter_payloads()}
+            with self._cache_lock:
+                if self._generation == generation:  # as in raw_matrix: a scan a write overlapped is used once, not cached
+                    self._payload_cache = cache
         try:
-            return self._payload_cache[doc_id]
+            return cache[doc_id]
         except KeyError:
             raise DocumentError(f"unknown document id {doc_id!r}") from None
 
