@@ -134,8 +134,8 @@ class AntigravityEngine:
         """
         try:
             return self.collection.ingest(documents, batch_size=batch_size, show_progress=show_progress)
-        finally:
-            self.indexer.after_write()
+        finally:  # what was written is indexed; an index failure never hides the ingest's result or error
+            self.indexer.after_write_counted()
 
     def optimize(self) -> float:
         """Build the HNSW index of the served slots now (``antigravity index`` does this;

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from antigravity.core.documents import RESERVED_PREFIX
 from antigravity.core.errors import ConfigurationError
 
 Mode = Literal["baseline", "offline", "hybrid"]
@@ -192,6 +193,14 @@ class StoreSettings(_Section):
     write_consistency_factor: int | None = Field(None, ge=1, le=100, description="Qdrant cluster: replicas that must ack a write (None: server default)")
     backend: Literal["edge", "local"] = Field("edge", description="embedded store (no url): edge = Qdrant Edge (qdrant-edge-py: HNSW, filters, WAL); local = qdrant-client local mode (the server API's reference emulation; brute force, for < 20k points)")
     payload_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(default_factory=dict, description="payload fields indexed for filtered search, e.g. {year = 'integer', lang = 'keyword'}")
+
+    @field_validator("payload_indexes")
+    @classmethod
+    def _index_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not name.strip() or name.startswith(RESERVED_PREFIX):
+                raise ValueError(f"payload index field {name!r} must be a non-empty payload key not starting with {RESERVED_PREFIX!r} (the engine's flags)")
+        return v
     index_threshold: int = Field(10000, ge=0, description="documents above which the served slots get an HNSW index (optimize() after bulk ingest or a promotion); below it search is exact")
     m: int = Field(16, ge=2, le=256, description="HNSW graph degree (Qdrant's m)")
     ef_construct: int = Field(100, ge=4, le=4096, description="HNSW build beam (Qdrant's ef_construct)")

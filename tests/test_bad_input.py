@@ -227,6 +227,7 @@ CONFIG_CASES = [
     ("config-unknown-nested-key", "[teacher]\nwieght = 0.5\n", "teacher.wieght = 0.5: unknown setting"),
     ("config-unknown-section", "[cycles]\nn = 3\n", "cycles = .*unknown setting"),
     ("config-wrong-type", "[adaptation]\nrank = 'big'\n", "adaptation.rank = 'big'"),
+    ("config-payload-index-reserved", "[store.payload_indexes]\n_ag_empty = 'bool'\n", "payload index field '_ag_empty' must be a non-empty payload key"),
     ("config-weight-out-of-range", "[teacher]\nweight = 1.5\n", "teacher.weight = 1.5: Input should be less than or equal to 1"),
     ("config-rank-zero", "[adaptation]\nrank = 0\n", "adaptation.rank = 0"),
     ("config-negative-batch", "[student]\nbatch_size = -4\n", "student.batch_size = -4"),
@@ -386,5 +387,25 @@ def test_query_vectors_of_another_dimension_are_refused_before_the_first_ingest(
             e.search_vectors(np.ones((1, 7), np.float32))
         assert e.stats()["traffic_buffered"] == 0
         assert e.search_vectors(np.ones((1, 32), np.float32), k=3) == [[]]  # the right shape: an empty result of an empty store
+    finally:
+        e.close()
+
+
+def test_an_index_failure_after_an_ingest_never_hides_its_result_nor_its_error(tmp_path, monkeypatch):  # case: ingest-index-fails
+    """Payload indexes are made after the documents are written: if the store refuses one,
+    the ingest still returns what it wrote (the failure logged and counted as
+    ``index_errors``), and an ingest that itself failed raises its own error, not the index's."""
+    e = AntigravityEngine(data_dir=str(tmp_path), store__location=":memory:", encoder=HashEncoder(32), adaptation__rank=8)
+
+    def refuse():
+        raise StoreError("index refused")
+
+    monkeypatch.setattr(e.indexer, "ensure_payload_indexes", refuse)
+    try:
+        assert e.ingest(_corpus()[:10]) == 10 and e.count() == 10
+        assert e.stats()["index_errors"] == 1
+        with pytest.raises(DocumentError, match="invalid id"):
+            e.ingest([("", "t")])
+        assert e.stats()["index_errors"] == 2 and e.count() == 10
     finally:
         e.close()

@@ -60,6 +60,16 @@ class Indexer:
         self._thread = threading.Thread(target=self._background, name="antigravity-optimize", daemon=True)
         self._thread.start()
 
+    def after_write_counted(self) -> None:
+        """:meth:`after_write` after an ingest: a failure (a payload index the store refuses)
+        is logged and counted as ``index_errors``, never raised — the documents are stored
+        and searchable (exact filtered search), and the ingest's own result or error stands."""
+        try:
+            self.after_write()
+        except Exception as exc:  # noqa: BLE001 - see the docstring: counted, logged
+            self._counters.count("index_errors")
+            logger.error("payload indexes / optimize after an ingest failed (%s: %s); documents are stored, filtered search stays exact", type(exc).__name__, exc)
+
     def _background(self) -> None:
         while True:
             self._again = False
