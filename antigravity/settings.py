@@ -13,6 +13,7 @@ naming the field path, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -154,7 +155,7 @@ class TeacherSettings(_Section):
     api_key_env: str = Field("ANTIGRAVITY_TEACHER_API_KEY", description="env var holding the endpoint's API key")
     timeout_s: float = Field(30.0, gt=0.0)
     max_retries: int = Field(3, ge=0, le=20)
-    distill_lr_grid: list[float] = Field(default_factory=list, description="offline distillation: learning rates to try, the best on the dev split kept (empty: 1e-3 only)")
+    distill_lr_grid: list[Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)]] = Field(default_factory=list, description="offline distillation: learning rates to try, the best on the dev split kept (empty: 1e-3 only)")
     distill_patience: int = Field(20, ge=1, le=10000, description="offline distillation: stop after this many epochs without a better early-stopping score (dev NDCG@10, or the label-free judge on the stopping half); the best epoch is kept. 20 (was 10): chosen on the six development collections from label-free curves — the judge's gain on the deciding half at the kept epoch, +0.0224 vs +0.0199 (benchmarks/stopping_rules.py)")
     distill_refit: bool = Field(False, description="offline distillation with a labelled dev split: after the gated run, retrain on distillation + dev query texts (no labels) for the dev-chosen epochs (off: it was adopted after reading test scores; see docs/protocol.md)")
     fusion_weight: float = Field(0.0, ge=0.0, le=1.0, description="opt-in serving-time fusion: score = (1-λ)·student + λ·teacher cosine over the student's top fusion_candidates (0: off; costs one teacher query encoding per search)")
@@ -595,6 +596,26 @@ def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> 
     path = config_file or os.environ.get("ANTIGRAVITY_CONFIG")
     file_data = read_toml(path) if path else {}
     nested_over = nest(overrides)
+    environ = {k.upper(): v for k, v in os.environ.items()}  # pydantic-settings reads names in any case
+
+    def from_env(key: str) -> bool:
+        """Whether the environment sets ``key``: its own variable, or a JSON object in the
+        variable of a section above it (``ANTIGRAVITY_TEACHER='{"weight": 0.3}'``)."""
+        parts = key.split(".")
+        if "ANTIGRAVITY_" + "__".join(parts).upper() in environ:
+            return True
+        for i in range(1, len(parts)):
+            raw = environ.get("ANTIGRAVITY_" + "__".join(parts[:i]).upper())
+            try:
+                node = json.loads(raw) if raw is not None else None
+            except ValueError:
+                continue
+            for name in parts[i:]:
+                node = node.get(name) if isinstance(node, dict) else None
+            if node is not None:
+                return True
+        return False
+
     out = []
 
     def walk(model: BaseModel, prefix: str, over: dict, filed: dict) -> None:
@@ -604,8 +625,7 @@ def explain_sources(config_file: str | Path | None = None, **overrides: Any) -> 
             if isinstance(value, BaseModel):
                 walk(value, key + ".", over.get(name, {}) or {}, filed.get(name, {}) or {})
                 continue
-            env = "ANTIGRAVITY_" + key.replace(".", "__").upper()
-            source = "argument" if name in over else "env" if env in os.environ or (prefix == "" and env in os.environ) else "file" if name in filed else "default"
+            source = "argument" if name in over else "env" if from_env(key) else "file" if name in filed else "default"
             if isinstance(value, SecretStr) or (_is_secret_name(name) and isinstance(value, str)):
                 value = "**********"
             else:

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,26 @@ def test_differing_settings_names_each_disagreement_and_one_sided_keys():
     assert differing_settings(a, dict(a)) == ""
     b = {"gate.alpha": 0.05, "teacher.lexical_fusion": True, "teacher.new": 1}  # mode missing, a key a lacks
     assert differing_settings(a, b) == "gate.alpha: 0.2 vs 0.05, mode: 'hybrid' vs None, teacher.new: None vs 1"
+
+
+@pytest.mark.parametrize("var,value,key,shown", [
+    ("antigravity_mode", "offline", "mode", "offline"),  # pydantic-settings reads names in any case
+    ("ANTIGRAVITY_TEACHER", '{"weight": 0.3}', "teacher.weight", 0.3),  # a section's JSON object
+    ("Antigravity_Gate__Alpha", "0.1", "gate.alpha", 0.1),
+])
+def test_config_show_names_the_environment_however_the_variable_is_spelled(monkeypatch, var, value, key, shown):
+    from antigravity.settings import explain_sources
+
+    for k in [k for k in os.environ if k.upper().startswith("ANTIGRAVITY_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv(var, value)
+    got = {k: (v, src) for k, v, src in explain_sources()}
+    assert got[key] == (shown, "env")
+    assert got["teacher.name"][1] == "default"  # a section's JSON names only the keys it holds
+
+
+@pytest.mark.parametrize("grid", ["[-1.0]", "[0.0]", "[NaN]", "[100.0]"])
+def test_a_learning_rate_grid_value_out_of_range_is_refused(monkeypatch, grid):
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__DISTILL_LR_GRID", grid)
+    with pytest.raises(ConfigurationError, match=r"teacher.distill_lr_grid.0"):
+        Settings.load()
