@@ -39,14 +39,88 @@ def _root(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _items(text: str, what: str) -> list[str]:
+    """The comma-separated items of ``text``; refuses an empty list and an empty item
+    (``"0,,1"``, ``","``) naming the value."""
+    items = [x.strip() for x in text.split(",")]
+    if not any(items):
+        raise ConfigurationError(f"{what} is empty, got {text!r}")
+    if not all(items):
+        raise ConfigurationError(f"{what} {text!r} has an empty item: give comma-separated values")
+    return items
+
+
 def _ints(text: str, what: str) -> list[int]:
+    """Comma-separated seeds: integers >= 0, each once (a repeated seed would run twice and
+    count its decisions twice, with a spread of 0 between the copies)."""
+    items = _items(text, what)
     try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
+        vals = [int(x) for x in items]
     except ValueError:
         raise ConfigurationError(f"{what} must be comma-separated integers, got {text!r}") from None
+    return _seed_list(vals, what)
+
+
+def _seed_list(vals: list[Any], what: str) -> list[int]:
+    """``vals`` checked as seeds: not empty, integers >= 0, no repeats; names the offending value."""
     if not vals:
         raise ConfigurationError(f"{what} is empty")
+    seen: set[int] = set()
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigurationError(f"{what}: seed {v!r} must be an integer >= 0")
+        if v in seen:
+            raise ConfigurationError(f"{what}: seed {v} is given twice (it would run twice and count its decisions twice)")
+        seen.add(v)
+    return list(vals)
+
+
+def _weights(text: str) -> list[float]:
+    """``--teacher-weight`` values: numbers in [0, 1], each once as the run name ``hybrid@w``
+    shows it (``0.3`` and ``0.30`` are one run)."""
+    from antigravity.adaptation.distillation import validate_teacher_weight
+
+    items = _items(text, "--teacher-weight")
+    try:
+        vals = [float(w) for w in items]
+    except ValueError:
+        raise ConfigurationError(f"--teacher-weight must be comma-separated numbers, got {text!r}") from None
+    seen: dict[str, str] = {}
+    for item, w in zip(items, vals):
+        validate_teacher_weight(w)
+        key = f"{w:g}"
+        if key in seen:
+            raise ConfigurationError(f"--teacher-weight {text!r}: {seen[key]!r} and {item!r} are the same weight (run hybrid@{key}); give each once")
+        seen[key] = item
     return vals
+
+
+def _benchmark_inputs(settings, task: Optional[str], data_dir: Optional[List[Path]], suite: Optional[str], split: Optional[str],
+                      seeds: Optional[str]) -> tuple[Optional[str], list[str], str, list[int]]:
+    """``(task, folders, split, seeds)`` of a benchmark: each flag, else the ``[benchmark]``
+    settings (config file, environment). The corpora come from the flags when any of
+    ``--task``/``--data-dir``/``--suite`` is given, else from ``benchmark.task`` /
+    ``benchmark.data_dir`` when set, else the SciFact task."""
+    from antigravity.harness.benchmark import check_corpus_choice, resolve_data_dirs
+
+    b = settings.benchmark
+    dirs = resolve_data_dirs([str(d) for d in data_dir or []], suite)
+    if task is None and not dirs:
+        set_task, set_dir = "task" in b.model_fields_set, b.data_dir is not None
+        if set_task and set_dir:
+            raise ConfigurationError(f"benchmark.task = {b.task!r} and benchmark.data_dir = {b.data_dir!r} are both set: set one (a folder is "
+                                     "benchmarked under its own name, without the task's checks)")
+        if set_dir:
+            dirs = [b.data_dir]
+        else:
+            task = b.task  # 'SciFact' unless set
+    if task:
+        from antigravity.datasets import get_task
+
+        get_task(task)  # an unknown task (flag or setting) before any work
+    check_corpus_choice(task, dirs)
+    seed_list = _ints(seeds, "--seeds") if seeds is not None else _seed_list(list(b.seeds), "benchmark.seeds")
+    return task, dirs, split if split is not None else b.split, seed_list
 
 
 def _settings(config: Optional[Path], **overrides: Any):
@@ -62,19 +136,19 @@ def _store_settings(config: Optional[Path], data_dir: Optional[Path], collection
 
 @app.command()
 def benchmark(
-    task: Optional[str] = typer.Option(None, help="registered task (SciFact); default SciFact unless --data-dir or --suite"),
+    task: Optional[str] = typer.Option(None, help="registered task (SciFact), not with --data-dir/--suite; default benchmark.task / benchmark.data_dir if set, else SciFact unless --data-dir or --suite"),
     modes: str = typer.Option("baseline", help="comma-separated modes or 'all' (baseline,offline,hybrid)"),
     student: Optional[str] = typer.Option(None, help="student model name"),
     teacher: Optional[str] = typer.Option(None, help="teacher model name"),
     cycles: Optional[int] = typer.Option(None, help="sedimentation cycles after cycle 0"),
-    seeds: str = typer.Option("0", help="comma-separated seeds (each varies the split, traffic order and initialisation)"),
+    seeds: Optional[str] = typer.Option(None, help="comma-separated seeds, each once, >= 0 (each varies the split, traffic order and initialisation); default benchmark.seeds ([0])"),
     data_dir: Optional[List[Path]] = typer.Option(None, help="a BEIR directory (corpus.jsonl, queries.jsonl, qrels/); repeat for several corpora"),
     suite: Optional[str] = typer.Option(None, help="a named corpus suite: 'dev' = the development suite (scifact med cacm npl lisa time)"),
     labels: str = typer.Option("none", help="adaptation-side labels: none (label-free gate, as deployed), dev (labelled dev gate), or none,dev"),
     pseudo_queries: int = typer.Option(0, help="label-free pseudo-queries from the corpus added to the traffic"),
     cross_fit: bool = typer.Option(False, "--cross-fit", help="test-only corpora: also run each seed with the halves swapped and score every judged query (docs/protocol.md)"),
-    split: str = typer.Option("test", help="qrels split to evaluate"),
-    output: Optional[Path] = typer.Option(None, help="write the result JSON here (and a PNG plot beside it)"),
+    split: Optional[str] = typer.Option(None, help="qrels split to evaluate; default benchmark.split ('test')"),
+    output: Optional[Path] = typer.Option(None, help="write the result JSON here (and a PNG plot beside it: not a .png path)"),
     config: ConfigOpt = None,
     cache_dir: Optional[Path] = typer.Option(None, help="models and embedding cache"),
     teacher_weight: Optional[str] = typer.Option(None, help="hybrid teacher weight(s), comma-separated sweep, e.g. 0.3,0.5,0.7"),
@@ -83,7 +157,7 @@ def benchmark(
     """Index BEIR corpora into fresh Qdrant stores, adapt as deployed, and score held-out
     queries per mode, cycle, seed and stratum (docs/protocol.md). With ``--feedback train``:
     train on judgments and score frozen / prior / adapted per stratum (docs/feedback.md)."""
-    from antigravity.harness.benchmark import ALL_MODES, LABELS, resolve_data_dirs, run_benchmark, strip_private
+    from antigravity.harness.benchmark import ALL_MODES, LABELS, run_benchmark, strip_private
 
     if feedback is not None:
         given = [flag for flag, on in (("--modes", modes != "baseline"), ("--labels", labels != "none"), ("--cycles", cycles is not None),
@@ -101,24 +175,18 @@ def benchmark(
     label_list = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
     if not label_list or any(x not in LABELS for x in label_list):
         raise ConfigurationError(f"--labels {labels!r}: choose from {', '.join(LABELS)} (comma-separated)")
-    seed_list = _ints(seeds, "--seeds")
+    if seeds is not None:
+        _ints(seeds, "--seeds")
     if cycles is not None and cycles < 0:
         raise ConfigurationError(f"--cycles must be >= 0, got {cycles}")
     if pseudo_queries < 0:
         raise ConfigurationError(f"--pseudo-queries must be >= 0, got {pseudo_queries}")
-    dirs = resolve_data_dirs([str(d) for d in data_dir or []], suite)
-    if task is None and not dirs:
-        task = "SciFact"
-    weights = None
-    if teacher_weight:
-        try:
-            weights = [float(w) for w in teacher_weight.split(",") if w.strip()]
-        except ValueError:
-            raise ConfigurationError(f"--teacher-weight must be comma-separated numbers, got {teacher_weight!r}") from None
-        from antigravity.adaptation.distillation import validate_teacher_weight
-
-        for w in weights:
-            validate_teacher_weight(w)
+    weights = _weights(teacher_weight) if teacher_weight is not None else None
+    if weights is not None and "hybrid" not in mode_list:
+        raise ConfigurationError(f"--teacher-weight {teacher_weight!r} sets the hybrid mode's weight, but hybrid is not among --modes {modes!r}: add hybrid or drop --teacher-weight")
+    if output is not None and (output.suffix.lower() == ".png" or output.with_suffix(".png") == output):
+        raise ConfigurationError(f"--output {str(output)!r}: the PNG plot is written beside the JSON as {str(output.with_suffix('.png'))!r}, "
+                                 "so the JSON path must not end in .png (e.g. run.json)")
     settings = _settings(
         config,
         student__name=student,
@@ -126,6 +194,10 @@ def benchmark(
         cache_dir=str(cache_dir) if cache_dir else None,
         benchmark__cycles=cycles,
     )
+    task, dirs, split, seed_list = _benchmark_inputs(settings, task, data_dir, suite, split, seeds)
+    from antigravity.harness.benchmark import check_benchmark_settings
+
+    check_benchmark_settings(settings, mode_list, weights)  # before any corpus is read
     result = run_benchmark(
         settings,
         task=task,
@@ -151,18 +223,17 @@ def benchmark(
         console.print(f"wrote {output} and {output.with_suffix('.png')}")
 
 
-def _feedback_benchmark(kind: str, *, task: Optional[str], student: Optional[str], teacher: Optional[str], seeds: str, data_dir: Optional[List[Path]],
-                        suite: Optional[str], split: str, output: Optional[Path], config: Optional[Path], cache_dir: Optional[Path]) -> None:
+def _feedback_benchmark(kind: str, *, task: Optional[str], student: Optional[str], teacher: Optional[str], seeds: Optional[str], data_dir: Optional[List[Path]],
+                        suite: Optional[str], split: Optional[str], output: Optional[Path], config: Optional[Path], cache_dir: Optional[Path]) -> None:
     """``benchmark --feedback KIND`` (:func:`antigravity.harness.feedback_benchmark.run_feedback_benchmark`): table, and JSON with ``--output``."""
-    from antigravity.harness.benchmark import resolve_data_dirs, strip_private
+    from antigravity.harness.benchmark import strip_private
     from antigravity.harness.feedback_benchmark import FEEDBACK_COLUMNS, feedback_table_rows, run_feedback_benchmark, validate_feedback_kind
 
     validate_feedback_kind(kind)
-    seed_list = _ints(seeds, "--seeds")
-    dirs = resolve_data_dirs([str(d) for d in data_dir or []], suite)
-    if task is None and not dirs:
-        task = "SciFact"
+    if seeds is not None:
+        _ints(seeds, "--seeds")
     settings = _settings(config, student__name=student, teacher__name=teacher, cache_dir=str(cache_dir) if cache_dir else None)
+    task, dirs, split, seed_list = _benchmark_inputs(settings, task, data_dir, suite, split, seeds)
     result = strip_private(run_feedback_benchmark(settings, task=task, data_dir=dirs, split=split, seeds=seed_list, feedback=kind,
                                                   progress=lambda msg: console.print(f"[dim]{msg}[/dim]")))
     table = Table(title=(f"feedback {result['feedback']} — student {result['student']} ({result['student_precision']}), alpha {result['alpha']}, "

@@ -17,6 +17,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,15 +58,6 @@ def _find(dir_: Path, rel: str) -> Path:
     raise DatasetError(f"BEIR directory {str(dir_)!r} is missing {rel} (or {rel}.gz)")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    try:
-        if path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
-
-
 def _open_binary(path: Path):
     try:
         return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
@@ -92,7 +85,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 if not isinstance(obj, dict):
                     raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
                 yield lineno, obj
-        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+        except (EOFError, gzip.BadGzipFile, OSError, zlib.error) as exc:
             raise DatasetError(f"{path}: unreadable ({exc})") from exc
 
 
@@ -153,31 +146,64 @@ def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     return _read_qrels(Path(path))[0]
 
 
+#: a relevance grade: an optional minus sign and ASCII digits (no ``+``, ``_``, Unicode digits, decimals)
+_GRADE = re.compile(r"-?[0-9]+")
+#: grades must fit a C int (pytrec_eval stores them as one)
+GRADE_RANGE = (-(2**31), 2**31 - 1)
+
+
+def _qrels_lines(path: Path) -> list[str]:
+    """The lines of a qrels file (``.gz`` allowed), universal newlines as text mode reads them.
+    Raises :class:`DatasetError` naming the file (and ``file:line`` for invalid UTF-8) on an
+    unreadable, truncated or not-gzip file."""
+    try:
+        with _open_binary(path) as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile, OSError, zlib.error) as exc:
+        raise DatasetError(f"{path}: unreadable ({exc})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        lineno = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        raise DatasetError(f"{path}:{lineno}: not valid UTF-8 (byte {data[exc.start]:#04x} at column {column})") from None
+    return io.StringIO(text, newline=None).readlines()
+
+
+def _grade(raw: str, path: Path, lineno: int) -> int:
+    """A relevance grade read strictly (:data:`_GRADE`, within :data:`GRADE_RANGE`); surrounding
+    whitespace is allowed."""
+    g = raw.strip()
+    if not _GRADE.fullmatch(g):
+        raise DatasetError(f"{path}:{lineno}: relevance {raw!r} is not an integer (an optional '-' and ASCII digits)")
+    score = int(g)
+    if not GRADE_RANGE[0] <= score <= GRADE_RANGE[1]:
+        raise DatasetError(f"{path}:{lineno}: relevance {raw!r} is out of range [{GRADE_RANGE[0]}, {GRADE_RANGE[1]}]")
+    return score
+
+
 def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], int]]:
     """:func:`load_qrels` plus the line of each ``(query id, doc id)`` pair."""
     qrels: dict[str, dict[str, int]] = {}
     lines: dict[tuple[str, str], int] = {}
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").split("\t")
-            if not line.strip() or (lineno == 1 and parts[0] == "query-id"):
-                continue
-            if len(parts) == 4:  # TREC style: qid 0 docid score
-                parts = [parts[0], parts[2], parts[3]]
-            if len(parts) != 3:
-                raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(parts)}")
-            try:
-                score = int(parts[2])
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{lineno}: relevance {parts[2]!r} is not an integer") from exc
-            qid, did = parts[0].strip(), parts[1].strip()
-            if not qid or not did:
-                row = line.rstrip("\n")
-                raise DatasetError(f"{path}:{lineno}: empty {'document' if qid else 'query'} id in row {row!r}")
-            if (qid, did) in lines:
-                raise DatasetError(f"{path}:{lineno}: query {qid!r} judges document {did!r} twice (first on line {lines[qid, did]})")
-            lines[qid, did] = lineno
-            qrels.setdefault(qid, {})[did] = score
+    for lineno, line in enumerate(_qrels_lines(path), 1):
+        parts = line.rstrip("\n").split("\t")
+        if not line.strip() or (lineno == 1 and parts[0] == "query-id"):
+            continue
+        if len(parts) == 4:  # TREC style: qid 0 docid score
+            parts = [parts[0], parts[2], parts[3]]
+        if len(parts) != 3:
+            raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(parts)}")
+        score = _grade(parts[2], path, lineno)
+        qid, did = parts[0].strip(), parts[1].strip()
+        if not qid or not did:
+            row = line.rstrip("\n")
+            raise DatasetError(f"{path}:{lineno}: empty {'document' if qid else 'query'} id in row {row!r}")
+        if (qid, did) in lines:
+            raise DatasetError(f"{path}:{lineno}: query {qid!r} judges document {did!r} twice (first on line {lines[qid, did]})")
+        lines[qid, did] = lineno
+        qrels.setdefault(qid, {})[did] = score
     return qrels, lines
 
 
@@ -290,16 +316,26 @@ def verify_shipped(spec: TaskSpec) -> Path:
     return root
 
 
-def resolve_task_dir(task: str, data_dir: str | Path | None = None) -> Path:
+def resolve_task_dir(task: str, data_dir: str | Path | None = None, *, verify: bool = True) -> Path:
     """Folder holding ``task``'s BEIR files: ``data_dir`` if given, else ``$<env_var>``, else
-    the verified shipped copy. Raises :class:`TaskNotFoundError` / :class:`DatasetError`."""
+    the verified shipped copy (``verify=False``: its folder, unchecked — to name a file in an
+    error). Raises :class:`TaskNotFoundError` / :class:`DatasetError`."""
     spec = get_task(task)
     if data_dir:
         return Path(data_dir).expanduser()
     env = os.environ.get(spec.env_var)
     if env:
         return Path(env).expanduser()
-    return verify_shipped(spec)
+    return verify_shipped(spec) if verify else RESOURCES / spec.resource
+
+
+def qrels_file(data_dir: str | Path, split: str) -> Path:
+    """The qrels file of ``split`` in a BEIR folder: ``qrels/<split>.tsv``, else ``.tsv.gz``
+    (the plain path when neither exists)."""
+    d = Path(data_dir).expanduser()
+    plain = d / "qrels" / f"{split}.tsv"
+    gz = d / "qrels" / f"{split}.tsv.gz"
+    return gz if not plain.is_file() and gz.is_file() else plain
 
 
 def load_task(task: str, data_dir: str | Path | None = None, splits: tuple[str, ...] | None = None) -> BeirDataset:

@@ -87,6 +87,7 @@ API_CASES = [
     ("k-float", lambda e: e.search("fever", k=2.5), QueryError, "k must be an integer >= 1"),
     ("k-bool", lambda e: e.search("fever", k=True), QueryError, "k must be an integer >= 1"),
     ("k-huge", lambda e: e.search("fever", k=2**64), QueryError, "k must be an integer >= 1 and <= 2147483647, got 18446744073709551616"),
+    ("k-too-long-to-print", lambda e: e.search("fever", k=10**5000), QueryError, r"got an integer of 16610 bits"),
     ("k-huge-vectors", lambda e: e.search_vectors(np.ones((1, 32), np.float32), k=2**63), QueryError, "<= 2147483647"),
     ("doc-id-int-too-long", lambda e: e.ingest([(10**5000, "t")]), DocumentError, "too long to store as an id"),
     ("get-id-int-too-long", lambda e: e.get(10**5000), DocumentError, "too long to store as an id"),

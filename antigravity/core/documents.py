@@ -217,11 +217,20 @@ MAX_K = 2**31 - 1
 a bound far above any collection this engine serves keeps a huge ``k`` a ``QueryError``)."""
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message; an int too long to print (Python's 4,300-digit
+    limit) as its size instead."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits"
+
+
 def validate_k(k: Any) -> int:
     """Check a result count. Raises QueryError unless ``k`` is an ``int`` (not a bool) in
     ``[1, MAX_K]``."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise QueryError(f"k must be an integer >= 1 and <= {MAX_K}, got {k!r}")
+        raise QueryError(f"k must be an integer >= 1 and <= {MAX_K}, got {shown(k)}")
     return k
 
 

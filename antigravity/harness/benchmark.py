@@ -46,8 +46,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from antigravity.datasets import doc_text, load_beir, load_task, get_task
-from antigravity.core.errors import ConfigurationError
+from antigravity.datasets import doc_text, load_beir, load_task, get_task, qrels_file, resolve_task_dir
+from antigravity.core.errors import ConfigurationError, DatasetError
 from antigravity.evaluation import METRICS, evaluate_per_query, holm, paired_test
 from antigravity.settings import Settings, effective_settings
 
@@ -60,6 +60,13 @@ HEADLINE = "no_near_dup"
 NEAR_DUP_JACCARD = 0.8
 #: the development suite (``../shared/data``): folder names, SciFact first
 DEV_SUITE = ("scifact", "med", "cacm", "npl", "lisa", "time")
+
+class NoJudgmentsError(DatasetError, ConfigurationError):
+    """A corpus has no judged query to evaluate in the requested split (its qrels file is empty
+    or header only), or a seed's split would evaluate none: the metrics would be the mean of
+    nothing (NaN). A :class:`DatasetError` naming the qrels file; also a
+    :class:`ConfigurationError`, as the split (``--split``) may be what is wrong."""
+
 
 def normalise(text: str) -> str:
     """Case- and whitespace-normalised text (the exact-duplicate test of the protocol)."""
@@ -92,6 +99,7 @@ class CorpusSource:
     adapt_queries: dict[str, str]
     adapt_qrels: dict[str, dict[str, int]]
     extra_queries: dict[str, str] = field(default_factory=dict)  # unjudged: traffic only
+    qrels_file: str = ""  # the evaluation split's qrels file (named by errors)
 
 
 @dataclass
@@ -127,24 +135,32 @@ class BenchmarkData:
 
 
 def load_source(task: str | None, data_dir: str | None, split: str = "test", adapt_split: str = "train") -> CorpusSource:
-    """Load a registered task or a BEIR folder once (see the module doc for ``kind``)."""
+    """Load a registered task or a BEIR folder once (see the module doc for ``kind``).
+
+    Raises:
+        NoJudgmentsError: the evaluation split's qrels judge no query (names the file).
+    """
     if task:
         spec = get_task(task)
         adapt_split = spec.adapt_split
         ds = load_task(task, data_dir, splits=tuple(dict.fromkeys((split, adapt_split))))
+        root = None
     else:
         if not data_dir:
             raise ConfigurationError("give --task or --data-dir")
         root = Path(data_dir).expanduser()
         has_adapt = adapt_split != split and any((root / "qrels" / f"{adapt_split}.tsv{z}").exists() for z in ("", ".gz"))
         ds = load_beir(root, splits=(split, adapt_split) if has_adapt else (split,))
+    qfile = str(qrels_file(root if root is not None else resolve_task_dir(task, data_dir, verify=False), split))
     eval_qrels = ds.qrels[split]
+    if not eval_qrels:
+        raise NoJudgmentsError(f"{qfile}: the corpus {ds.name!r} has no {split} qrels to evaluate on (the file judges no query: empty or header only)")
     eval_queries = ds.split_queries(split)
     missing = [q for q in eval_qrels if q not in eval_queries]
     if missing:
         raise ConfigurationError(f"{len(missing)} {split} qrels queries have no text, e.g. {missing[0]!r}")
     doc_ids = list(ds.corpus)
-    common = dict(name=ds.name, split=split, doc_ids=doc_ids, doc_texts=[doc_text(ds.corpus[d]) for d in doc_ids], doc_fields=ds.corpus)
+    common = dict(name=ds.name, split=split, doc_ids=doc_ids, doc_texts=[doc_text(ds.corpus[d]) for d in doc_ids], doc_fields=ds.corpus, qrels_file=qfile)
     if adapt_split in ds.qrels and adapt_split != split:
         return CorpusSource(kind="train", eval_queries=eval_queries, eval_qrels=eval_qrels, adapt_queries=ds.split_queries(adapt_split), adapt_qrels=ds.qrels[adapt_split], **common)
     judged = set(eval_qrels)
@@ -631,14 +647,48 @@ def resolve_data_dirs(data_dirs: list[str] | None, suite: str | None, suite_root
     return dirs
 
 
-def load_sources(task: str | None, data_dir: str | list[str] | None, split: str) -> list[CorpusSource]:
-    """The task (if any) then every BEIR folder, each loaded once (:func:`load_source`).
+def check_corpus_choice(task: str | None, dirs: list[str]) -> None:
+    """A task or BEIR folders, not both; folders distinct by resolved path and by name.
 
     Raises:
-        ConfigurationError: neither a task nor a folder. EmptyCorpusError: a corpus without documents.
+        ConfigurationError: a task together with folders (a folder would be benchmarked under
+            the task's name without the task's checks); one folder given twice; two folders
+            with the same name (the second would replace the first in the results, which are
+            keyed by folder name). TaskNotFoundError: an unknown task.
+    """
+    if task and dirs:
+        spec = get_task(task)
+        raise ConfigurationError(
+            f"--task {task} and --data-dir/--suite {dirs[0]!r} together: use --data-dir alone to benchmark a folder (named after it), "
+            f"or --task alone; {spec.env_var}=DIR relocates the {spec.name} task's files"
+        )
+    by_path: dict[Path, str] = {}
+    by_name: dict[str, str] = {}
+    for d in dirs:
+        p = Path(d).expanduser()
+        rp = p.resolve()
+        if rp in by_path:
+            raise ConfigurationError(f"--data-dir {by_path[rp]!r} and {d!r} are the same folder ({str(rp)!r}): give it once")
+        if p.name in by_name:
+            raise ConfigurationError(
+                f"--data-dir {by_name[p.name]!r} and {d!r} have the same folder name {p.name!r}, which names a corpus in the results: "
+                "the second would replace the first; copy or link one under another name"
+            )
+        by_path[rp], by_name[p.name] = d, d
+
+
+def load_sources(task: str | None, data_dir: str | list[str] | None, split: str) -> list[CorpusSource]:
+    """The task, or every BEIR folder, each loaded once (:func:`load_source`).
+
+    Raises:
+        ConfigurationError: neither a task nor a folder; a task and folders; the same folder
+            twice or two folders of one name (:func:`check_corpus_choice`).
+        NoJudgmentsError: a corpus whose evaluation qrels judge no query (names the file).
+        EmptyCorpusError: a corpus without documents.
     """
     dirs = [data_dir] if isinstance(data_dir, str) else list(data_dir or [])
-    sources = ([load_source(task, dirs[0] if dirs and task else None, split)] if task else []) + [load_source(None, d, split) for d in (dirs if not task else dirs[1:])]
+    check_corpus_choice(task, dirs)
+    sources = [load_source(task, None, split)] if task else [load_source(None, d, split) for d in dirs]
     if not sources:
         raise ConfigurationError("give a task or at least one data folder")
     for src in sources:
@@ -669,6 +719,10 @@ def run_corpus(
     fold_datas = [[split_for_seed(src, sd, labels=labels, dev_fraction=settings.benchmark.dev_fraction, pseudo_queries=pseudo_queries, fold=f) for f in folds] for sd in seeds]
     datas = [fd[0] if len(fd) == 1 else merge_fold_data(fd) for fd in fold_datas]
     every = [d for fd in fold_datas for d in fd]
+    for d in every:
+        if not d.eval_queries:  # every metric would be the mean of nothing (NaN)
+            raise NoJudgmentsError(f"{src.qrels_file or src.name}: seed {d.protocol['seed']}, fold {d.protocol['fold']} leaves no evaluation query "
+                                   f"({len(src.eval_queries)} judged {src.split} queries)")
     result: dict[str, Any] = {
         "task": src.name, "split": src.split, "split_kind": src.kind, "labels": labels, "seeds": seeds, "n_docs": len(src.doc_ids), "folds": len(folds),
         "n_queries_eval": int(np.mean([len(d.eval_queries) for d in datas])), "n_queries_adapt": int(np.mean([len(d.adapt_queries) for d in every])),
@@ -689,6 +743,83 @@ def run_corpus(
             per_seed.append(runs[0] if len(runs) == 1 else merge_folds(runs))
         result["modes"][mode] = aggregate(per_seed, seeds, datas)
     return result
+
+
+def validate_seeds(seeds: list[int], what: str = "seeds", *, distinct: bool = True) -> list[int]:
+    """``seeds``: a non-empty list of integers >= 0 (numpy's PCG64 refuses negative seeds, late),
+    each once when ``distinct`` (a repeated seed runs twice: its decisions count twice, the
+    spread between the copies is 0, and per-seed results are keyed by seed).
+
+    Raises:
+        ConfigurationError: names the offending value.
+    """
+    if not seeds:
+        raise ConfigurationError(f"{what} is empty")
+    seen: set[int] = set()
+    for sd in seeds:
+        if isinstance(sd, bool) or not isinstance(sd, (int, np.integer)) or sd < 0:
+            raise ConfigurationError(f"{what}: seed {sd!r} must be an integer >= 0")
+        if distinct and sd in seen:
+            raise ConfigurationError(f"{what}: seed {sd} is given twice (it would run twice and count its decisions twice)")
+        seen.add(int(sd))
+    return list(seeds)
+
+
+def check_serving_unfused(settings: Settings, what: str = "the benchmark") -> None:
+    """The benchmarks score the adapter ranking (exact search over the stored vectors), not a
+    ranking fused at serving time: refuse settings that make the engine serve another one.
+
+    Raises:
+        ConfigurationError: ``teacher.fusion_weight > 0`` or ``feedback.prior_boost > 0``.
+    """
+    for key, value in (("teacher.fusion_weight", settings.teacher.fusion_weight), ("feedback.prior_boost", settings.feedback.prior_boost)):
+        if value > 0:
+            raise ConfigurationError(
+                f"{key} = {value:g}: {what} scores the unfused adapter ranking, not the fused ranking the engine would serve; "
+                f"set {key} = 0, or score served fused rankings with the MTEB adapter (antigravity/harness/mteb_search.py)"
+            )
+
+
+def check_benchmark_settings(settings: Settings, modes: list[str], teacher_weights: list[float] | None = None) -> None:
+    """Everything :func:`run_benchmark` would otherwise find out after encoding a corpus: the
+    serving settings (:func:`check_serving_unfused`), each mode (``hybrid@w`` too) against the
+    teacher settings, and the teacher weights (each in [0, 1], distinct as mode names, only
+    with ``hybrid`` among the modes).
+
+    Raises:
+        ConfigurationError: names the mode, weight or setting.
+    """
+    from antigravity.adaptation.distillation import validate_teacher_weight
+
+    check_serving_unfused(settings)
+    if not modes:
+        raise ConfigurationError(f"no modes; choose from {', '.join(ALL_MODES)}")
+    if teacher_weights is not None:
+        if not teacher_weights:
+            raise ConfigurationError("teacher weights: empty list (omit it to use teacher.weight)")
+        if "hybrid" not in modes:
+            raise ConfigurationError(f"teacher weights {list(teacher_weights)} are used by the hybrid mode only, which is not among the modes {list(modes)}: add hybrid or drop the weights")
+        seen: dict[str, Any] = {}
+        for w in teacher_weights:
+            validate_teacher_weight(w)
+            key = f"{w:g}"
+            if key in seen:
+                raise ConfigurationError(f"teacher weights {seen[key]!r} and {w!r} are the same run hybrid@{key}: give each weight once")
+            seen[key] = w
+    for mode in modes:
+        base, _, weight = str(mode).partition("@")
+        if base not in ALL_MODES:
+            raise ConfigurationError(f"unknown mode {mode!r}; choose from {', '.join(ALL_MODES)}")
+        over: dict[str, Any] = {"mode": base}
+        if weight:
+            try:
+                over["teacher__weight"] = validate_teacher_weight(float(weight))
+            except ValueError:
+                raise ConfigurationError(f"mode {mode!r}: teacher weight {weight!r} must be a number in [0, 1]") from None
+        try:
+            settings.with_overrides(**over)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"benchmark mode {mode!r}: {exc}") from None
 
 
 def run_benchmark(
@@ -719,14 +850,24 @@ def run_benchmark(
         → ``{"cycles": [rows], "pretrained": row, "decisions": [...]}`` (see docs/protocol.md).
 
     Raises:
-        ConfigurationError: no corpus, unknown label setting. DatasetError: unreadable folder.
+        ConfigurationError: no corpus, unknown label setting, a mode the teacher settings
+            cannot run, teacher weights without hybrid, serving-time fusion or prior on, a bad
+            seed, a task with folders, two folders of one name (checked before any work).
+        DatasetError: unreadable folder; NoJudgmentsError: no judged evaluation query.
         EmptyCorpusError: a corpus without documents.
     """
     say = progress or (lambda msg: logger.info(msg))
     bad = [lb for lb in labels if lb not in LABELS]
     if bad or not labels:
         raise ConfigurationError(f"labels {bad or labels!r}: choose from {', '.join(LABELS)}")
+    check_benchmark_settings(settings, modes, teacher_weights)
+    validate_seeds(seeds)
     sources = load_sources(task, data_dir, split)
+    if cross_fit:
+        for src in sources:
+            if src.kind == "half" and len(src.eval_queries) < 2:  # fold 1 evaluates the smaller half: none
+                raise NoJudgmentsError(f"{src.qrels_file}: --cross-fit needs at least 2 judged {split} queries on {src.name!r}, got {len(src.eval_queries)} "
+                                       "(the swapped fold would evaluate none)")
     if teacher_weights and "hybrid" in modes:
         i = modes.index("hybrid")
         modes = modes[:i] + [f"hybrid@{w:g}" for w in teacher_weights] + modes[i + 1 :]

@@ -211,6 +211,23 @@ CALIBRATION_SAMPLE = 100
 AUTO_EF_FALLBACK = 256
 
 
+def _json_bytes(value: Any) -> np.ndarray:
+    """``value`` (a list of ids, or JSON text already) as the UTF-8 bytes of its JSON text, for
+    the journal: NumPy's fixed-width ``str`` arrays drop trailing NULs (``"x\\x00"`` would be
+    replayed as ``"x"``) and pad every entry to the longest (one long id made a journal of
+    ``n`` × its size)."""
+    text = value if isinstance(value, str) else json.dumps(value)  # ensure_ascii: NUL and lone surrogates are escaped
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
+def _json_list(arr: np.ndarray, what: str, kind: type) -> list:
+    """The list a :func:`_json_bytes` array holds. Raises ValueError unless it is a list of ``kind``."""
+    value = json.loads(arr.tobytes().decode("utf-8", "surrogatepass"))
+    if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+        raise ValueError(f"the journal's {what} are not a JSON list of {kind.__name__}")
+    return value
+
+
 class _Handle:
     """The open shards (``{name: EdgeShard}``) and, for ``":memory:"``, the temporary folder;
     released by :meth:`EdgeStore.close` or when the store is garbage-collected."""
@@ -581,7 +598,7 @@ class EdgeStore:
             payload_list, text = payload_rows("upsert", ids, payloads)
             others = [s for s in SLOTS if s not in served and s in self._handle.shards]
             if served or others:
-                arrays = {"ids": np.array(ids, dtype=str), "raw": raw_arr, "payloads": np.array(text), "clear": np.array(others, dtype=str)}
+                arrays = {"ids_json": _json_bytes(ids), "raw": raw_arr, "payloads_json": _json_bytes(text), "clear": np.array(others, dtype=str)}
                 self._write_journal("upsert", arrays | {f"served.{s}": m for s, m in served.items()})
             self._apply_upsert(ids, raw_arr, payload_list, served, others)
             self._journal.unlink(missing_ok=True)
@@ -613,7 +630,9 @@ class EdgeStore:
     def _replay_journal(self) -> None:
         """Re-apply the multi-shard operation a crash cut short (upserts and deletes are
         idempotent), then remove the journal; an incomplete journal (never renamed into place:
-        the operation had not started) is removed.
+        the operation had not started) is removed. Ids and payloads are read from the UTF-8
+        JSON bytes ``ids_json`` / ``payloads_json``; a journal of earlier versions (fixed-width
+        ``str`` arrays ``ids`` / ``payloads``) is read as it was written.
 
         Raises:
             StoreError: the journal cannot be read (names the file).
@@ -624,13 +643,17 @@ class EdgeStore:
         try:
             with np.load(self._journal, allow_pickle=False) as z:
                 op = str(z["op"])
-                ids = [str(x) for x in z["ids"]]
+                if "ids_json" in z.files:  # ids and payloads as UTF-8 JSON bytes
+                    ids = _json_list(z["ids_json"], "ids", str)
+                else:  # the journal of earlier versions: fixed-width str arrays
+                    ids = [str(x) for x in z["ids"]]
                 if op == "upsert":
                     served = {k.split(".", 1)[1]: z[k] for k in z.files if k.startswith("served.")}
-                    args = (ids, z["raw"], json.loads(str(z["payloads"])), served, [str(x) for x in z["clear"]])
+                    payloads = _json_list(z["payloads_json"], "payloads", dict) if "payloads_json" in z.files else json.loads(str(z["payloads"]))
+                    args = (ids, z["raw"], payloads, served, [str(x) for x in z["clear"]])
                 elif op != "delete":
                     raise ValueError(f"unknown operation {op!r}")
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise StoreError(
                 f"cannot replay {self._journal} (an interrupted multi-shard write): {type(exc).__name__}: {exc}; "
                 f"restore the store folder from a backup, or rebuild with `antigravity index CORPUS --reindex`".replace("\n", " ")
@@ -698,7 +721,7 @@ class EdgeStore:
         with self._write_lock:
             self._shard()
             if any(s in self._handle.shards for s in SLOTS):
-                self._write_journal("delete", {"ids": np.array(ids, dtype=str)})
+                self._write_journal("delete", {"ids_json": _json_bytes(ids)})
             self._apply_delete(ids)
             self._journal.unlink(missing_ok=True)
             self.n_empty = self.count_empty()
@@ -871,8 +894,9 @@ class EdgeStore:
         slot never written has no shard and returns no hits.
 
         Raises:
-            QueryError: ``k`` is not an integer >= 0, a query vector holds NaN or inf, or a
-                malformed filter, or one outside the supported subset.
+            QueryError: ``k`` is not an integer in 0..``MAX_K`` (:func:`~antigravity.stores.shared.check_k`;
+                names it), a query vector holds NaN or inf, or a malformed filter, or one
+                outside the supported subset.
             StoreError: an unknown vector name, a wrong shape, or the shard refuses the query.
         """
         qe = _qe()
@@ -888,11 +912,13 @@ class EdgeStore:
         params = qe.SearchParams(hnsw_ef=ef) if ef else None
 
         def fetch(rows: list[int], limit: int) -> list[list[tuple[float, dict]]]:
-            reqs = [
-                qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vectors[i].tolist(), using=using), with_payload=True, with_vector=False, filter=edge_flt, params=params)
-                for i in rows
-            ]
+            # check_k keeps k + n_empty + 1 far inside qdrant_edge's u64 limit; built inside _errors
+            # all the same, so a request qdrant_edge refuses is a StoreError, never a bare OverflowError
             with self._errors("search"):
+                reqs = [
+                    qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vectors[i].tolist(), using=using), with_payload=True, with_vector=False, filter=edge_flt, params=params)
+                    for i in rows
+                ]
                 results = shard.query_batch(qe.QueryBatchRequest(reqs)) if len(reqs) > 1 else [shard.query(reqs[0])]
             return [[(p.score, p.payload) for p in res] for res in results]
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -41,7 +42,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from antigravity.core.documents import EMPTY_FLAG
-from antigravity.core.errors import StoreError
+from antigravity.core.errors import AntigravityError, StoreError
 from antigravity.settings import mask_url
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
@@ -68,9 +69,25 @@ class QdrantStore:
         on_disk: a new collection keeps its vectors in memory-mapped files (Qdrant's
             ``VectorParams.on_disk``; local mode ignores it).
 
+    Errors of qdrant-client after open (a server gone away, a collection dropped by another
+    process, a refused request: ``ResponseHandlingException``, ``UnexpectedResponse``, httpx
+    and gRPC errors, ``ValueError`` of local mode...) become a one-line
+    :class:`~antigravity.core.errors.StoreError` naming the operation and the collection (URL
+    credentials and the API key masked); the documented ``QueryError`` / ``DocumentError`` of
+    argument checks are raised as they are.
+
+    With a server, another process may create the collection after this store opened: while
+    :attr:`dim` is ``None``, reads first ask the server again whether it exists (at most once
+    per :attr:`recheck_s` seconds, so an empty store stays cheap) and load it when it does.
+
     Raises:
-        StoreError: the folder is locked by another process, or the server is unreachable.
+        StoreError: the folder is locked by another process, the server is unreachable, or
+            the collection exists but was not created by Antigravity.
     """
+
+    #: seconds between two checks, by the reads of a server store with no collection, whether
+    #: another process has created it
+    recheck_s = 1.0
 
     def __init__(
         self,
@@ -93,7 +110,10 @@ class QdrantStore:
         self.on_disk = bool(on_disk)
         self.permission_warnings: list[str] = []
         self.n_empty = 0
-        where = mask_url(url) if url else location
+        self.url = mask_url(url) if url else None
+        self._secret = api_key or None
+        self._checked_at: float | None = None  # last re-check of a missing collection (server): none yet
+        where = self.url or location
         if not url and location != ":memory:":
             self.permission_warnings = open_folder(location, create)
         try:
@@ -103,16 +123,59 @@ class QdrantStore:
             else:
                 self.client = QdrantClient(location=location, force_disable_check_same_thread=True) if location == ":memory:" else QdrantClient(path=location, force_disable_check_same_thread=True)
         except Exception as exc:  # noqa: BLE001 - qdrant raises many types
-            raise StoreError(mask_url(f"cannot open Qdrant store at {where!r}: {type(exc).__name__}: {exc}").replace("\n", " ")) from exc
+            raise StoreError(self._masked(f"cannot open Qdrant store at {where!r}: {type(exc).__name__}: {exc}")) from exc
         self._lock: contextlib.AbstractContextManager = threading.RLock() if not url else contextlib.nullcontext()
         self.dim: int | None = None
-        if self.client.collection_exists(collection):
-            info = self.client.get_collection(collection)
-            vectors = info.config.params.vectors
-            if not isinstance(vectors, dict) or RAW not in vectors:
-                raise StoreError(f"collection {collection!r} exists but was not created by Antigravity (no 'raw' vector)")
-            self.dim = int(vectors[RAW].size)
-            self.n_empty = self.count_empty()
+        self._load_collection("open", f"cannot open Qdrant store at {where!r}")
+
+    # -- errors and the collection of another process -------------------------------------
+    def _masked(self, text: str) -> str:
+        """``text`` on one line (at most ~600 characters), URL credentials and the API key masked."""
+        text = mask_url(text).replace("\r", " ").replace("\n", " ")
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text if len(text) <= 600 else text[:600] + " ..."
+
+    @contextlib.contextmanager
+    def _errors(self, what: str, head: str | None = None) -> Iterator[None]:
+        """Turn a qdrant-client error into a one-line StoreError: ``"<what> failed on <store>:
+        <type>: <message>"`` (or ``"<head>: <type>: <message>"``). Our own errors (QueryError,
+        DocumentError, StoreError...) pass unchanged."""
+        try:
+            yield
+        except (AntigravityError, KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - qdrant-client raises many types (httpx, grpc, pydantic, ValueError...)
+            head = head or f"{what} failed on {self.describe()}"
+            raise StoreError(self._masked(f"{head}: {type(exc).__name__}: {exc}")) from exc
+
+    def _load_collection(self, what: str, head: str | None = None) -> None:
+        """Read the collection's dimension (and empty count) when it exists; :attr:`dim` stays
+        ``None`` when it does not.
+
+        Raises:
+            StoreError: the collection exists but was not created by Antigravity, or Qdrant fails.
+        """
+        with self._lock, self._errors(what, head):
+            if not self.client.collection_exists(self.collection):
+                return
+            vectors = self.client.get_collection(self.collection).config.params.vectors
+        if not isinstance(vectors, dict) or RAW not in vectors:
+            raise StoreError(f"collection {self.collection!r} exists but was not created by Antigravity (no 'raw' vector)")
+        dim = int(vectors[RAW].size)
+        self.n_empty = self._count_empty(dim)
+        self.dim = dim
+
+    def _recheck(self, force: bool = False) -> None:
+        """A server store with no collection: ask whether another process created it since
+        (at most once per :attr:`recheck_s` seconds unless ``force``) and load it."""
+        if self.dim is not None or not self.remote:
+            return
+        now = time.monotonic()
+        if not force and self._checked_at is not None and now - self._checked_at < self.recheck_s:
+            return
+        self._checked_at = now
+        self._load_collection("check for the collection")
 
     # -- files of the embedded store (for error messages) -----------------------------
     @property
@@ -129,34 +192,53 @@ class QdrantStore:
         """Where the collection lives, for messages (URL credentials masked)."""
         if self.collection_dir is not None:
             return str(self.collection_dir / "storage.sqlite")
-        return f"collection {self.collection!r} on {'a Qdrant server' if self.remote else 'an in-memory store'}"
+        if self.remote:
+            return f"collection {self.collection!r} on the Qdrant server {self.url}"
+        return f"collection {self.collection!r} on an in-memory store"
 
     def drop_collection(self) -> None:
-        """Delete the collection and every point in it (a deliberate re-index)."""
-        with self._lock:
+        """Delete the collection and every point in it (a deliberate re-index).
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        with self._lock, self._errors("drop_collection"):
             if self.client.collection_exists(self.collection):
                 self.client.delete_collection(self.collection)
         self.dim = None
         self.n_empty = 0
 
     def count_empty(self) -> int:
-        """Number of stored empty documents (payload flag ``_ag_empty``)."""
+        """Number of stored empty documents (payload flag ``_ag_empty``).
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
+        return self._count_empty(self.dim)
+
+    def _count_empty(self, dim: int | None) -> int:
         from qdrant_client import models
 
-        if self.dim is None:
+        if dim is None:
             return 0
         flt = models.Filter(must=[models.FieldCondition(key=EMPTY_FLAG, match=models.MatchValue(value=True))])
-        with self._lock:
+        with self._lock, self._errors("count"):
             return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
     def retrieve(self, doc_ids: Sequence[str], with_vectors: bool | Sequence[str] = False) -> dict[str, dict[str, Any]]:
         """``{doc_id: payload}`` of the stored documents among ``doc_ids`` (missing ones absent);
         with ``with_vectors`` (``True`` or vector names) ``{doc_id: {"payload": ..., "vectors":
-        {name: (d,) float32}}}`` (see :meth:`antigravity.stores.base.VectorStore.retrieve`)."""
+        {name: (d,) float32}}}`` (see :meth:`antigravity.stores.base.VectorStore.retrieve`).
+
+        Raises:
+            StoreError: an unknown vector name, or Qdrant fails (names the collection).
+        """
         ids, names = id_list(doc_ids, "retrieve"), vector_names(with_vectors)
+        self._recheck()
         if self.dim is None or not ids:
             return {}
-        with self._lock:
+        with self._lock, self._errors("retrieve"):
             pts = self.client.retrieve(self.collection, ids=[point_id(d) for d in ids], with_payload=True, with_vectors=names or False)
         return retrieved(pts, names if with_vectors else None)
 
@@ -164,15 +246,17 @@ class QdrantStore:
         """Create the collection for ``dim``-dimensional vectors if missing.
 
         Raises:
-            StoreError: ``dim`` is not an integer in 1..65536, or the collection exists with another dimension.
+            StoreError: ``dim`` is not an integer in 1..65536, the collection exists with another
+                dimension (also one another process created on the server), or Qdrant fails.
         """
         from qdrant_client import models
 
         dim = check_dim(dim)
+        self._recheck(force=True)  # a server: another process may have created it meanwhile
         if same_dim(self.collection, self.dim, dim):
             return
         params = models.VectorParams(size=int(dim), distance=models.Distance.COSINE, on_disk=self.on_disk or None)
-        with self._lock:
+        with self._lock, self._errors("create collection"):
             self.client.create_collection(self.collection, vectors_config={n: params for n in (RAW, *SLOTS)}, **self.create_options)
         self.dim = int(dim)
 
@@ -186,16 +270,17 @@ class QdrantStore:
         """Upsert documents: ``raw`` ``(n, d) float32``, ``served`` ``{slot: (n, d) float32}``.
 
         Raises:
-            StoreError: the collection does not exist, counts or shapes differ, or a payload is
-                not a JSON object (names the document).
+            StoreError: the collection does not exist, counts or shapes differ, a payload is
+                not a JSON object (names the document), or Qdrant fails (names the collection).
             DocumentError: a raw or served vector holds NaN or inf (names the documents).
-            Nothing is written when any of these is raised.
+            Nothing is written when a check fails; when Qdrant fails the write may be partly applied.
         """
         from qdrant_client import models
 
         served = dict(served or {})
         ids = id_list(doc_ids, "upsert")
         check_upsert(ids, raw, payloads, served)
+        self._recheck()
         require_collection("upsert", self.collection, self.dim, self.describe())
         if not ids:
             return
@@ -206,7 +291,7 @@ class QdrantStore:
             models.PointStruct(id=point_id(d), vector={RAW: raw_arr[i].tolist(), **{slot: m[i].tolist() for slot, m in served.items()}}, payload=payload_list[i])
             for i, d in enumerate(ids)
         ]
-        with self._lock:
+        with self._lock, self._errors("upsert"):
             self.client.upsert(self.collection, points=points, wait=True)
 
     def set_served(self, doc_ids: Sequence[str], slot: str, vectors: np.ndarray) -> None:
@@ -214,14 +299,16 @@ class QdrantStore:
 
         Raises:
             StoreError: ``slot`` is not one of :data:`SLOTS`, the collection does not exist,
-                ``vectors`` is not ``(n, d)``, or an id is not stored (names it).
+                ``vectors`` is not ``(n, d)``, an id is not stored (names it), or Qdrant fails
+                (names the collection).
             DocumentError: a vector holds NaN or inf (names the documents).
-            Nothing is written when any of these is raised.
+            Nothing is written when a check fails; when Qdrant fails the write may be partly applied.
         """
         from qdrant_client import models
 
         check_slot(slot)
         ids = id_list(doc_ids, "set_served")
+        self._recheck()
         with self._lock:
             require_collection("set_served", self.collection, self.dim, self.describe())
             if not ids:
@@ -229,20 +316,22 @@ class QdrantStore:
             vectors = check_rows(f"set_served: vectors for {slot!r}", vectors, ids, self.dim, self.collection)
             check_missing("set_served", ids, self.existing_ids(ids))
             points = [models.PointVectors(id=point_id(d), vector={slot: vectors[i].tolist()}) for i, d in enumerate(ids)]
-            self.client.update_vectors(self.collection, points=points, wait=True)
+            with self._errors("set_served"):
+                self.client.update_vectors(self.collection, points=points, wait=True)
 
     def clear_served(self, slot: str) -> None:
         """Remove every ``slot`` vector (qdrant-client ``delete_vectors`` over all points).
 
         Raises:
-            StoreError: ``slot`` is not one of :data:`SLOTS`.
+            StoreError: ``slot`` is not one of :data:`SLOTS`, or Qdrant fails (names the collection).
         """
         from qdrant_client import models
 
         check_slot(slot)
+        self._recheck()
         if self.dim is None:
             return
-        with self._lock:
+        with self._lock, self._errors("clear_served"):
             self.client.delete_vectors(self.collection, vectors=[slot], points=models.FilterSelector(filter=models.Filter()), wait=True)
 
     def search(self, vectors: np.ndarray, using: str, k: int, filter: Any = None) -> list[list[tuple[str, float, dict]]]:
@@ -252,12 +341,15 @@ class QdrantStore:
         Returns per query ``[(doc_id, score, payload), ...]``, score descending then doc id.
 
         Raises:
-            QueryError: ``k`` is not an integer >= 0, a query vector holds NaN or inf, or a
-                malformed filter (nothing is sent to Qdrant).
-            StoreError: an unknown vector name, or ``vectors`` is not ``(m, d)``.
+            QueryError: ``k`` is not an integer in 0..``MAX_K`` (:func:`~antigravity.stores.shared.check_k`;
+                names it), a query vector holds NaN or inf, or a malformed filter (nothing is
+                sent to Qdrant).
+            StoreError: an unknown vector name, ``vectors`` is not ``(m, d)``, or Qdrant fails
+                (names the collection).
         """
         from qdrant_client import models
 
+        self._recheck()
         vectors, k = check_search(vectors, using, k, self.dim, self.collection)
         flt = parse_filter(filter)
         if self.dim is None:
@@ -265,32 +357,44 @@ class QdrantStore:
 
         def fetch(rows: list[int], limit: int) -> list[list[tuple[float, dict]]]:
             reqs = [models.QueryRequest(query=vectors[i].tolist(), using=using, limit=limit, with_payload=True, filter=flt) for i in rows]
-            with self._lock:
+            with self._lock, self._errors("search"):
                 responses = self.client.query_batch_points(self.collection, requests=reqs)
             return [[(p.score, p.payload) for p in resp.points] for resp in responses]
 
         return ranked_search(fetch, len(vectors), k, self.n_empty)
 
     def delete(self, doc_ids: Sequence[str]) -> None:
-        """Delete the documents ``doc_ids`` (unknown ids ignored) and recount :attr:`n_empty`."""
+        """Delete the documents ``doc_ids`` (unknown ids ignored) and recount :attr:`n_empty`.
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
         from qdrant_client import models
 
         ids = id_list(doc_ids, "delete")
+        self._recheck()
         if self.dim is None or not ids:
             return
         with self._lock:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=[point_id(d) for d in ids]), wait=True)
-            self.n_empty = self.count_empty()
+            with self._errors("delete"):
+                self.client.delete(self.collection, points_selector=models.PointIdsList(points=[point_id(d) for d in ids]), wait=True)
+            self.n_empty = self._count_empty(self.dim)
 
     def create_payload_index(self, field: str, schema: str) -> None:
         """Index payload ``field`` as ``schema`` (``keyword`` / ``integer`` / ``float`` / ``bool``).
-        Local mode has no payload indexes: a no-op there (qdrant-client's warning is silenced)."""
+        Local mode has no payload indexes: a no-op there (qdrant-client's warning is silenced).
+
+        Raises:
+            QueryError: unknown schema, or an empty or reserved field.
+            StoreError: the collection does not exist yet, or Qdrant fails (names the collection).
+        """
         from qdrant_client import models
 
         check_index(field, schema)
+        self._recheck()
         if self.dim is None:
             raise StoreError(f"collection {self.collection!r} does not exist yet: no payload index can be created")
-        with self._lock, warnings.catch_warnings():
+        with self._lock, self._errors("create_payload_index"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
             self.client.create_payload_index(self.collection, field_name=field, field_schema=models.PayloadSchemaType(schema), wait=True)
 
@@ -298,56 +402,86 @@ class QdrantStore:
         """No-op: local mode searches exactly and a server optimises in the background."""
 
     def indexed_vectors_count(self) -> int:
-        """Qdrant's ``indexed_vectors_count`` of the collection (0 in local mode or without a collection)."""
+        """Qdrant's ``indexed_vectors_count`` of the collection (0 in local mode or without a collection).
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
         if self.dim is None:
             return 0
-        with self._lock:
+        with self._lock, self._errors("info"):
             return int(self.client.get_collection(self.collection).indexed_vectors_count or 0)
 
     def count(self) -> int:
-        """Number of documents stored."""
+        """Number of documents stored.
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
         if self.dim is None:
             return 0
-        with self._lock:
+        with self._lock, self._errors("count"):
             return int(self.client.count(self.collection, exact=True).count)
 
     def count_vectors(self, name: str) -> int:
-        """Points holding vector ``name`` (Qdrant's ``HasVectorCondition``); 0 without a collection."""
+        """Points holding vector ``name`` (Qdrant's ``HasVectorCondition``); 0 without a collection.
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
         if self.dim is None:
             return 0
         from qdrant_client import models
 
         flt = models.Filter(must=[models.HasVectorCondition(has_vector=name)])
-        with self._lock:
+        with self._lock, self._errors("count"):
             return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
     def existing_ids(self, doc_ids: Sequence[str]) -> set[str]:
-        """The subset of ``doc_ids`` already stored."""
+        """The subset of ``doc_ids`` already stored.
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
         if self.dim is None or not doc_ids:
             return set()
-        with self._lock:
+        with self._lock, self._errors("retrieve"):
             pts = self.client.retrieve(self.collection, ids=[point_id(d) for d in doc_ids], with_payload=["doc_id"])
         return {str(p.payload["doc_id"]) for p in pts}
 
     def iter_payloads(self, batch_size: int = 1024) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yield ``(doc_id, payload)`` for every stored document."""
+        """Yield ``(doc_id, payload)`` for every stored document.
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
         if self.dim is None:
             return
         offset = None
         while True:
-            with self._lock:
+            with self._lock, self._errors("scroll"):
                 pts, offset = self.client.scroll(self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False)
             yield from (split_payload(p.payload) for p in pts)
             if offset is None:
                 break
 
     def iter_vectors(self, names: Sequence[str] = (RAW,), batch_size: int = 1024) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
-        """Yield ``(doc_ids, {name: (b, d) float32})`` batches over all stored documents."""
+        """Yield ``(doc_ids, {name: (b, d) float32})`` batches over all stored documents.
+
+        Raises:
+            StoreError: Qdrant fails (names the collection).
+        """
+        self._recheck()
         if self.dim is None:
             return
         offset = None
         while True:
-            with self._lock:
+            with self._lock, self._errors("scroll"):
                 pts, offset = self.client.scroll(
                     self.collection, limit=batch_size, offset=offset, with_payload=["doc_id"], with_vectors=list(names)
                 )

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from antigravity.core.documents import EMPTY_FLAG, MAX_K, RESERVED_PREFIX
+from antigravity.core.documents import EMPTY_FLAG, MAX_K, RESERVED_PREFIX, shown
 from antigravity.core.errors import DocumentError, QueryError, StoreError
 from antigravity.core.files import check_permissions, make_private_dir
 from antigravity.stores.base import RAW, SLOTS
@@ -220,7 +220,7 @@ def check_k(k: Any) -> int:
             refused, not truncated or parsed; a huge ``k`` is refused, not an overflow).
     """
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= k <= MAX_K:
-        raise QueryError(f"search: k must be an integer >= 0 and <= {MAX_K}, got {k!r}")
+        raise QueryError(f"search: k must be an integer >= 0 and <= {MAX_K}, got {shown(k)}")
     return int(k)
 
 

@@ -1,0 +1,313 @@
+"""Bad input to the benchmark harness (``antigravity benchmark``, ``run_benchmark``,
+``run_feedback_benchmark``, the BEIR qrels reader): every case is refused up front with a typed
+error naming the offending value (the CLI: exit 2, one line), never a plausible wrong number,
+a NaN or a silently overwritten result. Cheap: tiny BEIR folders, the hash encoder, and a stub
+in place of the benchmark run for the command-line checks. Each ``# case:`` id is a row of
+docs/bad-input.md."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import antigravity.harness.benchmark as hb
+import antigravity.harness.feedback_benchmark as fb
+from antigravity import cli
+from antigravity.core.errors import ConfigurationError, DatasetError
+from antigravity.datasets import load_beir, load_qrels
+from antigravity.settings import Settings
+from tests.conftest import HashEncoder
+
+H = "query-id\tcorpus-id\tscore\n"
+
+
+def _folder(d: Path, n: int = 12, qrels: str | bytes | None = None, train: str | None = None, name: str = "test.tsv") -> Path:
+    """A BEIR folder: ``n`` documents, ``n`` queries, query i judged on document i (unless
+    ``qrels`` gives the test qrels file's content, written as ``qrels/<name>``)."""
+    (d / "qrels").mkdir(parents=True)
+    (d / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"document {i} word{i} topic{i % 3}"}) + "\n" for i in range(n)))
+    (d / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"word{i} topic{i % 3}"}) + "\n" for i in range(n)))
+    if qrels is None:
+        qrels = H + "".join(f"q{i}\td{i}\t1\n" for i in range(n))
+    path = d / "qrels" / name
+    path.write_bytes(qrels.encode() if isinstance(qrels, str) else qrels)
+    if train is not None:
+        (d / "qrels" / "train.tsv").write_text(train)
+    return d
+
+
+def _settings(tmp_path, **kw) -> Settings:
+    return Settings.load(data_dir=str(tmp_path / "state"), teacher__name=kw.pop("teacher__name", "none"), **kw)
+
+
+def _bench(settings, dirs, **kw):
+    args = dict(task=None, data_dir=[str(d) for d in dirs], split="test", modes=["baseline"], seeds=[0], cycles=0)
+    return hb.run_benchmark(settings, **(args | kw))
+
+
+def _feedback(settings, dirs, **kw):
+    return fb.run_feedback_benchmark(settings, **(dict(task=None, data_dir=[str(d) for d in dirs], split="test", seeds=[0]) | kw))
+
+
+# -- 1. serving-time fusion / prior: the benchmarks score the unfused ranking -------------------
+
+
+@pytest.mark.parametrize("key,setting", [("teacher__fusion_weight", "teacher.fusion_weight"), ("feedback__prior_boost", "feedback.prior_boost")])
+def test_serving_fusion_or_prior_is_refused_not_silently_ignored(tmp_path, key, setting):  # case: bench-serving-fusion-on
+    d = _folder(tmp_path / "c")
+    s = _settings(tmp_path, teacher__name="paraphrase-MiniLM-L3-v2", **{key: 0.5})
+    for run in (_bench, _feedback):
+        enc = HashEncoder(32)
+        with pytest.raises(ConfigurationError, match=rf"{setting} = 0\.5: .*unfused.*mteb_search"):
+            run(s, [d], encoder=enc)
+        assert enc.calls == 0  # refused before any work
+
+
+# -- 2. two folders of one name, or one folder twice ---------------------------------------------
+
+
+def test_folders_with_one_name_or_one_folder_twice_are_refused(tmp_path):  # case: bench-data-dir-same-name
+    a, b = _folder(tmp_path / "a" / "corp"), _folder(tmp_path / "b" / "corp", n=6)
+    s = _settings(tmp_path)
+    cases = [([a, b], rf"{a}.*{b}.*same folder name 'corp'"), ([a, a], "same folder"), ([a, tmp_path / "a" / ".." / "a" / "corp"], "same folder")]
+    for dirs, match in cases:
+        for run in (_bench, _feedback):
+            enc = HashEncoder(32)
+            with pytest.raises(ConfigurationError, match=match):
+                run(s, dirs, encoder=enc)
+            assert enc.calls == 0
+
+
+# -- 3. no judged query to evaluate -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["header-only", "empty", "blank-lines", "gz-header-only"])
+def test_qrels_without_judgments_is_a_dataset_error_naming_the_file(tmp_path, kind):  # case: bench-qrels-no-judgments
+    content = {"header-only": H, "empty": "", "blank-lines": H + "\n\n", "gz-header-only": gzip.compress(H.encode())}[kind]
+    name = "test.tsv.gz" if kind.startswith("gz") else "test.tsv"
+    d = _folder(tmp_path / "nojudg", qrels=content, name=name)
+    s = _settings(tmp_path)
+    for run in (_bench, _feedback):
+        with pytest.raises(DatasetError, match=rf"{d / 'qrels' / name}: .*no test qrels"):
+            run(s, [d], encoder=HashEncoder(32))
+
+
+def test_a_split_that_leaves_no_evaluation_query_is_refused(tmp_path):  # case: bench-split-no-evaluation-query
+    d = _folder(tmp_path / "one", qrels=H + "q0\td0\t1\n")  # one judged query: cross-fitting's swapped fold evaluates none
+    enc = HashEncoder(32)
+    with pytest.raises(DatasetError, match=r"test\.tsv: --cross-fit needs at least 2 judged test queries"):
+        _bench(_settings(tmp_path), [d], cross_fit=True, encoder=enc)
+    assert enc.calls == 0
+
+
+def test_cli_without_judgments_exits_2_not_nan(tmp_path, monkeypatch, capsys):
+    d = _folder(tmp_path / "nojudg", qrels=H)
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--data-dir", str(d), "--output", str(tmp_path / "r.json"), real=True)
+    assert code == 2 and "no test qrels" in err and not (tmp_path / "r.json").exists()
+
+
+# -- 4. damaged qrels files ----------------------------------------------------------------------
+
+GOOD = (H + "q0\td0\t1\nq1\td1\t2\n").encode()
+DAMAGE = [  # (case, file name, bytes, message pattern)
+    ("invalid-utf8", "test.tsv", GOOD + b"q2\xff\td2\t1\n", r"test\.tsv:4: not valid UTF-8 \(byte 0xff at column 3\)"),
+    ("invalid-utf8-crlf", "test.tsv", GOOD.replace(b"\n", b"\r\n") + b"q2\td2\t\xc3\n", r"test\.tsv:4: not valid UTF-8"),
+    ("invalid-utf8-in-gzip", "test.tsv.gz", gzip.compress(GOOD + b"\xfe"), r"test\.tsv\.gz:4: not valid UTF-8"),
+    ("truncated-gzip", "test.tsv.gz", gzip.compress(GOOD * 50)[:-12], r"test\.tsv\.gz: unreadable"),
+    ("not-gzip", "test.tsv.gz", GOOD, r"test\.tsv\.gz: unreadable"),
+    ("gzip-corrupt-body", "test.tsv.gz", gzip.compress(GOOD * 50)[:20] + b"\xff" * 40 + gzip.compress(GOOD * 50)[60:], r"test\.tsv\.gz: unreadable"),
+    ("grade-underscore", "test.tsv", H.encode() + b"q0\td0\t1_0\n", r"test\.tsv:2: relevance '1_0' is not an integer"),
+    ("grade-unicode-digit", "test.tsv", H.encode() + "q0\td0\t\u0661\n".encode(), r"test\.tsv:2: relevance '\u0661' is not an integer"),
+    ("grade-plus-sign", "test.tsv", H.encode() + b"q0\td0\t+1\n", r"test\.tsv:2: relevance '\+1' is not an integer"),
+    ("grade-beyond-c-int", "test.tsv", H.encode() + b"q0\td0\t99999999999999999999\n", r"test\.tsv:2: relevance '99999999999999999999' is out of range"),
+    ("grade-below-c-int", "test.tsv", H.encode() + b"q0\td0\t-2147483649\n", r"test\.tsv:2: relevance '-2147483649' is out of range"),
+]
+
+
+@pytest.mark.parametrize("case,name,data,match", DAMAGE, ids=[c[0] for c in DAMAGE])
+def test_damaged_qrels_are_a_dataset_error_naming_file_and_line(tmp_path, case, name, data, match):  # case: beir-qrels-damaged
+    d = _folder(tmp_path / case, qrels=data, name=name)
+    with pytest.raises(DatasetError, match=match):
+        load_beir(d)
+    with pytest.raises(DatasetError, match=match):
+        load_qrels(d / "qrels" / name)
+
+
+def test_damaged_gzip_corpus_is_a_dataset_error(tmp_path):
+    d = _folder(tmp_path / "c")
+    raw = gzip.compress((d / "corpus.jsonl").read_bytes() * 20)
+    (d / "corpus.jsonl").unlink()
+    (d / "corpus.jsonl.gz").write_bytes(raw[:20] + b"\xff" * 40 + raw[60:])
+    with pytest.raises(DatasetError, match=r"corpus\.jsonl\.gz: unreadable"):
+        load_beir(d)
+
+
+def test_valid_qrels_spellings_still_read_the_same(tmp_path):
+    rows = {"q0": {"d0": 1}, "q1": {"d1": -1, "d2": 0}}
+    for i, text in enumerate([
+        H + "q0\td0\t1\nq1\td1\t-1\nq1\td2\t0\n",
+        (H + "q0\td0\t1\nq1\td1\t-1\nq1\td2\t0\n").replace("\n", "\r\n"),
+        "q0\td0\t 1\nq1\td1\t-1 \n\nq1\td2\t0",  # no header, spaces, a blank line, no final newline
+        "q0\tQ0\td0\t1\nq1\t0\td1\t-1\nq1\t0\td2\t0\n",  # TREC, 4 columns
+    ]):
+        p = tmp_path / f"q{i}.tsv"
+        p.write_bytes(text.encode())
+        assert load_qrels(p) == rows
+        gz = tmp_path / f"q{i}.tsv.gz"
+        gz.write_bytes(gzip.compress(text.encode()))
+        assert load_qrels(gz) == rows
+
+
+# -- 6, 7. modes and teacher weights against the settings, before any work ----------------------
+
+
+@pytest.mark.parametrize("modes", [["hybrid"], ["offline"], ["baseline", "hybrid"]])
+def test_teacher_mode_without_teacher_is_refused_before_encoding(tmp_path, modes):  # case: bench-teacher-mode-without-teacher
+    enc = HashEncoder(32)
+    with pytest.raises(ConfigurationError, match=rf"mode '{modes[-1]}' needs a teacher"):
+        _bench(_settings(tmp_path), [_folder(tmp_path / "c")], modes=modes, encoder=enc)
+    assert enc.calls == 0
+
+
+@pytest.mark.parametrize("weights,match", [([0.5], "hybrid mode only"), ([], "empty"), ([0.3, 0.30], "same run hybrid@0.3"), ([0.3, 0.3000001], "same run hybrid@0.3")])
+def test_teacher_weights_that_would_be_ignored_or_collapsed_are_refused(tmp_path, weights, match):  # case: bench-teacher-weight-ignored
+    modes = ["baseline"] if match == "hybrid mode only" else ["hybrid"]
+    enc = HashEncoder(32)
+    with pytest.raises(ConfigurationError, match=match):
+        _bench(_settings(tmp_path, teacher__name="paraphrase-MiniLM-L3-v2"), [_folder(tmp_path / "c")], modes=modes, teacher_weights=weights, encoder=enc)
+    assert enc.calls == 0
+
+
+@pytest.mark.parametrize("seeds,match", [([0, 0], "seed 0 is given twice"), ([-1], "seed -1 must be an integer >= 0"), ([], "empty")])
+def test_api_seeds_are_checked(tmp_path, seeds, match):
+    enc = HashEncoder(32)
+    with pytest.raises(ConfigurationError, match=match):
+        _bench(_settings(tmp_path), [_folder(tmp_path / "c")], seeds=seeds, encoder=enc)
+    assert enc.calls == 0
+
+
+# -- 8. a task together with folders ------------------------------------------------------------
+
+
+def test_task_with_data_dir_is_refused(tmp_path):  # case: bench-task-with-data-dir
+    d = _folder(tmp_path / "mycorpus", train=H + "q2\td2\t1\n")
+    for dirs in ([str(d)], [str(d), str(_folder(tmp_path / "other"))]):
+        with pytest.raises(ConfigurationError, match=r"--task SciFact and --data-dir.*ANTIGRAVITY_SCIFACT_DIR"):
+            hb.load_sources("SciFact", dirs, "test")
+
+
+# -- the command line: values checked before any work, exit 2 -----------------------------------
+
+
+class _Called(Exception):
+    pass
+
+
+def _cli(monkeypatch, capsys, tmp_path, *args, real: bool = False, env: dict | None = None):
+    """``antigravity benchmark ARGS`` in-process through the console entry point; returns (exit
+    code, stderr). Unless ``real``, the benchmark run itself is a stub recording its arguments
+    (``_cli.calls``): the refusals must come before it."""
+    monkeypatch.setenv("ANTIGRAVITY_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ANTIGRAVITY_TEACHER__NAME", "none")
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(hb, "student_encoder", lambda settings: HashEncoder(32))
+    monkeypatch.setattr(fb, "student_encoder", lambda settings: HashEncoder(32))
+    _cli.calls = []
+    if not real:
+        def stub(settings, **kw):
+            _cli.calls.append(kw)
+            raise _Called()
+        monkeypatch.setattr(hb, "run_benchmark", stub)
+        monkeypatch.setattr(fb, "run_feedback_benchmark", stub)
+    monkeypatch.setattr(sys, "argv", ["antigravity", "benchmark", *args])
+    capsys.readouterr()
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if _cli.calls:  # the stub ran (the entry point reports its exception as an untyped error)
+        code = "ran"
+    return code, capsys.readouterr().err
+
+
+CLI_CASES = [  # (case, args, message)
+    ("cli-bench-seeds-duplicate", ["--seeds", "0,0"], "seed 0 is given twice"),
+    ("cli-bench-seeds-negative", ["--seeds=-1"], "seed -1 must be an integer >= 0"),
+    ("cli-bench-seeds-empty-item", ["--seeds", "0,,1"], "empty item"),
+    ("cli-bench-teacher-weight-duplicate", ["--modes", "hybrid", "--teacher", "x", "--teacher-weight", "0.3,0.30"], "'0.3' and '0.30' are the same weight"),
+    ("cli-bench-teacher-weight-empty", ["--modes", "hybrid", "--teacher", "x", "--teacher-weight", ","], "--teacher-weight is empty"),
+    ("cli-bench-teacher-weight-without-hybrid", ["--teacher-weight", "0.5"], "hybrid is not among --modes"),
+    ("cli-bench-hybrid-without-teacher", ["--modes", "hybrid", "--teacher", "none"], "mode 'hybrid' needs a teacher"),
+    ("cli-bench-all-modes-without-teacher", ["--modes", "all"], "mode 'offline' needs a teacher"),
+    ("cli-bench-task-with-data-dir", ["--task", "SciFact"], "--task SciFact and --data-dir"),
+    ("cli-bench-output-png", ["--output", "{tmp}/run.png"], "must not end in .png"),
+    ("cli-bench-output-png-upper", ["--output", "{tmp}/run.PNG"], "must not end in .png"),
+    ("cli-bench-data-dir-twice", ["--data-dir", "{dir}"], "same folder"),
+    ("cli-bench-feedback-seeds-duplicate", ["--feedback", "train", "--seeds", "1,1"], "seed 1 is given twice"),
+    ("cli-bench-feedback-task-with-data-dir", ["--feedback", "train", "--task", "SciFact"], "--task SciFact and --data-dir"),
+]
+
+
+@pytest.mark.parametrize("case,args,match", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_refuses_before_running(tmp_path, monkeypatch, capsys, case, args, match):  # case: cli-bench-values
+    d = _folder(tmp_path / "c")
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{dir}", str(d)) for a in args]
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--data-dir", str(d), *args)
+    assert code == 2 and match in err, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not _cli.calls
+    assert not (tmp_path / "run.png").exists() and not (tmp_path / "run.PNG").exists()
+
+
+# -- 10. [benchmark] settings: task, data_dir, split, seeds --------------------------------------
+
+
+def test_cli_reads_benchmark_settings_and_flags_override_them(tmp_path, monkeypatch, capsys):  # case: cli-bench-settings-ignored
+    d, e = _folder(tmp_path / "fromconfig"), _folder(tmp_path / "fromflag")
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text(f"[benchmark]\ndata_dir = {json.dumps(str(d))}\nsplit = 'dev'\nseeds = [1, 2]\ncycles = 2\n")
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--config", str(cfg))
+    assert code == "ran", err
+    kw = _cli.calls[0]
+    assert (kw["task"], kw["data_dir"], kw["split"], kw["seeds"], kw["cycles"]) == (None, [str(d)], "dev", [1, 2], 2)
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--config", str(cfg), "--data-dir", str(e), "--split", "test", "--seeds", "3")
+    kw = _cli.calls[0]
+    assert (kw["task"], kw["data_dir"], kw["split"], kw["seeds"]) == (None, [str(e)], "test", [3])
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--config", str(cfg), "--feedback", "train")  # the feedback protocol reads them too
+    kw = _cli.calls[0]
+    assert (kw["task"], kw["data_dir"], kw["split"], kw["seeds"]) == (None, [str(d)], "dev", [1, 2])
+    code, err = _cli(monkeypatch, capsys, tmp_path, env={"ANTIGRAVITY_BENCHMARK__DATA_DIR": str(e), "ANTIGRAVITY_BENCHMARK__SEEDS": "[4]"})
+    kw = _cli.calls[0]
+    assert (kw["task"], kw["data_dir"], kw["seeds"]) == (None, [str(e)], [4])
+
+
+@pytest.mark.parametrize("toml,match", [
+    ("[benchmark]\ntask = 'SciFact'\ndata_dir = '{dir}'\n", "benchmark.task = 'SciFact' and benchmark.data_dir"),
+    ("[benchmark]\ndata_dir = '{dir}'\nseeds = [1, 1]\n", "benchmark.seeds: seed 1 is given twice"),
+    ("[benchmark]\ndata_dir = '{dir}'\nseeds = [-2]\n", "benchmark.seeds: seed -2 must be an integer >= 0"),
+    ("[benchmark]\ndata_dir = '{dir}'\nseeds = []\n", "benchmark.seeds is empty"),
+    ("[benchmark]\ntask = 'NoSuchTask'\n", "unknown task 'NoSuchTask'"),
+])
+def test_cli_checks_benchmark_settings_like_flags(tmp_path, monkeypatch, capsys, toml, match):
+    d = _folder(tmp_path / "c")
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text(toml.replace("{dir}", str(d)))
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--config", str(cfg))
+    assert code == 2 and match in err, (code, err)
+    assert not _cli.calls
+
+
+def test_cli_valid_run_unchanged(tmp_path, monkeypatch, capsys):
+    """A valid run still runs (the checks refuse only what they name) and writes JSON + PNG."""
+    d = _folder(tmp_path / "c")
+    out = tmp_path / "r.json"
+    code, err = _cli(monkeypatch, capsys, tmp_path, "--data-dir", str(d), "--seeds", "0,1", "--output", str(out), real=True)
+    assert code == 0, err
+    r = json.loads(out.read_text())
+    assert r["seeds"] == [0, 1] and list(r["runs"]["none"]["corpora"]) == ["c"] and out.with_suffix(".png").stat().st_size > 0
