@@ -311,3 +311,20 @@ def test_cli_valid_run_unchanged(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     r = json.loads(out.read_text())
     assert r["seeds"] == [0, 1] and list(r["runs"]["none"]["corpora"]) == ["c"] and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_evaluation_queries_no_ranking_can_score_are_counted_in_the_protocol(tmp_path):
+    """A judged query with no grade above 0, or whose every relevant document is empty (never
+    returned by a search), scores 0 whatever the engine does: counted per seed (and summed over
+    cross-fitted folds), kept in the means as pytrec_eval and BEIR keep them."""
+    qrels = H + "".join(f"q{i}\td{i}\t1\n" for i in range(2, 12)) + "q0\td0\t0\nq1\td1\t1\n"
+    d = _folder(tmp_path / "c", qrels=qrels)
+    lines = (d / "corpus.jsonl").read_text().splitlines()
+    lines[1] = json.dumps({"_id": "d1", "title": "", "text": ""})  # q1's only relevant document is empty
+    (d / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    src = hb.load_source(None, str(d), "test")
+    folds = [hb.split_for_seed(src, 0, fold=f) for f in (0, 1)]
+    assert sum(f.protocol["n_eval_without_relevant"] for f in folds) == 1
+    assert sum(f.protocol["n_eval_relevant_only_empty"] for f in folds) == 1
+    clean = hb.split_for_seed(hb.load_source(None, str(_folder(tmp_path / "ok")), "test"), 0)
+    assert clean.protocol["n_eval_without_relevant"] == clean.protocol["n_eval_relevant_only_empty"] == 0

@@ -246,10 +246,17 @@ def split_for_seed(src: CorpusSource, seed: int, *, labels: str = "none", dev_fr
                 seen.add(n)
                 pseudo.append(t)
     near = near_duplicates(eval_q, [*adapt.values(), *dev_q.values(), *pseudo])
+    empty = {d for d, t in zip(src.doc_ids, src.doc_texts) if not t.strip()}
+    unscorable = {  # evaluated, but no ranking can score them: nothing judged relevant, or every relevant document empty (never returned)
+        "n_eval_without_relevant": sum(1 for q in eval_q if not any(g > 0 for g in eval_r.get(q, {}).values())),
+        "n_eval_relevant_only_empty": sum(1 for q in eval_q if (rel := [d for d, g in eval_r.get(q, {}).items() if g > 0]) and set(rel) <= empty),
+    }
+    if any(unscorable.values()):
+        logger.warning("%s (seed %d): %s of the %d evaluation queries can score nothing; counted in the protocol, kept in the means (as pytrec_eval/BEIR do)", src.name, seed, unscorable, len(eval_q))
     protocol = {
         "split_kind": src.kind, "labels": labels, "seed": seed, "fold": fold, "n_eval": len(eval_q), "n_traffic": len(adapt), "n_dev": len(dev_q),
         "n_pseudo": len(pseudo), "n_dropped_exact_duplicates": dropped, "n_eval_near_dup": len(near), "n_eval_no_near_dup": len(eval_q) - len(near),
-    }
+    } | unscorable
     if src.kind == "half":  # which judged queries this seed (and fold) evaluates, and which of them are near-duplicates
         protocol |= {"eval_ids": sorted(eval_q), "near_dup_ids": sorted(near)}
     return BenchmarkData(src.name, src.split, src.doc_ids, src.doc_texts, eval_q, eval_r, adapt, dev_q, dev_r, pseudo, near, protocol)
@@ -514,7 +521,7 @@ def merge_fold_data(datas: list[BenchmarkData]) -> BenchmarkData:
     first = datas[0]
     union = lambda name: {k: v for d in datas for k, v in getattr(d, name).items()}  # noqa: E731
     protocol = {k: first.protocol[k] for k in ("split_kind", "labels", "seed")} | {"fold": "cross-fit", "folds": [d.protocol for d in datas]}
-    protocol |= {k: sum(d.protocol[k] for d in datas) for k in ("n_eval", "n_eval_near_dup", "n_eval_no_near_dup")}
+    protocol |= {k: sum(d.protocol[k] for d in datas) for k in ("n_eval", "n_eval_near_dup", "n_eval_no_near_dup", "n_eval_without_relevant", "n_eval_relevant_only_empty")}
     return BenchmarkData(
         first.name, first.split, first.doc_ids, first.doc_texts, union("eval_queries"), union("eval_qrels"), first.adapt_queries,
         first.dev_queries, first.dev_qrels, first.pseudo, set().union(*(d.near_dup for d in datas)), protocol,
