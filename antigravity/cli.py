@@ -62,17 +62,10 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _seed_list(vals: list[Any], what: str) -> list[int]:
-    """``vals`` checked as seeds: not empty, integers >= 0, no repeats; names the offending value."""
-    if not vals:
-        raise ConfigurationError(f"{what} is empty")
-    seen: set[int] = set()
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigurationError(f"{what}: seed {v!r} must be an integer >= 0")
-        if v in seen:
-            raise ConfigurationError(f"{what}: seed {v} is given twice (it would run twice and count its decisions twice)")
-        seen.add(v)
-    return list(vals)
+    """``vals`` checked as seeds (:func:`antigravity.harness.benchmark.validate_seeds`, naming ``what``)."""
+    from antigravity.harness.benchmark import validate_seeds
+
+    return validate_seeds(list(vals), what)
 
 
 def _weights(text: str) -> list[float]:
@@ -175,8 +168,6 @@ def benchmark(
     label_list = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
     if not label_list or any(x not in LABELS for x in label_list):
         raise ConfigurationError(f"--labels {labels!r}: choose from {', '.join(LABELS)} (comma-separated)")
-    if seeds is not None:
-        _ints(seeds, "--seeds")
     if cycles is not None and cycles < 0:
         raise ConfigurationError(f"--cycles must be >= 0, got {cycles}")
     if pseudo_queries < 0:
@@ -184,9 +175,9 @@ def benchmark(
     weights = _weights(teacher_weight) if teacher_weight is not None else None
     if weights is not None and "hybrid" not in mode_list:
         raise ConfigurationError(f"--teacher-weight {teacher_weight!r} sets the hybrid mode's weight, but hybrid is not among --modes {modes!r}: add hybrid or drop --teacher-weight")
-    if output is not None and (output.suffix.lower() == ".png" or output.with_suffix(".png") == output):
-        raise ConfigurationError(f"--output {str(output)!r}: the PNG plot is written beside the JSON as {str(output.with_suffix('.png'))!r}, "
-                                 "so the JSON path must not end in .png (e.g. run.json)")
+    if output is not None and (not output.name or output.suffix.lower() == ".png"):
+        raise ConfigurationError(f"--output {str(output)!r}: give a JSON file path such as run.json (the PNG plot is written beside it as run.png, "
+                                 "so the path must not end in .png)")
     settings = _settings(
         config,
         student__name=student,
@@ -230,8 +221,6 @@ def _feedback_benchmark(kind: str, *, task: Optional[str], student: Optional[str
     from antigravity.harness.feedback_benchmark import FEEDBACK_COLUMNS, feedback_table_rows, run_feedback_benchmark, validate_feedback_kind
 
     validate_feedback_kind(kind)
-    if seeds is not None:
-        _ints(seeds, "--seeds")
     settings = _settings(config, student__name=student, teacher__name=teacher, cache_dir=str(cache_dir) if cache_dir else None)
     task, dirs, split, seed_list = _benchmark_inputs(settings, task, data_dir, suite, split, seeds)
     result = strip_private(run_feedback_benchmark(settings, task=task, data_dir=dirs, split=split, seeds=seed_list, feedback=kind,

@@ -248,6 +248,7 @@ CLI_CASES = [  # (case, args, message)
     ("cli-bench-task-with-data-dir", ["--task", "SciFact"], "--task SciFact and --data-dir"),
     ("cli-bench-output-png", ["--output", "{tmp}/run.png"], "must not end in .png"),
     ("cli-bench-output-png-upper", ["--output", "{tmp}/run.PNG"], "must not end in .png"),
+    ("cli-bench-output-no-file-name", ["--output", "/"], "give a JSON file path"),
     ("cli-bench-data-dir-twice", ["--data-dir", "{dir}"], "same folder"),
     ("cli-bench-feedback-seeds-duplicate", ["--feedback", "train", "--seeds", "1,1"], "seed 1 is given twice"),
     ("cli-bench-feedback-task-with-data-dir", ["--feedback", "train", "--task", "SciFact"], "--task SciFact and --data-dir"),

@@ -571,6 +571,8 @@ def test_nested_and_min_should_conditions_are_judged_like_the_others(tmp_path):
     assert len(e.search("fever", k=20, record=False, filter=least(1, en, typo))) == 6
     with pytest.raises(QueryError, match=r"min_should needs 2 of its 2 conditions, but only 1 can match: filter key 'lnag' is in no stored document"):
         e.search("fever", k=20, record=False, filter=least(2, en, typo))
+    with pytest.raises(QueryError, match=r"min_should needs 3 of its 2 conditions, which no document can meet"):
+        e.search("fever", k=20, record=False, filter=least(3, en, n1))  # every condition valid, too few of them (was a bare StopIteration)
     e.close()
 
 
@@ -608,3 +610,25 @@ def test_a_scan_a_delete_overlapped_is_never_cached(eng, monkeypatch, scan):
     else:
         with pytest.raises(DocumentError, match="unknown document id 'd3'"):
             eng.collection.document_fields("d3")
+
+
+def test_a_write_that_fails_part_way_never_leaves_a_cache_of_before_it(eng, monkeypatch):
+    """A delete the store applied and then reported as failed (a server gone mid-call): the
+    caches of raw vectors and texts are dropped all the same, so no deleted document stays in
+    what the next cycle reads."""
+    from antigravity.core.errors import StoreError
+
+    assert "d3" in eng.raw_matrix()[0] and eng.collection.document_fields("d3")  # both cached
+    store = eng.collection.store
+    orig = store.delete
+
+    def applied_then_failed(ids):
+        orig(ids)
+        raise StoreError("connection reset")
+
+    monkeypatch.setattr(store, "delete", applied_then_failed)
+    with pytest.raises(StoreError, match="connection reset"):
+        eng.delete(["d3"])
+    assert "d3" not in eng.raw_matrix()[0]
+    with pytest.raises(DocumentError, match="unknown document id 'd3'"):
+        eng.collection.document_fields("d3")

@@ -661,7 +661,7 @@ def check_corpus_choice(task: str | None, dirs: list[str]) -> None:
         ConfigurationError: a task together with folders (a folder would be benchmarked under
             the task's name without the task's checks); one folder given twice; two folders
             with the same name (the second would replace the first in the results, which are
-            keyed by folder name). TaskNotFoundError: an unknown task.
+            keyed by folder name). TaskNotFoundError: an unknown task given with folders (named in the refusal).
     """
     if task and dirs:
         spec = get_task(task)

@@ -254,8 +254,10 @@ class DocumentCollection:
             self._note_fields(payloads)  # before the write: the recorded keys are never fewer than the stored ones
             served = self._served_vectors(raw)
             self.store.n_empty += sum(1 for b in batch if b[3])  # over-fetch until recounted
-            self.store.upsert(ids, raw, payloads, served)
-            self._invalidate()
+            try:
+                self.store.upsert(ids, raw, payloads, served)
+            finally:  # a failed write may be partly applied: never keep a cache of before it
+                self._invalidate()
             self._on_write(ids)
             self._counters.count("documents_ingested", len(ids))
         return len(ids)
@@ -331,7 +333,8 @@ class DocumentCollection:
     def check_filter(self, flt: Any) -> None:
         """Refuse a filter — the dict form or a ``qdrant_client.models.Filter`` — that can match
         nothing because of what it names (:func:`~antigravity.stores.filters.unmatchable`: in
-        the dict form or a ``must``, or in every ``should``): a key in no stored payload, or a
+        the dict form or a ``must``, in every ``should``, in more ``min_should`` conditions than
+        ``min_count`` allows, or inside a ``nested`` condition): a key in no stored payload, or a
         value of a kind never stored under its key (``{"year": "2005"}`` where years are ints; a
         numeric range on text; a datetime range on numbers). Keys and kinds come from
         :meth:`payload_fields`; before refusing, a map read from the manifest is confirmed by one
@@ -397,9 +400,11 @@ class DocumentCollection:
                 if m is not None and m["documents"] > bound:
                     m["documents"] = max(bound, 0)
                     self.manifest.write(m)
-            self.store.delete(present)
-            self.store.n_empty = self.store.count_empty()
-            self._invalidate()
+            try:
+                self.store.delete(present)
+                self.store.n_empty = self.store.count_empty()
+            finally:  # as in _write_batch: a delete that failed part way may have removed some
+                self._invalidate()
             self._on_write(present)
             self._counters.count("documents_deleted", len(present))
         return len(present)

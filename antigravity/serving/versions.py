@@ -249,14 +249,16 @@ class VersionManager:
     def _verify_slot(self, state: ServedVersion, sample: int = 256) -> None:
         """Check ``state.slot`` against the raw vectors: it must hold a vector for every stored
         document (count), and its first ``sample`` documents must equal ``doc_adapter(raw)``;
-        otherwise clear and re-materialise it (a slot restored from an older backup than the raw
-        vectors would serve without the newest documents, and one newer than them would serve
-        documents deleted since), counted as ``slots_rematerialised``. Nothing is done for an
-        empty store.
+        otherwise re-materialise it (a slot restored from an older backup than the raw vectors
+        would serve without the newest documents), counted as ``slots_rematerialised``. An
+        embedded store's slot is cleared first (a slot shard newer than the raw one would serve
+        documents deleted since); a server's is not (other workers may be searching it, and its
+        slots are named vectors of each point, so a delete removes every one). Nothing is done
+        for an empty store.
 
         Raises:
-            StoreError: the slot still holds a different number of vectors than the store
-                documents after re-materialising."""
+            StoreError: an embedded store's slot still holds a different number of vectors
+                than the store documents after re-materialising."""
         batch = next(iter(self.store.iter_vectors((RAW, state.slot), batch_size=sample)), None)
         if batch is None:
             return
@@ -264,11 +266,15 @@ class VersionManager:
         n_raw, n_slot = self.store.count(), self.store.count_vectors(state.slot)
         if n_slot != n_raw or np.abs(state.doc_adapter.transform(mats[RAW]) - mats[state.slot]).max() > 1e-4:
             logger.warning("slot %s does not hold adapter version %d (%d of %d documents); re-materialising it", state.slot, state.version, n_slot, n_raw)
-            self.store.clear_served(state.slot)  # points the raw vectors no longer hold (a delete after the slot's backup) must not stay searchable
+            exclusive = not self.store.remote  # an embedded store: no other process reads the slot or writes meanwhile
+            if exclusive:  # a slot shard restored apart from the raw one may hold documents deleted since: they must not stay searchable
+                self.store.clear_served(state.slot)  # (a server keeps the slots as named vectors of each point: a delete removes all)
             self._materialise(state.slot, state.doc_adapter)
             self._counters.count("slots_rematerialised")
-            if self.store.count_vectors(state.slot) != self.store.count():
-                raise StoreError(f"slot {state.slot} holds {self.store.count_vectors(state.slot)} vectors after re-materialising, but the store holds {self.store.count()} documents")
+            if exclusive:
+                n_slot, n_raw = self.store.count_vectors(state.slot), self.store.count()
+                if n_slot != n_raw:
+                    raise StoreError(f"slot {state.slot} holds {n_slot} vectors after re-materialising, but the store holds {n_raw} documents")
 
     def _materialise(self, slot: str, doc_adapter: ResidualAdapter, raw: tuple[list[str], np.ndarray] | None = None, batch: int = 4096) -> None:
         """Write ``doc_adapter(raw)`` into ``slot`` for every document: from ``raw`` when

@@ -209,6 +209,8 @@ def unmatchable(obj: Any, problem: Callable[[str, str, list], str | None]) -> st
     if least is not None and least.conditions:
         whys = [one(c) for c in least.conditions]
         able = sum(w is None for w in whys)
+        if least.min_count > len(whys):
+            return f"min_should needs {least.min_count} of its {len(whys)} conditions, which no document can meet"
         if able < least.min_count:
             first = next(w for w in whys if w)
             return f"min_should needs {least.min_count} of its {len(whys)} conditions, but only {able} can match: {first}"
