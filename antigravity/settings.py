@@ -265,11 +265,11 @@ class FeedbackSettings(_Section):
 
 
 class BenchmarkSettings(_Section):
-    task: str = "SciFact"
-    data_dir: str | None = None
-    split: str = "test"
-    cycles: int = Field(0, ge=0, le=100)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    task: str = Field("SciFact", description="`antigravity benchmark` task when none of --task / --data-dir / --suite is given (setting it together with data_dir is refused)")
+    data_dir: str | None = Field(None, description="`antigravity benchmark` BEIR folder when none of --task / --data-dir / --suite is given")
+    split: str = Field("test", description="`antigravity benchmark` evaluation split when --split is not given")
+    cycles: int = Field(0, ge=0, le=100, description="`antigravity benchmark` sedimentation cycles when --cycles is not given")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="`antigravity benchmark` seeds when --seeds is not given (integers >= 0, each once)")
     dev_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share of TRAIN qrels queries held out for the gate")
 
 
