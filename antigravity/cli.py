@@ -69,23 +69,13 @@ def _seed_list(vals: list[Any], what: str) -> list[int]:
 
 
 def _weights(text: str) -> list[float]:
-    """``--teacher-weight`` values: numbers in [0, 1], each once as the run name ``hybrid@w``
-    shows it (``0.3`` and ``0.30`` are one run)."""
-    from antigravity.adaptation.distillation import validate_teacher_weight
-
+    """``--teacher-weight`` values parsed (comma-separated numbers); checked with the modes by
+    :func:`antigravity.harness.benchmark.check_benchmark_settings`."""
     items = _items(text, "--teacher-weight")
     try:
-        vals = [float(w) for w in items]
+        return [float(w) for w in items]
     except ValueError:
         raise ConfigurationError(f"--teacher-weight must be comma-separated numbers, got {text!r}") from None
-    seen: dict[str, str] = {}
-    for item, w in zip(items, vals):
-        validate_teacher_weight(w)
-        key = f"{w:g}"
-        if key in seen:
-            raise ConfigurationError(f"--teacher-weight {text!r}: {seen[key]!r} and {item!r} are the same weight (run hybrid@{key}); give each once")
-        seen[key] = item
-    return vals
 
 
 def _benchmark_inputs(settings, task: Optional[str], data_dir: Optional[List[Path]], suite: Optional[str], split: Optional[str],
@@ -173,8 +163,6 @@ def benchmark(
     if pseudo_queries < 0:
         raise ConfigurationError(f"--pseudo-queries must be >= 0, got {pseudo_queries}")
     weights = _weights(teacher_weight) if teacher_weight is not None else None
-    if weights is not None and "hybrid" not in mode_list:
-        raise ConfigurationError(f"--teacher-weight {teacher_weight!r} sets the hybrid mode's weight, but hybrid is not among --modes {modes!r}: add hybrid or drop --teacher-weight")
     if output is not None and (not output.name or output.suffix.lower() == ".png"):
         raise ConfigurationError(f"--output {str(output)!r}: give a JSON file path such as run.json (the PNG plot is written beside it as run.png, "
                                  "so the path must not end in .png)")
