@@ -76,12 +76,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from antigravity.core.documents import EMPTY_FLAG
-from antigravity.core.errors import AntigravityError, QueryError, StoreError
+from antigravity.core.errors import QueryError, StoreError
 from antigravity.core.files import make_private_dir
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
 from antigravity.stores.shared import (
-    check_dim, check_index, check_missing, check_rows, check_search, check_slot, check_upsert, id_list, open_folder, payload_rows, point_id, ranked_search,
+    backend_errors, check_dim, check_index, check_missing, check_rows, check_search, check_slot, check_upsert, id_list, open_folder, payload_rows, point_id,
+    ranked_search,
     require_collection, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
@@ -425,22 +426,24 @@ class EdgeStore:
             return str(self.collection_dir)
         return f"collection {self.collection!r} in an in-memory Qdrant Edge store"
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Turn a shard error into a one-line StoreError: ``"<what> failed on <store>: ..."``
-        (``what`` may hold ``{where}`` to place the store's description itself)."""
-        try:
-            yield
-        except (AntigravityError, KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - qdrant_edge raises plain Exception, and a Rust panic on damaged files (pyo3 PanicException, a BaseException)
-            head = what.format(where=repr(self.describe())) if "{where}" in what else f"{what} failed on {self.describe()}"
-            msg = f"{head}: {type(exc).__name__}: {exc}".replace("\n", " ")
+    def _errors(self, what: str) -> contextlib.AbstractContextManager:
+        """Turn a shard error into a one-line StoreError (:func:`~antigravity.stores.shared.backend_errors`):
+        ``"<what> failed on <store>: ..."`` (``what`` may hold ``{where}`` to place the store's
+        description itself), with a hint for a locked shard or damaged files. Catches
+        ``BaseException``: qdrant_edge raises plain Exception, and a Rust panic on damaged files
+        (pyo3 PanicException, a BaseException)."""
+
+        def head() -> str:
+            return what.format(where=repr(self.describe())) if "{where}" in what else f"{what} failed on {self.describe()}"
+
+        def hint(msg: str, exc: BaseException) -> str:
             if "WouldBlock" in msg:
-                msg += " (the shard is open in another EdgeStore, in this or another process)"
-            elif type(exc).__name__ == "PanicException":
-                msg += " (the shard's files are damaged: restore the folder from a backup, or rebuild with `antigravity index CORPUS --reindex`)"
-            raise StoreError(msg) from exc
+                return msg + " (the shard is open in another EdgeStore, in this or another process)"
+            if type(exc).__name__ == "PanicException":
+                return msg + " (the shard's files are damaged: restore the folder from a backup, or rebuild with `antigravity index CORPUS --reindex`)"
+            return msg
+
+        return backend_errors(head, BaseException, hint)
 
     def _shard(self, name: str = RAW) -> Any:
         """The open shard of vector ``name`` (``None`` for a slot that has no shard).

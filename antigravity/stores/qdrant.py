@@ -42,12 +42,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from antigravity.core.documents import EMPTY_FLAG
-from antigravity.core.errors import AntigravityError, StoreError
+from antigravity.core.errors import StoreError
 from antigravity.settings import mask_url
 from antigravity.stores.base import RAW, SLOTS
 from antigravity.stores.filters import parse_filter
 from antigravity.stores.shared import (
-    check_dim, check_index, check_missing, check_rows, check_search, check_slot, check_upsert, id_list, open_folder, payload_rows, point_id, ranked_search,
+    backend_errors, check_dim, check_index, check_missing, check_rows, check_search, check_slot, check_upsert, id_list, open_folder, payload_rows, point_id,
+    ranked_search,
     require_collection, retrieved, same_dim, split_payload, vector_batch, vector_names,
 )
 
@@ -136,18 +137,11 @@ class QdrantStore:
             text = text.replace(self._secret, "***")
         return text if len(text) <= 600 else text[:600] + " ..."
 
-    @contextlib.contextmanager
-    def _errors(self, what: str, head: str | None = None) -> Iterator[None]:
-        """Turn a qdrant-client error into a one-line StoreError: ``"<what> failed on <store>:
-        <type>: <message>"`` (or ``"<head>: <type>: <message>"``). Our own errors (QueryError,
-        DocumentError, StoreError...) pass unchanged."""
-        try:
-            yield
-        except (AntigravityError, KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - qdrant-client raises many types (httpx, grpc, pydantic, ValueError...)
-            head = head or f"{what} failed on {self.describe()}"
-            raise StoreError(self._masked(f"{head}: {type(exc).__name__}: {exc}")) from exc
+    def _errors(self, what: str, head: str | None = None) -> contextlib.AbstractContextManager:
+        """Turn a qdrant-client error (httpx, grpc, pydantic, ``ValueError``...) into a one-line
+        StoreError (:func:`~antigravity.stores.shared.backend_errors`): ``"<what> failed on
+        <store>: <type>: <message>"`` (or ``"<head>: ..."``), secrets masked."""
+        return backend_errors(lambda: head or f"{what} failed on {self.describe()}", Exception, lambda msg, exc: self._masked(msg))
 
     def _load_collection(self, what: str, head: str | None = None) -> None:
         """Read the collection's dimension (and empty count) when it exists; :attr:`dim` stays

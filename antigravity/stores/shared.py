@@ -16,15 +16,16 @@ layout and one ranking rule.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from antigravity.core.documents import EMPTY_FLAG, MAX_K, RESERVED_PREFIX, shown
-from antigravity.core.errors import DocumentError, QueryError, StoreError
+from antigravity.core.errors import AntigravityError, DocumentError, QueryError, StoreError
 from antigravity.core.files import check_permissions, make_private_dir
 from antigravity.stores.base import RAW, SLOTS
 
@@ -38,6 +39,21 @@ MAX_DIM = 65536
 """Largest vector dimension a collection accepts (Qdrant's limit)."""
 
 _NAMESPACE = uuid.UUID("6f1d7c52-3c1a-4d7e-9a55-2b8a3c0e9f11")
+
+
+@contextlib.contextmanager
+def backend_errors(head: Callable[[], str], catch: type[BaseException] = Exception,
+                   finish: Callable[[str, BaseException], str] = lambda msg, exc: msg) -> Iterator[None]:
+    """Turn a backend's error (qdrant-client, qdrant_edge) into a one-line StoreError
+    ``"<head()>: <type>: <message>"``, passed through ``finish(msg, exc)`` (a store adds hints
+    or masks secrets). The engine's own errors (QueryError, DocumentError, StoreError...) and
+    interpreter exits pass unchanged."""
+    try:
+        yield
+    except (AntigravityError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except catch as exc:  # noqa: BLE001 - backends raise many types
+        raise StoreError(finish(f"{head()}: {type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " "), exc)) from exc
 
 
 def point_id(doc_id: str) -> str:
