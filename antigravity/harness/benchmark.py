@@ -787,6 +787,12 @@ def check_serving_unfused(settings: Settings, what: str = "the benchmark") -> No
             )
 
 
+def hybrid_run(weight: float) -> str:
+    """The run name of the hybrid mode at teacher weight ``weight`` (``"hybrid@0.3"``): two
+    weights with one name are one run."""
+    return f"hybrid@{weight:g}"
+
+
 def check_benchmark_settings(settings: Settings, modes: list[str], teacher_weights: list[float] | None = None) -> None:
     """Everything :func:`run_benchmark` would otherwise find out after encoding a corpus: the
     serving settings (:func:`check_serving_unfused`), each mode (``hybrid@w`` too) against the
@@ -809,9 +815,9 @@ def check_benchmark_settings(settings: Settings, modes: list[str], teacher_weigh
         seen: dict[str, Any] = {}
         for w in teacher_weights:
             validate_teacher_weight(w)
-            key = f"{w:g}"
+            key = hybrid_run(w)
             if key in seen:
-                raise ConfigurationError(f"teacher weights {seen[key]!r} and {w!r} are the same run hybrid@{key}: give each weight once")
+                raise ConfigurationError(f"teacher weights {seen[key]!r} and {w!r} are the same run {key}: give each weight once")
             seen[key] = w
     for mode in modes:
         base, _, weight = str(mode).partition("@")
@@ -877,7 +883,7 @@ def run_benchmark(
                                        "(the swapped fold would evaluate none)")
     if teacher_weights and "hybrid" in modes:
         i = modes.index("hybrid")
-        modes = modes[:i] + [f"hybrid@{w:g}" for w in teacher_weights] + modes[i + 1 :]
+        modes = modes[:i] + [hybrid_run(w) for w in teacher_weights] + modes[i + 1 :]
     own_encoder = encoder is None
     if own_encoder:
         encoder = student_encoder(settings)
