@@ -6,6 +6,11 @@ and the candidates' own test changes (how many rose, mean, lowest).
 
     python benchmarks/gate_decisions.py results/protocol/scifact_L3_L6.json results/protocol/suite_L3_L6.json --labels none
     python benchmarks/gate_decisions.py results/protocol/gate_power/{med,cacm,npl,lisa,time,scifact_none}_L3_L6.json --labels none --what-if
+
+The "95 % interval" column is a cluster bootstrap (Efron & Tibshirani 1993, ch. 6; resampling
+whole clusters as in Field & Welsh, JRSS-B 2007): decisions that share a split — one results
+file, corpus, fold and seed, every mode and stage — are resampled together, because a
+pre-training and the cycles after it, and the modes run on one split, are not independent.
 """
 
 from __future__ import annotations
@@ -25,6 +30,32 @@ def decisions(path: str, labels: str):
                     yield corpus, mode, d
 
 
+def cluster(d: dict) -> tuple:
+    """The split a decision belongs to: ``(results file, corpus, fold, seed)``."""
+    return d.get("run"), d.get("corpus"), d.get("fold"), d.get("seed")
+
+
+def accuracy_interval(ds: list[dict], n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of decision accuracy (share of ``d["correct"]``) by a cluster
+    bootstrap over :func:`cluster`: ``n_boot`` resamples of the clusters with replacement,
+    each scored as correct decisions / decisions in the resample. Deterministic for a
+    ``seed``. One cluster (or none) gives ``(nan, nan)``: there is nothing to resample."""
+    import numpy as np
+
+    groups: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for d in ds:
+        g = groups[cluster(d)]
+        g[0] += bool(d["correct"])
+        g[1] += 1
+    if len(groups) < 2:
+        return float("nan"), float("nan")
+    right, n = np.array(list(groups.values()), dtype=float).T
+    pick = np.random.default_rng(seed).integers(0, len(n), size=(n_boot, len(n)))
+    acc = right[pick].sum(1) / n[pick].sum(1)
+    lo, hi = np.quantile(acc, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+")
@@ -37,11 +68,11 @@ def main() -> None:
         for corpus, mode, d in decisions(path, args.labels):
             stage = "pretrain" if d["stage"] == "pretrain" else "cycle"
             m = mode.split("@")[0]
-            d = {**d, "corpus": corpus}
+            d = {**d, "corpus": corpus, "run": path}
             for key in ("all", f"stage={stage}", f"mode={m}", f"stage={stage},mode={m}", f"corpus={corpus}", f"corpus={corpus},mode={m}"):
                 groups[key].append(d)
-    print("| decisions | n | accuracy | always-reject accuracy | promoted | promoted & worse | promoted & Δ < −%.3f | n with abs(Δ) ≥ %.3f | accuracy there | candidates Δ > 0 | mean Δ | lowest Δ |" % (args.material, args.material))
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| decisions | n | accuracy | 95 %% interval | always-reject accuracy | promoted | promoted & worse | promoted & Δ < −%.3f | n with abs(Δ) ≥ %.3f | accuracy there | candidates Δ > 0 | mean Δ | lowest Δ |" % (args.material, args.material))
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for key in sorted(groups, key=lambda k: (k != "all", k)):
         ds = groups[key]
         delta = [d["delta_no_near_dup"] for d in ds]
@@ -51,7 +82,8 @@ def main() -> None:
         acc_m = (sum(d["correct"] for d in mat) / len(mat)) if mat else float("nan")
         worse = sum(1 for d, x in zip(ds, delta) if d["promoted"] and x < 0)
         bad = sum(1 for d, x in zip(ds, delta) if d["promoted"] and x < -args.material)
-        print(f"| {key} | {len(ds)} | {acc:.2f} ({sum(d['correct'] for d in ds)}) | {rej:.2f} | {sum(d['promoted'] for d in ds)} | {worse} | {bad} | {len(mat)} | {acc_m:.2f} "
+        lo, hi = accuracy_interval(ds)
+        print(f"| {key} | {len(ds)} | {acc:.2f} ({sum(d['correct'] for d in ds)}) | {lo:.2f}–{hi:.2f} | {rej:.2f} | {sum(d['promoted'] for d in ds)} | {worse} | {bad} | {len(mat)} | {acc_m:.2f} "
               f"| {sum(x > 0 for x in delta)} | {sum(delta) / len(delta):+.4f} | {min(delta):+.4f} |")
     if args.what_if:
         what_if(groups["all"])
