@@ -27,7 +27,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from antigravity.encoders.cache import EmbeddingCache
+from antigravity.encoders.cache import EmbeddingCache, normalise_text
 from antigravity.core.errors import (
     TeacherAlignmentError,
     TeacherRuntimeError,
@@ -62,7 +62,22 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _validate(out: Any, n: int, dim: int | None, who: str) -> np.ndarray:
+def validate_output(out: Any, n: int, dim: int | None, who: str, texts: Sequence[str] | None = None) -> np.ndarray:
+    """Check a teacher's answer for ``n`` texts and return it L2-normalised, ``(n, d) float32``.
+
+    A teacher's vectors become distillation targets and the gate's judge, so an answer that
+    cannot rank anything is refused rather than used: besides shape, dimension and finiteness,
+    an all-zero row (no direction: every document would score 0), and — given ``texts`` with at
+    least three distinct ones (after the embedding cache's case/whitespace normalisation) —
+    one vector for all of them (the judge would mark the same documents relevant for every
+    text). The caller counts the refusal as a teacher failure and falls back.
+
+    Raises:
+        TeacherMalformedError: not a numeric matrix, wrong number of rows, all-zero rows, or
+            one vector for every distinct text.
+        TeacherDimensionError: ``dim`` given and the width differs.
+        TeacherNonFiniteError: NaN or inf values.
+    """
     try:
         arr = np.asarray(out, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -73,6 +88,11 @@ def _validate(out: Any, n: int, dim: int | None, who: str) -> np.ndarray:
         raise TeacherDimensionError(f"{who} returned {arr.shape[1]}-d vectors, expected {dim}-d")
     if not np.isfinite(arr).all():
         raise TeacherNonFiniteError(f"{who} returned NaN or inf values")
+    zero = np.flatnonzero(~(np.abs(arr) > 0).any(axis=1)) if arr.size else np.zeros(0, np.int64)
+    if len(zero):
+        raise TeacherMalformedError(f"{who} returned all-zero vectors for {len(zero)} of {n} texts (first at row {int(zero[0])})")
+    if texts is not None and n >= 3 and not np.ptp(arr, axis=0).any() and len({normalise_text(str(t)) for t in texts}) >= 3:
+        raise TeacherMalformedError(f"{who} returned one and the same vector for {n} different texts")
     return _unit(arr)
 
 
@@ -109,7 +129,7 @@ class ObjectTeacher:
             raise
         except Exception as exc:  # noqa: BLE001 - any user object failure is a teacher failure
             raise TeacherRuntimeError(f"teacher {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
-        arr = _validate(out, len(texts), self._dim, f"teacher {self.name!r}")
+        arr = validate_output(out, len(texts), self._dim, f"teacher {self.name!r}", texts)
         if self._dim is None:
             self._dim = int(arr.shape[1])  # later calls must keep this dimension
         return arr
@@ -155,7 +175,7 @@ class ModelTeacher:
             raise
         except Exception as exc:  # noqa: BLE001
             raise TeacherRuntimeError(f"teacher model {self.name!r} failed: {exc}") from exc
-        return _validate(out, len(texts), None, f"teacher {self.name!r}")
+        return validate_output(out, len(texts), None, f"teacher {self.name!r}", texts)
 
     def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`encode` without the on-disk cache (serving-time query traffic is unbounded)."""
@@ -163,7 +183,7 @@ class ModelTeacher:
             out = self.encoder.encode_uncached(list(texts))
         except Exception as exc:  # noqa: BLE001
             raise TeacherRuntimeError(f"teacher model {self.name!r} failed: {exc}") from exc
-        return _validate(out, len(texts), None, f"teacher {self.name!r}")
+        return validate_output(out, len(texts), None, f"teacher {self.name!r}", texts)
 
     @property
     def loaded(self) -> bool:
@@ -271,13 +291,14 @@ class EndpointTeacher:
                 continue
             if resp.status_code != 200:
                 raise TeacherHTTPError(f"teacher endpoint {shown} answered HTTP {resp.status_code}", status=resp.status_code)
-            return self._parse(resp.content, len(texts), shown)
+            return self._parse(resp.content, texts, shown)
         msg = f"teacher endpoint {shown} failed after {self.max_retries + 1} attempts: {last}"
         if last_cls is TeacherHTTPError:
             raise TeacherHTTPError(msg, status=status)
         raise last_cls(msg)
 
-    def _parse(self, content: bytes, n: int, url: str) -> np.ndarray:
+    def _parse(self, content: bytes, texts: list[str], url: str) -> np.ndarray:
+        n = len(texts)
         try:
             body = json.loads(content)
             data = body["data"]
@@ -299,7 +320,7 @@ class EndpointTeacher:
             raise TeacherMalformedError(f"teacher endpoint {url} returned embeddings of unequal length or non-numbers") from None
         if mat.ndim != 2:
             raise TeacherMalformedError(f"teacher endpoint {url} returned embeddings that are not flat lists of numbers")
-        arr = _validate(mat, n, self._dim, f"teacher endpoint {url}")
+        arr = validate_output(mat, n, self._dim, f"teacher endpoint {url}", texts)
         if self._dim is None:
             self._dim = int(arr.shape[1])  # every later answer must keep this dimension
         return arr
@@ -307,7 +328,7 @@ class EndpointTeacher:
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         texts = list(texts)
         if self._cache_dir is not None and self._cache is None:
-            self._cache = EmbeddingCache(self._cache_dir, f"endpoint|{self.base_url}|{self.name}", self.dim)
+            self._cache = EmbeddingCache(self._cache_dir, f"endpoint|{self.base_url}|{self.name}", self.dim, unit=True)
         if self._cache is not None:
             out, missing = self._cache.get_many(texts)
         else:

@@ -32,10 +32,10 @@ from antigravity.adaptation.corpus_queries import pseudo_queries
 from antigravity.adaptation.context import AdaptationContext, AdaptationReport
 from antigravity.core.errors import (
     AdaptationError, ConfigurationError, DocumentError, ModelLoadError, ModelNotFoundError, TeacherAlignmentError, TeacherDimensionError,
-    TeacherError, TeacherLoadError, TeacherMalformedError, TeacherNonFiniteError, TeacherRuntimeError, failure_kind,
+    TeacherError, TeacherLoadError, TeacherRuntimeError, failure_kind,
 )
 from antigravity.adaptation.gates import DevSetGate, JudgeGate, ProxyGate, bm25_judge, diagnostic_kwargs, fused_teacher_scores, is_stopping_half, lexical_rows, resolve_judge, split_held_out, teacher_judge, top_up_judged
-from antigravity.teacher import Alignment, TeacherSource, resolve_teacher
+from antigravity.teacher import Alignment, TeacherSource, resolve_teacher, validate_output
 from antigravity.adaptation.training import ListwiseTargets, fit_listwise
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ class TeacherDistillationHelper:
         mean ``teacher_latency_ms`` per text of this call.
 
         Raises:
-            TeacherError: the teacher failed (load error, endpoint down, NaN, wrong shape).
+            TeacherError: the teacher failed (load error, endpoint down) or its answer is refused
+                by :func:`antigravity.teacher.validate_output` (NaN, wrong shape, all-zero rows,
+                one vector for every text).
         """
         texts = list(texts)
         t0 = time.perf_counter()
@@ -136,16 +138,9 @@ class TeacherDistillationHelper:
             raise
         except Exception as exc:  # noqa: BLE001
             raise TeacherRuntimeError(f"teacher failed: {exc}") from exc
-        try:
-            out = np.asarray(out, np.float32)
-        except (TypeError, ValueError):
-            raise TeacherMalformedError(f"teacher returned something that is not a numeric matrix for {len(texts)} texts") from None
-        if out.ndim != 2 or out.shape[0] != len(texts):
-            raise TeacherMalformedError(f"teacher returned shape {out.shape} for {len(texts)} texts")
-        if not np.isfinite(out).all():
-            raise TeacherNonFiniteError(f"teacher returned non-finite values for {len(texts)} texts")
+        out = validate_output(out, len(texts), None, "teacher", texts)  # any TeacherSource, checked alike
         self.teacher_latency_ms = 1000 * (time.perf_counter() - t0) / max(1, len(texts))
-        return _unit(out)
+        return out
 
     def check_dimension_compatibility(self) -> dict[str, Any]:
         """``{"student_dim", "teacher_dim", "same_dim", "alignment_fitted", "alignment_method"}``.

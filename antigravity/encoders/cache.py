@@ -39,6 +39,15 @@ def text_key(text: str) -> str:
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
 
 
+#: how far a cached row's L2 norm may be from 1 when the cache holds unit vectors
+UNIT_TOLERANCE = 1e-3
+
+
+def _is_unit(v: np.ndarray) -> bool:
+    n = float(np.linalg.norm(v))
+    return np.isfinite(n) and abs(n - 1.0) <= UNIT_TOLERANCE
+
+
 def _slug(model_id: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("_")[:80]
     return f"{safe}-{hashlib.sha256(model_id.encode()).hexdigest()[:10]}"
@@ -52,15 +61,25 @@ class EmbeddingCache:
         model_id: identifies everything that changes the output vectors (model name,
             max sequence length, dtype); different ids never share entries.
         dim: embedding dimension ``d``; entries of another size are ignored as corrupt.
+        unit: every vector is L2-normalised (the encoders' and teachers' outputs are): a row
+            whose norm is off 1 by more than :data:`UNIT_TOLERANCE` is neither stored nor
+            returned — a damaged row (zeroed or overwritten bytes of the right length pass
+            SQLite's checks) is read as missing and recomputed, counted in :attr:`refused_rows`.
+
+    A file whose recorded ``model_id`` differs from ``model_id`` (written by another model) is
+    treated as damaged: moved aside, and the cache starts empty.
 
     Thread-safe (one connection per thread) and process-safe (SQLite locking).
     """
 
-    def __init__(self, cache_dir: str | Path, model_id: str, dim: int) -> None:
+    def __init__(self, cache_dir: str | Path, model_id: str, dim: int, *, unit: bool = False) -> None:
         self.dir = Path(cache_dir) / "embeddings"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.model_id = model_id
         self.dim = int(dim)
+        self.unit = bool(unit)
+        #: cached rows read as missing because they were not unit-length (``unit=True`` only)
+        self.refused_rows = 0
         self.path = self.dir / f"{_slug(model_id)}.sqlite"
         self._local = threading.local()
         self._open_checked()
@@ -82,6 +101,10 @@ class EmbeddingCache:
             conn.execute("SELECT count(*) FROM emb").fetchone()
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
+            (recorded,) = conn.execute("SELECT v FROM meta WHERE k = 'model_id'").fetchone() or (self.model_id,)
+            if recorded != self.model_id:
+                conn.close()
+                raise sqlite3.DatabaseError(f"written for model {recorded!r}, not {self.model_id!r}")
             self._local.conn = conn
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
@@ -116,12 +139,21 @@ class EmbeddingCache:
             q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
             found.update(self._conn.execute(q, chunk).fetchall())
         missing: list[int] = []
+        refused = 0
         for i, k in enumerate(keys):
             blob = found.get(k)
             if blob is None or len(blob) != 4 * self.dim:
                 missing.append(i)
-            else:
-                out[i] = np.frombuffer(blob, dtype=np.float32)
+                continue
+            v = np.frombuffer(blob, dtype=np.float32)
+            if self.unit and not _is_unit(v):
+                missing.append(i)
+                refused += 1
+                continue
+            out[i] = v
+        if refused:
+            self.refused_rows += refused
+            logger.warning("embedding cache %s: %d cached rows are not unit vectors (damaged); recomputing them", self.path, refused)
         return out, missing
 
     def put_many(self, texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -129,7 +161,7 @@ class EmbeddingCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(texts), self.dim):
             raise ValueError(f"expected vectors of shape ({len(texts)}, {self.dim}), got {vectors.shape}")
-        rows = [(text_key(t), v.tobytes()) for t, v in zip(texts, vectors) if np.isfinite(v).all()]
+        rows = [(text_key(t), v.tobytes()) for t, v in zip(texts, vectors) if np.isfinite(v).all() and (not self.unit or _is_unit(v))]
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
 

@@ -211,6 +211,7 @@ class Encoder:
         self.device = device
         self._model = None
         self._cache: EmbeddingCache | None = None
+        self._revision: str | None = None  # weights fingerprint, computed with the cache key
         self._lock = threading.Lock()
         spec = REGISTRY.get(self.name)
         self._dim: int | None = spec.dim if spec else None
@@ -260,8 +261,18 @@ class Encoder:
 
     @property
     def model_id(self) -> str:
-        """Cache identity: name, sequence length and dtype (the resolved precision)."""
-        return f"{self.name}|seq={self.max_seq_length or 'default'}|{self.precision}"
+        """Cache identity: name, weights revision (:func:`weights_fingerprint` of the model
+        folder, as in :meth:`identity`; ``none`` for a hub id not on disk), sequence length and
+        dtype (the resolved precision). Weights updated in place at the same path therefore
+        never reuse the old weights' cached vectors.
+
+        Raises:
+            ModelNotFoundError / ModelLoadError: the model's files cannot be located.
+        """
+        if self._revision is None:
+            path = Path(resolve_model_path(self.name, self.cache_dir))
+            self._revision = weights_fingerprint(path, self.cache_dir)[:16] if path.is_dir() else "none"
+        return f"{self.name}|rev={self._revision}|seq={self.max_seq_length or 'default'}|{self.precision}"
 
     def identity(self) -> dict:
         """What a collection manifest records about this student (see
@@ -287,7 +298,7 @@ class Encoder:
     @property
     def cache(self) -> EmbeddingCache:
         if self._cache is None:
-            self._cache = EmbeddingCache(self.cache_dir, self.model_id, self.dim)
+            self._cache = EmbeddingCache(self.cache_dir, self.model_id, self.dim, unit=True)
         return self._cache
 
     def _forward(self, texts: Sequence[str], advance: Callable[[int], None] | None = None) -> np.ndarray:
