@@ -2,7 +2,11 @@
 command row by row: every per-seed Δ NDCG@10 of every stratum, row and mode (frozen,
 pre-trained, each cycle) and every gate decision (promoted or not), and prints how many
 matched, the largest absolute difference, and each mismatch. Exit status 1 on any mismatch
-beyond ``--atol`` (default 1e-9), so it can guard the numbers written in docs/.
+beyond ``--atol`` (default 1e-9), so it can guard the numbers written in docs/. Every value of
+the stored (first) result must be in the re-run: rows are paired by name (``pretrained``,
+cycle number), a row missing from the re-run is a mismatch, and so is a value that is not a
+finite number (a NaN never matches). ``benchmarks/compare_runs.py`` (absolute NDCG@10 and
+per-query scores) shares :func:`row_map` and :func:`gap`.
 
     python benchmarks/compare_results.py results/protocol/deploy/parts/cacm_none_L3_L6.json /tmp/rerun/cacm_none_L3_L6.json
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -18,8 +23,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from antigravity.settings import differing_settings  # noqa: E402
 
 
-def _rows(mode: dict) -> list[dict]:
-    return [r for r in [mode.get("pretrained"), *mode["cycles"]] if r is not None]
+def named_rows(mode: dict) -> dict[str, dict]:
+    """A mode's rows by name, in result order: ``pretrained`` (when it has one), then each cycle (``"0"``, ``"1"``, …)."""
+    out = {"pretrained": mode["pretrained"]} if mode.get("pretrained") else {}
+    return out | {str(r["cycle"]): r for r in mode["cycles"]}
+
+
+def row_map(result: dict) -> dict[tuple[str, str, str, str], dict]:
+    """Every row of a result, keyed ``(labels, corpus, mode, row name)``."""
+    return {(lb, corpus, mode, name): row for lb, run in result["runs"].items() for corpus, res in run["corpora"].items()
+            for mode, m in res["modes"].items() for name, row in named_rows(m).items()}
+
+
+def gap(x, y) -> float:
+    """``|x − y|``; ``inf`` when either is missing or not a finite number (a NaN never matches, not even a NaN)."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (x, y)):
+        return math.inf
+    return abs(x - y)
+
+
+def _signed(x) -> str:
+    return f"{x:+.6f}" if isinstance(x, (int, float)) else repr(x)
 
 
 def compare(a: dict, b: dict, atol: float = 1e-9) -> tuple[int, float, list[str]]:
@@ -44,16 +68,21 @@ def compare(a: dict, b: dict, atol: float = 1e-9) -> tuple[int, float, list[str]
                 if om is None:
                     bad.append(f"{lb} {name} {mode}: missing in the second result")
                     continue
-                for ra, rb in zip(_rows(m), _rows(om)):
+                other_rows = named_rows(om)
+                for row, ra in named_rows(m).items():
+                    rb = other_rows.get(row)
+                    if rb is None:  # paired by name: a shorter re-run is never compared short
+                        bad.append(f"{lb} {name} {mode} {row}: missing in the second result")
+                        continue
                     for st, sa in ra.get("strata", {}).items():
                         sb = rb.get("strata", {}).get(st, {})
                         for sd, x in sa.get("delta_per_seed", {}).items():
                             y = sb.get("delta_per_seed", {}).get(sd)
                             n += 1
-                            diff = abs(x - y) if y is not None else float("inf")
+                            diff = gap(x, y)
                             worst = max(worst, diff)
-                            if diff > atol:
-                                bad.append(f"{lb} {name} {mode} {ra['cycle']} {st} seed {sd}: {x:+.6f} vs {y}")
+                            if not diff <= atol:
+                                bad.append(f"{lb} {name} {mode} {row} {st} seed {sd}: {_signed(x)} vs {y}")
                 da, db = m.get("decisions", []), om.get("decisions", [])
                 n += len(da)
                 if [d["promoted"] for d in da] != [d["promoted"] for d in db]:

@@ -1,5 +1,8 @@
 """Compare two `antigravity benchmark` result JSONs row by row (NDCG@10 per label setting,
-mode and row, and every per-query score): prints each row and the largest difference.
+mode and row, and every per-query score): prints each row and the largest difference. A row,
+seed or query in one result only, or a value that is not a finite number, is an infinite
+difference (exit 1). The row walk and the difference are ``benchmarks/compare_results.py``'s
+(which compares per-seed Δ and gate decisions instead).
 
     python benchmarks/compare_runs.py results/architecture/scifact_fast_before_bb19cf5.json \
         results/architecture/scifact_fast_after_8369fab.json
@@ -9,17 +12,18 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_results import gap, row_map  # noqa: E402
+
+rows = row_map  # {(labels, corpus, mode, row name): row}
 
 
-def rows(result: dict) -> dict[tuple[str, str, str, str], dict]:
-    out = {}
-    for labels, run in result["runs"].items():
-        for corpus, res in run["corpora"].items():
-            for mode, m in res["modes"].items():
-                named = ([("pretrained", m["pretrained"])] if m.get("pretrained") else []) + [(str(r["cycle"]), r) for r in m["cycles"]]
-                for name, row in named:
-                    out[(labels, corpus, mode, name)] = row
-    return out
+def per_query_gap(pa: dict, pb: dict) -> float:
+    """Largest difference of per-query NDCG@10 ``{seed: {query id: score}}`` over every seed and
+    query of either result (one missing on a side: ``inf``)."""
+    return max((gap(pa.get(s, {}).get(q), pb.get(s, {}).get(q)) for s in pa.keys() | pb.keys() for q in pa.get(s, {}).keys() | pb.get(s, {}).keys()), default=0.0)
 
 
 def main(a_path: str, b_path: str) -> int:
@@ -32,8 +36,8 @@ def main(a_path: str, b_path: str) -> int:
             worst = float("inf")
             continue
         pa, pb = ra.get("per_query_ndcg@10", {}), rb.get("per_query_ndcg@10", {})
-        dq = max((abs(pa[s][q] - pb[s][q]) for s in pa for q in pa[s]), default=0.0)  # {seed: {query id: NDCG@10}}
-        d = abs(ra["ndcg@10"] - rb["ndcg@10"])
+        dq = per_query_gap(pa, pb)
+        d = gap(ra.get("ndcg@10"), rb.get("ndcg@10"))
         worst = max(worst, d, dq)
         print(*key, f"{ra['ndcg@10']:.6f}", f"{rb['ndcg@10']:.6f}", f"max per-query diff {dq:.2e}")
     print(f"largest difference: {worst:.2e}")

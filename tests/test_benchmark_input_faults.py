@@ -7,8 +7,10 @@ docs/bad-input.md."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -329,3 +331,240 @@ def test_evaluation_queries_no_ranking_can_score_are_counted_in_the_protocol(tmp
     assert sum(f.protocol["n_eval_relevant_only_empty"] for f in folds) == 1
     clean = hb.split_for_seed(hb.load_source(None, str(_folder(tmp_path / "ok")), "test"), 0)
     assert clean.protocol["n_eval_without_relevant"] == clean.protocol["n_eval_relevant_only_empty"] == 0
+
+
+# -- 11. every corpus's splits checked before the first corpus runs -----------------------------
+
+
+@pytest.mark.parametrize("failing", [
+    {"corpus": "b", "seed": 1, "fold": 0, "labels": "none", "cross_fit": False},  # a later corpus, a later seed
+    {"corpus": "b", "seed": 0, "fold": 0, "labels": "dev", "cross_fit": False},  # a later label setting
+    {"corpus": "b", "seed": 0, "fold": 1, "labels": "none", "cross_fit": True},  # a later (swapped) fold
+], ids=["later-corpus-seed", "later-labels", "later-fold"])
+def test_a_split_without_evaluation_query_on_a_later_corpus_is_refused_before_the_first_corpus_runs(tmp_path, monkeypatch, failing):  # case: bench-split-no-evaluation-query-any-corpus
+    """Every corpus's splits (each label setting, seed and fold) are made and checked before any
+    corpus is encoded: a split evaluating nothing on the last corpus must not come after the
+    first corpus was benchmarked in full. (Today's split rule gives every split an evaluation
+    query once the count checks pass, so the rule is replaced here by one that empties the
+    failing split: the test pins the order of the check, not the rule.)"""
+    real = hb.split_for_seed
+
+    def split(src, seed, *, labels="none", fold=0, **kw):
+        data = real(src, seed, labels=labels, fold=fold, **kw)
+        if (src.name, seed, fold, labels) == (failing["corpus"], failing["seed"], failing["fold"], failing["labels"]):
+            data.eval_queries.clear()
+        return data
+
+    ran = []
+    monkeypatch.setattr(hb, "split_for_seed", split)
+    monkeypatch.setattr(hb, "run_mode", lambda *a, **k: ran.append(a[0]) or pytest.fail("a mode ran before the refusal"))
+    a, b = _folder(tmp_path / "a"), _folder(tmp_path / "b")
+    enc = HashEncoder(32)
+    match = rf"{b / 'qrels' / 'test.tsv'}: seed {failing['seed']}, fold {failing['fold']} leaves no evaluation query"
+    with pytest.raises(DatasetError, match=match):
+        _bench(_settings(tmp_path), [a, b], seeds=[0, 1], labels=["none", "dev"], cross_fit=failing["cross_fit"], encoder=enc)
+    assert enc.calls == 0 and not ran
+
+
+def test_splits_made_up_front_are_the_splits_run(tmp_path, monkeypatch):
+    """The up-front splits are the ones benchmarked (made once per corpus, label setting, seed
+    and fold, not again per corpus)."""
+    made = []
+    real = hb.split_for_seed
+    monkeypatch.setattr(hb, "split_for_seed", lambda src, seed, **kw: made.append((src.name, seed, kw["labels"], kw["fold"])) or real(src, seed, **kw))
+    r = _bench(_settings(tmp_path), [_folder(tmp_path / "a"), _folder(tmp_path / "b", n=8)], seeds=[0, 1], labels=["none", "dev"], cross_fit=True, encoder=HashEncoder(32))
+    assert sorted(made) == sorted({(c, s, lb, f) for c in "ab" for s in (0, 1) for lb in ("none", "dev") for f in (0, 1)})
+    assert r["runs"]["dev"]["corpora"]["b"]["folds"] == 2 and [p["seed"] for p in r["runs"]["none"]["corpora"]["a"]["protocol_per_seed"]] == [0, 0, 1, 1]
+
+
+# -- 12. the served-version record (active.json): a version is an integer >= 0 ------------------
+
+
+def _registry_with_version_1(tmp_path):
+    from antigravity.adaptation.adapter import ResidualAdapter
+    from antigravity.serving.checkpoints import AdapterRegistry
+
+    reg = AdapterRegistry(tmp_path, "antigravity")
+    reg.save(1, None, ResidualAdapter(32, 4), {"student": {"name": "hash-encoder", "dim": 32}})
+    reg.set_active(1, "raw", [0, 1])
+    return reg
+
+
+ACTIVE_DAMAGE = [  # (case, edit of active.json's fields, what the message shows)
+    ("version-true", {"version": True}, "'version' is true"),
+    ("version-false", {"version": False, "history": [0]}, "'version' is false"),
+    ("version-float", {"version": 1.0}, "'version' is 1.0"),
+    ("version-fraction", {"version": 1.5}, "'version' is 1.5"),
+    ("version-string", {"version": "1"}, "'version' is \"1\""),
+    ("version-negative", {"version": -1, "history": [0, -1]}, "'version' is -1"),
+    ("version-null", {"version": None}, "'version' is null"),
+    ("version-missing", {"version": ...}, "field 'version' is missing"),
+    ("history-entry-true", {"history": [0, True]}, "'history' is [0, true]"),
+    ("history-string", {"history": "01"}, "'history' is \"01\""),
+    ("history-not-ending-with-version", {"history": [0, 1, 2]}, "'history' [0, 1, 2] does not end with the served 'version' 1"),
+    ("history-empty", {"history": []}, "'history' [] does not end"),
+    ("slot-not-a-string", {"slot": 5}, "'slot' is 5"),
+    ("not-an-object", [1], "[1] is not an object"),
+]
+
+
+@pytest.mark.parametrize("case,edit,shown", ACTIVE_DAMAGE, ids=[c[0] for c in ACTIVE_DAMAGE])
+def test_active_version_record_with_a_wrong_typed_field_is_a_checkpoint_error(tmp_path, case, edit, shown):  # case: store-active-version-wrong-type
+    """``active.json`` names the served version: ``true``, ``1.0`` or ``"1"`` used to be read as
+    version 1 (``int()``), ``1.5`` as 1 and a history ``"01"`` as [0, 1]; each is now damage,
+    refused with a CheckpointError naming the file and the value as the file has it."""
+    from antigravity.core.errors import CheckpointError
+
+    reg = _registry_with_version_1(tmp_path)
+    data = json.loads(reg.active_path.read_text())
+    if isinstance(edit, dict):
+        for k, v in edit.items():
+            data.pop(k) if v is ... else data.__setitem__(k, v)
+    else:
+        data = edit
+    reg.active_path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=re.escape(str(reg.active_path)) + r" is malformed: .*" + re.escape(shown)):
+        reg.active()
+    with pytest.raises(CheckpointError, match=re.escape(shown)):
+        reg.list()  # `antigravity adapters list` reads it too
+
+
+def test_active_version_record_as_written_still_reads(tmp_path):
+    reg = _registry_with_version_1(tmp_path)
+    assert reg.active() == {"version": 1, "slot": "raw", "history": [0, 1]}
+    reg.set_active(0, "raw", [1, 0])
+    assert reg.active() == {"version": 0, "slot": "raw", "history": [1, 0]}
+    reg.active_path.unlink()
+    assert reg.active() == {"version": 0, "slot": "raw", "history": [0]}
+
+
+@pytest.mark.parametrize("value", [True, 1.0])
+def test_checkpoint_metadata_version_true_is_not_version_1(tmp_path, value):  # case: store-active-version-wrong-type
+    from antigravity.core.errors import CheckpointError
+
+    reg = _registry_with_version_1(tmp_path)
+    meta = json.loads(reg.meta_path(1).read_text())
+    reg.meta_path(1).write_text(json.dumps(meta | {"version": value}))
+    with pytest.raises(CheckpointError, match=rf"v000001\.json is malformed \(version field {json.dumps(value)}, expected 1\)"):
+        reg.read_meta(1)
+
+
+def test_engine_open_refuses_active_version_true(tmp_path):  # case: store-active-version-wrong-type
+    """End to end: a persistent engine whose ``active.json`` says ``"version": true`` is refused at
+    open (it used to serve adapter version 1), and the refused open changes no file."""
+    from antigravity import AntigravityEngine
+    from antigravity.adaptation.adapter import ResidualAdapter
+    from antigravity.core.errors import CheckpointError
+    from antigravity.serving.checkpoints import AdapterRegistry
+
+    def engine():
+        return AntigravityEngine(data_dir=str(tmp_path), store__location=str(tmp_path / "qdrant"), encoder=HashEncoder(32), teacher__name="none")
+
+    e = engine()
+    e.ingest([{"_id": f"d{i}", "text": f"document {i} word{i}"} for i in range(20)])
+    e.close()
+    reg = AdapterRegistry(tmp_path, "antigravity")
+    reg.save(1, None, ResidualAdapter(32, 4), {"student": {"name": "hash-encoder", "dim": 32}})
+    reg.active_path.write_text(json.dumps({"version": True, "slot": "raw", "history": [0, True]}))
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    with pytest.raises(CheckpointError, match=r"active\.json is malformed: 'version' is true"):
+        engine()
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+
+
+# -- 13. the feedback benchmark's seeds: checked as run_benchmark's -----------------------------
+
+
+@pytest.mark.parametrize("seeds,match", [([0, 0], "seed 0 is given twice"), ([1, 2, 1], "seed 1 is given twice"), ([-1], "seed -1 must be an integer >= 0"),
+                                         ([True], "seed True must be an integer >= 0"), ([], "empty")])
+def test_feedback_api_seeds_are_checked_like_the_benchmark(tmp_path, seeds, match):  # case: bench-feedback-seeds-repeated
+    """``run_feedback_benchmark(seeds=[0, 0])`` ran seed 0 twice: its gate decision counted twice
+    and its spread was 0. Refused like ``run_benchmark`` (one :func:`validate_seeds`), before any work."""
+    d = _folder(tmp_path / "c")
+    for run in (_bench, _feedback):
+        enc = HashEncoder(32)
+        with pytest.raises(ConfigurationError, match=match):
+            run(_settings(tmp_path), [d], seeds=seeds, encoder=enc)
+        assert enc.calls == 0
+
+
+# -- 14. benchmarks/compare_results.py and compare_runs.py: nothing compared short ---------------
+
+
+def _script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def _stored_result():
+    def row(cycle, d):
+        return {"cycle": cycle, "ndcg@10": 0.5 + d, "strata": {"no_near_dup": {"delta_per_seed": {"0": d, "1": d / 2}}},
+                "per_query_ndcg@10": {"0": {"q1": 0.5, "q2": 0.25 + d}, "1": {"q1": 0.75, "q3": 0.5}}}
+
+    mode = {"pretrained": row("pretrained", 0.05), "cycles": [row(0, 0.0), row(1, 0.01), row(2, 0.02)], "decisions": [{"promoted": True}]}
+    return {"runs": {"none": {"corpora": {"cacm": {"modes": {"offline": mode}}}}}}
+
+
+def _edit(result, path, value):
+    node = result
+    for k in path[:-1]:
+        node = node[k]
+    if value is ...:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return result
+
+
+MODE = ("runs", "none", "corpora", "cacm", "modes", "offline")
+COMPARE_RESULTS_DAMAGE = [  # (case, edit of the re-run, a mismatch line that must appear)
+    ("rerun-missing-last-cycle", lambda r: r["runs"]["none"]["corpora"]["cacm"]["modes"]["offline"]["cycles"].pop(), "offline 2: missing in the second result"),
+    ("rerun-missing-pretrained", lambda r: _edit(r, (*MODE, "pretrained"), None), "offline pretrained: missing in the second result"),
+    ("rerun-delta-nan", lambda r: _edit(r, (*MODE, "cycles", 1, "strata", "no_near_dup", "delta_per_seed", "0"), float("nan")), "offline 1 no_near_dup seed 0: +0.010000 vs nan"),
+]
+
+
+@pytest.mark.parametrize("case,edit,line", COMPARE_RESULTS_DAMAGE, ids=[c[0] for c in COMPARE_RESULTS_DAMAGE])
+def test_compare_results_pairs_rows_by_name_and_never_matches_a_nan(case, edit, line):  # case: bench-compare-short-or-nan
+    """compare_results.py paired rows by position (``zip``): a re-run with a cycle fewer was
+    compared short and reported 0 mismatches, one without the pre-trained row was compared
+    shifted; a NaN difference is not ``> atol``, so a NaN per-seed Δ counted as reproduced."""
+    cmp = _script("compare_results")
+    rerun = _stored_result()
+    edit(rerun)
+    n, worst, bad = cmp.compare(_stored_result(), rerun)
+    assert any(x.endswith(line) for x in bad), bad
+    assert worst == float("inf") or case.startswith("rerun-missing")
+    both_nan = _edit(_stored_result(), (*MODE, "cycles", 0, "strata", "no_near_dup", "delta_per_seed", "1"), float("nan"))
+    assert cmp.compare(both_nan, copy.deepcopy(both_nan))[2] != []  # a NaN is not a reproduced number
+    assert cmp.compare(_stored_result(), _stored_result())[2] == []
+
+
+COMPARE_RUNS_DAMAGE = [  # (case, edit of the second result)
+    ("extra-query", lambda r: _edit(r, (*MODE, "cycles", 0, "per_query_ndcg@10", "0", "q9"), 0.5)),
+    ("missing-query", lambda r: _edit(r, (*MODE, "cycles", 0, "per_query_ndcg@10", "1", "q3"), ...)),
+    ("extra-seed", lambda r: _edit(r, (*MODE, "cycles", 0, "per_query_ndcg@10", "2"), {"q1": 0.5})),
+    ("ndcg-nan", lambda r: _edit(r, (*MODE, "cycles", 2, "ndcg@10"), float("nan"))),
+    ("per-query-nan", lambda r: _edit(r, (*MODE, "cycles", 2, "per_query_ndcg@10", "0", "q1"), float("nan"))),
+]
+
+
+@pytest.mark.parametrize("case,edit", COMPARE_RUNS_DAMAGE, ids=[c[0] for c in COMPARE_RUNS_DAMAGE])
+def test_compare_runs_reports_every_query_seed_or_nan_it_cannot_match(tmp_path, capsys, case, edit):  # case: bench-compare-short-or-nan
+    """compare_runs.py compared only the first result's queries (a query or seed only in the
+    second was ignored, one missing from it a KeyError) and a NaN score matched anything: each is
+    now an infinite difference, exit 1; equal results still print 0 and exit 0."""
+    runs = _script("compare_runs")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_stored_result()))
+    b.write_text(json.dumps(_stored_result()))
+    assert runs.main(str(a), str(b)) == 0 and capsys.readouterr().out.endswith("largest difference: 0.00e+00\n")
+    second = _stored_result()
+    edit(second)
+    b.write_text(json.dumps(second))
+    assert runs.main(str(a), str(b)) == 1
+    assert capsys.readouterr().out.endswith("largest difference: inf\n")

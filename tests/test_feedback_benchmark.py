@@ -295,7 +295,8 @@ def test_cli_feedback_errors_are_one_line(args, match):
 
 def test_feedback_clicks_stores_simulated_clicks_on_the_frozen_top10_seeded(tmp_path, monkeypatch):
     """``--feedback clicks``: the rows stored are click rows (source click, a rank 1..10 of the
-    frozen ranking, relevance 1), simulated from the feedback qrels, the same for the same seed."""
+    frozen ranking, relevance 1), simulated from the feedback qrels, the same for the same seed
+    (seed 0 run again on its own: a seed may not repeat within one run)."""
     stored = []
     real = fb.simulated_click_rows
 
@@ -308,9 +309,11 @@ def test_feedback_clicks_stores_simulated_clicks_on_the_frozen_top10_seeded(tmp_
 
     monkeypatch.setattr(fb, "simulated_click_rows", spy)
     corpus = str(_half_corpus(tmp_path))
-    r = fb.run_feedback_benchmark(_settings(tmp_path), task=None, data_dir=[corpus], split="test", seeds=[0, 0, 1], feedback="clicks", encoder=HashEncoder(32))
+    r = fb.run_feedback_benchmark(_settings(tmp_path), task=None, data_dir=[corpus], split="test", seeds=[0, 1], feedback="clicks", encoder=HashEncoder(32))
+    fb.run_feedback_benchmark(_settings(tmp_path), task=None, data_dir=[corpus], split="test", seeds=[0], feedback="clicks", encoder=HashEncoder(32))
     assert r["feedback"] == "clicks" and r["click_model"] == fb.CLICK_MODEL and r["propensity"] == "none"
-    (s0, rows0, shown0, data0), (_, rows0b, _, _), (s1, rows1, _, _) = stored
+    (s0, rows0, shown0, data0), (s1, rows1, _, _), (s0b, rows0b, _, _) = stored
+    assert (s0, s1, s0b) == (0, 1, 0)
     assert rows0 and rows0 == rows0b and rows0 != rows1  # seeded
     for row in rows0:
         assert row["source"] == "click" and row["relevance"] == 1

@@ -715,23 +715,37 @@ def student_encoder(settings: Settings):
     return Encoder(s.name, cache_dir=settings.resolved_cache_dir, batch_size=s.batch_size, bf16=s.bf16, max_seq_length=s.max_seq_length)
 
 
-def run_corpus(
-    settings: Settings, src: CorpusSource, *, modes: list[str], seeds: list[int], cycles: int, labels: str, pseudo_queries: int, encoder, say: Callable[[str], None],
-    cross_fit: bool = False,
-) -> dict[str, Any]:
-    """Every mode × seed on one corpus under one label setting (see :func:`run_benchmark`).
-    With ``cross_fit`` a test-only corpus runs each seed twice, halves swapped, and scores
-    every judged query (:func:`merge_folds`); a corpus with a train split runs once."""
+def corpus_splits(settings: Settings, src: CorpusSource, seeds: list[int], *, labels: str, pseudo_queries: int, cross_fit: bool = False) -> list[list[BenchmarkData]]:
+    """Per seed, its splits of ``src`` (:func:`split_for_seed`): fold 0, and fold 1 when
+    ``cross_fit`` on a test-only corpus. No encoding: :func:`run_benchmark` makes every
+    corpus's splits before the first corpus is encoded.
+
+    Raises:
+        NoJudgmentsError: a seed (or fold) whose split evaluates no query (names the qrels file).
+    """
     folds = (0, 1) if cross_fit and src.kind == "half" else (0,)
     fold_datas = [[split_for_seed(src, sd, labels=labels, dev_fraction=settings.benchmark.dev_fraction, pseudo_queries=pseudo_queries, fold=f) for f in folds] for sd in seeds]
-    datas = [fd[0] if len(fd) == 1 else merge_fold_data(fd) for fd in fold_datas]
-    every = [d for fd in fold_datas for d in fd]
-    for d in every:
+    for d in (d for fd in fold_datas for d in fd):
         if not d.eval_queries:  # every metric would be the mean of nothing (NaN)
             raise NoJudgmentsError(f"{src.qrels_file or src.name}: seed {d.protocol['seed']}, fold {d.protocol['fold']} leaves no evaluation query "
                                    f"({len(src.eval_queries)} judged {src.split} queries)")
+    return fold_datas
+
+
+def run_corpus(
+    settings: Settings, src: CorpusSource, *, modes: list[str], seeds: list[int], cycles: int, labels: str, pseudo_queries: int, encoder, say: Callable[[str], None],
+    cross_fit: bool = False, fold_datas: list[list[BenchmarkData]] | None = None,
+) -> dict[str, Any]:
+    """Every mode × seed on one corpus under one label setting (see :func:`run_benchmark`).
+    With ``cross_fit`` a test-only corpus runs each seed twice, halves swapped, and scores
+    every judged query (:func:`merge_folds`); a corpus with a train split runs once.
+    ``fold_datas``: the splits already made by :func:`corpus_splits` (made here when ``None``)."""
+    if fold_datas is None:
+        fold_datas = corpus_splits(settings, src, seeds, labels=labels, pseudo_queries=pseudo_queries, cross_fit=cross_fit)
+    datas = [fd[0] if len(fd) == 1 else merge_fold_data(fd) for fd in fold_datas]
+    every = [d for fd in fold_datas for d in fd]
     result: dict[str, Any] = {
-        "task": src.name, "split": src.split, "split_kind": src.kind, "labels": labels, "seeds": seeds, "n_docs": len(src.doc_ids), "folds": len(folds),
+        "task": src.name, "split": src.split, "split_kind": src.kind, "labels": labels, "seeds": seeds, "n_docs": len(src.doc_ids), "folds": len(fold_datas[0]),
         "n_queries_eval": int(np.mean([len(d.eval_queries) for d in datas])), "n_queries_adapt": int(np.mean([len(d.adapt_queries) for d in every])),
         "n_queries_dev": int(np.mean([len(d.dev_queries) for d in every])), "protocol_per_seed": [d.protocol for d in every], "modes": {},
     }
@@ -752,10 +766,10 @@ def run_corpus(
     return result
 
 
-def validate_seeds(seeds: list[int], what: str = "seeds", *, distinct: bool = True) -> list[int]:
+def validate_seeds(seeds: list[int], what: str = "seeds") -> list[int]:
     """``seeds``: a non-empty list of integers >= 0 (numpy's PCG64 refuses negative seeds, late),
-    each once when ``distinct`` (a repeated seed runs twice: its decisions count twice, the
-    spread between the copies is 0, and per-seed results are keyed by seed).
+    each once (a repeated seed runs twice: its decisions count twice, the spread between the
+    copies is 0, and per-seed results are keyed by seed). Both benchmarks use it.
 
     Raises:
         ConfigurationError: names the offending value.
@@ -766,7 +780,7 @@ def validate_seeds(seeds: list[int], what: str = "seeds", *, distinct: bool = Tr
     for sd in seeds:
         if isinstance(sd, bool) or not isinstance(sd, (int, np.integer)) or sd < 0:
             raise ConfigurationError(f"{what}: seed {sd!r} must be an integer >= 0")
-        if distinct and sd in seen:
+        if sd in seen:
             raise ConfigurationError(f"{what}: seed {sd} is given twice (it would run twice and count its decisions twice)")
         seen.add(int(sd))
     return list(seeds)
@@ -866,7 +880,8 @@ def run_benchmark(
         ConfigurationError: no corpus, unknown label setting, a mode the teacher settings
             cannot run, teacher weights without hybrid, serving-time fusion or prior on, a bad
             seed, a task with folders, two folders of one name (checked before any work).
-        DatasetError: unreadable folder; NoJudgmentsError: no judged evaluation query.
+        DatasetError: unreadable folder; NoJudgmentsError: no judged evaluation query, or a
+            seed's split evaluating none (every corpus's splits are checked before any is encoded).
         EmptyCorpusError: a corpus without documents.
     """
     say = progress or (lambda msg: logger.info(msg))
@@ -881,6 +896,8 @@ def run_benchmark(
             if src.kind == "half" and len(src.eval_queries) < 2:  # fold 1 evaluates the smaller half: none
                 raise NoJudgmentsError(f"{src.qrels_file}: --cross-fit needs at least 2 judged {split} queries on {src.name!r}, got {len(src.eval_queries)} "
                                        "(the swapped fold would evaluate none)")
+    # every corpus's splits, checked before the first corpus is encoded (NoJudgmentsError)
+    splits = {(lb, src.name): corpus_splits(settings, src, seeds, labels=lb, pseudo_queries=pseudo_queries, cross_fit=cross_fit) for lb in labels for src in sources}
     if teacher_weights and "hybrid" in modes:
         i = modes.index("hybrid")
         modes = modes[:i] + [hybrid_run(w) for w in teacher_weights] + modes[i + 1 :]
@@ -897,7 +914,8 @@ def run_benchmark(
     for lb in labels:
         corpora = {}
         for src in sources:
-            corpora[src.name] = run_corpus(settings, src, modes=modes, seeds=seeds, cycles=cycles, labels=lb, pseudo_queries=pseudo_queries, encoder=encoder, say=say, cross_fit=cross_fit)
+            corpora[src.name] = run_corpus(settings, src, modes=modes, seeds=seeds, cycles=cycles, labels=lb, pseudo_queries=pseudo_queries, encoder=encoder, say=say, cross_fit=cross_fit,
+                                         fold_datas=splits[lb, src.name])
         apply_holm(corpora)
         result["runs"][lb] = {"corpora": corpora, "summary": summarise(corpora)}
     if own_encoder:

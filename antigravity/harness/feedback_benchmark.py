@@ -340,15 +340,15 @@ def run_feedback_benchmark(settings: Settings, *, task: str | None, data_dir: st
 
     Raises:
         ConfigurationError: unknown ``feedback``, no corpus, no evaluation qrels, α < 1 without a
-            teacher, a negative seed, serving-time fusion or prior on (the rows score the unfused
-            ranking), a task with folders, two folders of one name. DatasetError: unreadable
-            folder; NoJudgmentsError: a seed that leaves no evaluation query. EmptyCorpusError:
-            a corpus without documents.
+            teacher, no seed or a negative or repeated one, serving-time fusion or prior on (the
+            rows score the unfused ranking), a task with folders, two folders of one name.
+            DatasetError: unreadable folder; NoJudgmentsError: a seed that leaves no evaluation
+            query. EmptyCorpusError: a corpus without documents.
     """
     from antigravity.harness.benchmark import NoJudgmentsError, check_serving_unfused, validate_seeds
 
     validate_feedback_kind(feedback)
-    validate_seeds(seeds, distinct=False)  # a repeated seed reproduces its run (tests rely on it)
+    validate_seeds(seeds)  # as run_benchmark: a repeated seed would count its decision twice and report a spread of 0
     check_serving_unfused(settings, "the feedback benchmark")
     say = progress or (lambda msg: logger.info(msg))
     alpha = feedback_alpha(settings)

@@ -192,16 +192,21 @@ class AdapterRegistry:
         """``{"version", "slot", "history"}`` of the served version (version 0 when none saved).
 
         Raises:
-            CheckpointError: ``active.json`` is unreadable or malformed.
+            CheckpointError: ``active.json`` is unreadable or malformed: not a JSON object; a
+                field missing; ``version`` or a ``history`` entry not an integer >= 0 (``true``,
+                ``1.0``, ``"1"`` are refused, never read as 1); ``slot`` not a string;
+                ``history`` not a list ending with ``version`` (what :meth:`set_active` writes).
         """
         if not self.active_path.exists():
             return {"version": 0, "slot": "raw", "history": [0]}
         try:
             data = json.loads(self.active_path.read_text())
-            version, slot, history = int(data["version"]), str(data["slot"]), [int(v) for v in data["history"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise CheckpointError(f"{self.active_path} is unreadable or malformed: {exc}") from None
-        return {"version": version, "slot": slot, "history": history}
+        problem = _active_problem(data)
+        if problem:
+            raise CheckpointError(f"{self.active_path} is malformed: {problem}; restore it from a backup, or delete it to serve the frozen student")
+        return {"version": data["version"], "slot": data["slot"], "history": list(data["history"])}
 
     def versions(self) -> list[int]:
         """Versions with a metadata file, ascending (version 0 not included)."""
@@ -229,8 +234,9 @@ class AdapterRegistry:
             meta = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{path} is unreadable or not JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("version") != version:
-            raise CheckpointError(f"{path} is malformed (version field {meta.get('version') if isinstance(meta, dict) else meta!r})")
+        if not isinstance(meta, dict) or not _is_version(meta.get("version")) or meta["version"] != version:  # true / 1.0 are not version 1
+            shown = json.dumps(meta.get("version") if isinstance(meta, dict) else meta)[:60]
+            raise CheckpointError(f"{path} is malformed (version field {shown}, expected {version})")
         return meta
 
     def list(self) -> list[dict[str, Any]]:
@@ -302,6 +308,30 @@ class AdapterRegistry:
             ad.eval()
             adapters[side] = ad
         return Checkpoint(version, adapters["doc"], adapters["query"], meta)
+
+
+def _is_version(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _active_problem(data: Any) -> str | None:
+    """What is wrong with the content of ``active.json`` (the first problem, its value shown as
+    in the file), or ``None``."""
+    if not isinstance(data, dict):
+        return f"{json.dumps(data)[:60]} is not an object"
+    for key in ("version", "slot", "history"):
+        if key not in data:
+            return f"field {key!r} is missing"
+    version, slot, history = data["version"], data["slot"], data["history"]
+    if not _is_version(version):
+        return f"'version' is {json.dumps(version)[:60]}, not an adapter version (an integer >= 0)"
+    if not isinstance(slot, str):
+        return f"'slot' is {json.dumps(slot)[:60]}, not a slot name"
+    if not isinstance(history, list) or not all(_is_version(v) for v in history):
+        return f"'history' is {json.dumps(history)[:60]}, not a list of adapter versions (integers >= 0)"
+    if not history or history[-1] != version:
+        return f"'history' {json.dumps(history)[:60]} does not end with the served 'version' {version}"
+    return None
 
 
 def _json_default(o: Any) -> Any:
