@@ -318,3 +318,22 @@ def test_lexical_fusion_without_bm25_falls_back_to_the_teacher_and_counts_it(tmp
     assert "judge_teacher_ndcg@10" in rep.reason  # the teacher alone judged
     assert e.stats()["teacher_failures"].get("lexical_DocumentError", 0) >= 1
     e.close()
+
+
+def test_offline_distillation_trains_at_teacher_temperature(tmp_path):
+    """``teacher.temperature`` reaches offline distillation's loss (it was read by hybrid
+    cycles only; offline kept 0.05 whatever the setting said)."""
+    import torch
+
+    def adapter_at(temperature: float):
+        e = _engine(tmp_path / f"t{temperature}", teacher=SpyTeacher(), mode="offline", gate__enabled=False, teacher__temperature=temperature)
+        try:
+            e.run_offline_distillation(_queries(30))
+            q = e.served_version.query_adapter
+            return torch.cat([p.detach().flatten() for p in q.parameters()])
+        finally:
+            e.close()
+
+    default, again, hot = adapter_at(0.05), adapter_at(0.05), adapter_at(5.0)
+    assert torch.equal(default, again)  # deterministic, so the difference below is the setting's
+    assert not torch.allclose(default, hot)

@@ -266,7 +266,12 @@ def run_offline_distillation(
     Args:
         queries: label-free distillation query texts (e.g. train queries); the engine's
             recorded traffic texts are added. Never pass evaluation queries.
-        config: :class:`DistillationConfig`. teacher: overrides ``settings.teacher``.
+        config: :class:`DistillationConfig`; without it, the measured recipe with
+            ``adaptation.seed`` and the ``teacher.`` settings ``distill_lr_grid``,
+            ``distill_refit``, ``distill_patience`` and ``temperature``. The adapter is full
+            rank whatever ``adaptation.rank`` says (that is the cycles' low-rank adapter; the
+            full-rank recipe is the one measured in docs/distillation.md).
+            teacher: overrides ``settings.teacher``.
         callback: ``callback(event, metrics)`` for each stage.
         promote: the engine's promotion (its version manager activates a candidate that
             passed the gate and fills ``version``/``promoted``), called before ``apply``.
@@ -276,9 +281,9 @@ def run_offline_distillation(
         AdaptationError: fewer than 2 distillation texts (nothing is changed).
     """
     settings = ctx.settings
-    cfg = config or DistillationConfig(
+    cfg = config or DistillationConfig(  # rank stays the measured full-rank recipe: adaptation.rank is the cycles' adapter
         seed=settings.adaptation.seed, lr_grid=tuple(settings.teacher.distill_lr_grid), refit=settings.teacher.distill_refit,
-        patience=settings.teacher.distill_patience,
+        patience=settings.teacher.distill_patience, temperature=settings.teacher.temperature,
     )
     validate_temperature(cfg.temperature)
     validate_teacher_weight(settings.teacher.weight)
